@@ -1,0 +1,60 @@
+"""flexiai-django: keep a Django deployment answering when its LLM providers fail.
+
+The public API is imported lazily, so adding the app to ``INSTALLED_APPS`` does not
+import models before the app registry is ready.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "chat": "flexiai_django.services",
+    "achat": "flexiai_django.services",
+    "stream": "flexiai_django.services",
+    "astream": "flexiai_django.services",
+    "llm": "flexiai_django.services",
+    "breaker": "flexiai_django.breakers",
+    "Breaker": "flexiai_django.breakers",
+    "ChatResult": "flexiai_django.types",
+    "ChatRequest": "flexiai_django.types",
+    "Message": "flexiai_django.types",
+    "FlexAIError": "flexiai_django.errors",
+    "ProviderError": "flexiai_django.errors",
+    "BadRequest": "flexiai_django.errors",
+    "CircuitOpen": "flexiai_django.errors",
+    "NoProviderAvailable": "flexiai_django.errors",
+    "StreamInterrupted": "flexiai_django.errors",
+    "UnknownModel": "flexiai_django.ordering",
+}
+
+__all__ = [
+    "BadRequest", "Breaker", "ChatRequest", "ChatResult", "CircuitOpen", "FlexAIError",
+    "Message", "NoProviderAvailable", "ProviderError", "StreamInterrupted", "UnknownModel",
+    "achat", "astream", "breaker", "chat", "llm", "stream",
+]
+
+if TYPE_CHECKING:
+    from flexiai_django.breakers import Breaker, breaker
+    from flexiai_django.errors import (
+        BadRequest,
+        CircuitOpen,
+        FlexAIError,
+        NoProviderAvailable,
+        ProviderError,
+        StreamInterrupted,
+    )
+    from flexiai_django.ordering import UnknownModel
+    from flexiai_django.services import achat, astream, chat, llm, stream
+    from flexiai_django.types import ChatRequest, ChatResult, Message
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'flexiai_django' has no attribute {name!r}") from None
+    return getattr(import_module(module), name)

@@ -1,0 +1,115 @@
+"""Providers in the Django admin: write-only API keys, live breaker state, breaker actions."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import BreakerState, State
+from flexiai_django.models import Provider
+
+STATE_COLOURS = {
+    State.CLOSED: "#1a7f37",
+    State.HALF_OPEN: "#9a6700",
+    State.OPEN: "#cf222e",
+    State.FORCED_OPEN: "#8250df",
+    State.DISABLED: "#57606a",
+}
+
+
+class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]
+    base_url = forms.URLField(
+        label=_("Base URL"), required=False, max_length=500, assume_scheme="https",
+        help_text=Provider._meta.get_field("base_url").help_text,
+    )
+    api_key = forms.CharField(
+        label=_("API key"), required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("Write-only: stored encrypted, never shown again. Leave blank to keep "
+                    "the current key."),
+    )
+    clear_api_key = forms.BooleanField(label=_("Remove the stored key"), required=False)
+
+    class Meta:
+        model = Provider
+        fields = ("name", "kind", "base_url", "model", "enabled", "api_key_env", "priority",
+                  "weight", "timeout", "failure_threshold", "success_threshold", "open_seconds",
+                  "max_open_seconds", "half_open_max_calls")
+
+    def save(self, commit: bool = True) -> Provider:
+        provider: Provider = super().save(commit=False)
+        if self.cleaned_data.get("clear_api_key"):
+            provider.set_api_key(None)
+        elif self.cleaned_data.get("api_key"):
+            provider.set_api_key(self.cleaned_data["api_key"])
+        if commit:
+            provider.save()
+        return provider
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = ProviderForm
+    list_display = ("name", "kind", "model", "priority", "weight", "enabled", "key_status",
+                    "breaker_state", "breaker_failures")
+    list_editable = ("priority", "weight", "enabled")
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "model", "base_url")
+    readonly_fields = ("key_status", "breaker_state", "created_at", "updated_at")
+    actions = ("reset_breakers", "force_open_breakers", "disable_breakers")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "base_url", "model", "enabled")}),
+        (_("Credentials"), {"fields": ("api_key_env", "api_key", "clear_api_key", "key_status")}),
+        (_("Routing"), {"fields": ("priority", "weight", "timeout")}),
+        (_("Circuit breaker (blank: FLEXIAI defaults)"), {
+            "fields": ("breaker_state", "failure_threshold", "success_threshold", "open_seconds",
+                       "max_open_seconds", "half_open_max_calls"),
+            "classes": ("collapse",),
+        }),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )
+
+    def _state(self, obj: Provider) -> BreakerState:
+        return get_store().get(obj.breaker_name)
+
+    @admin.display(description=_("API key"))
+    def key_status(self, obj: Provider) -> str:
+        if obj.api_key_env:
+            return f"from ${obj.api_key_env}" + ("" if obj.has_api_key else " (not set)")
+        return "stored (encrypted)" if obj.api_key_encrypted else "none"
+
+    @admin.display(description=_("Breaker"))
+    def breaker_state(self, obj: Provider) -> str:
+        state = self._state(obj).state
+        return format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS[state],
+                           state.value.replace("_", " ").upper())
+
+    @admin.display(description=_("Failures"))
+    def breaker_failures(self, obj: Provider) -> int:
+        return self._state(obj).failures
+
+    def _force(self, request: HttpRequest, queryset: QuerySet[Provider], to: State,
+               verb: str) -> None:
+        store = get_store()
+        names = []
+        for provider in queryset:
+            store.force(provider.breaker_name, to)
+            names.append(provider.name)
+        self.message_user(request, f"{verb}: {', '.join(names)}", messages.SUCCESS)
+
+    @admin.action(description=_("Reset breaker (closed)"))
+    def reset_breakers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        self._force(request, queryset, State.CLOSED, "Breaker reset")
+
+    @admin.action(description=_("Force breaker open"))
+    def force_open_breakers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        self._force(request, queryset, State.FORCED_OPEN, "Breaker forced open")
+
+    @admin.action(description=_("Disable breaker (always allow)"))
+    def disable_breakers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        self._force(request, queryset, State.DISABLED, "Breaker disabled")

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class FlexAIConfig(AppConfig):
+    name = "flexiai_django"
+    verbose_name = "FlexAI"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from flexiai_django import checks, registry
+
+        checks.register()
+        registry.connect()

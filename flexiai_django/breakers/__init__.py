@@ -1,0 +1,200 @@
+"""Circuit breakers for any outbound call: ``breaker("name").call(fn)`` or as a decorator.
+
+The store is built lazily from ``FLEXIAI["BREAKER_STORE"]`` (BACKEND dotted path +
+OPTIONS) the first time it is needed in this process, and rebuilt after a settings
+change or a fork.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from flexiai_django import signals
+from flexiai_django.conf import get_settings
+from flexiai_django.errors import CircuitOpen
+
+from .state import Admission, BreakerConfig, BreakerState, State
+from .store import BreakerStore
+
+__all__ = [
+    "Breaker",
+    "BreakerConfig",
+    "BreakerState",
+    "BreakerStore",
+    "State",
+    "breaker",
+    "default_config",
+    "get_store",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_store: tuple[int, BreakerStore] | None = None
+_store_lock = threading.Lock()
+
+
+def get_store() -> BreakerStore:
+    """This process's breaker store (rebuilt in a forked child: never share a client)."""
+    global _store
+    current = _store
+    if current is not None and current[0] == os.getpid():
+        return current[1]
+    with _store_lock:
+        if _store is None or _store[0] != os.getpid():
+            spec = get_settings().BREAKER_STORE
+            backend = import_string(spec["BACKEND"])
+            _store = (os.getpid(), backend(**spec.get("OPTIONS", {})))
+        return _store[1]
+
+
+@receiver(signals.settings_reloaded)
+def _drop_store(**kwargs: Any) -> None:
+    global _store
+    with _store_lock:
+        _store = None
+
+
+def default_config(**overrides: Any) -> BreakerConfig:
+    """Breaker settings from FLEXIAI, with per-breaker overrides (``None`` means default)."""
+    s = get_settings()
+    values: dict[str, Any] = {
+        "failure_threshold": s.FAILURE_THRESHOLD,
+        "success_threshold": s.SUCCESS_THRESHOLD,
+        "open_seconds": s.OPEN_SECONDS,
+        "max_open_seconds": s.MAX_OPEN_SECONDS,
+        "jitter": s.OPEN_JITTER,
+        "half_open_max_calls": s.HALF_OPEN_MAX_CALLS,
+        "probe_ttl": s.PROBE_TTL_SECONDS,
+    }
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise TypeError(f"unknown breaker option(s): {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return BreakerConfig(**values)
+
+
+def _default_is_failure(exc: BaseException) -> bool | None:
+    """Failure, or ``None`` for "no verdict" (cancellation, and errors that blame the caller)."""
+    if not isinstance(exc, Exception):
+        return None
+    return True if getattr(exc, "trips_breaker", True) else None
+
+
+class Breaker:
+    """A named breaker. Cheap to create: state lives in the store, not here."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        is_failure: Callable[[BaseException], bool | None] = _default_is_failure,
+        store: BreakerStore | None = None,
+        **config: Any,
+    ) -> None:
+        self.name = name
+        self._is_failure = is_failure
+        self._store = store
+        self._config_overrides = config
+
+    @property
+    def store(self) -> BreakerStore:
+        return self._store or get_store()
+
+    @property
+    def config(self) -> BreakerConfig:
+        return default_config(**self._config_overrides)
+
+    @property
+    def state(self) -> BreakerState:
+        return self.store.get(self.name)
+
+    def _rejected(self, admission: Admission) -> CircuitOpen:
+        return CircuitOpen(self.name, admission.state.state.value, admission.retry_after)
+
+    def _verdict(self, exc: BaseException) -> tuple[bool | None, str]:
+        verdict = self._is_failure(exc)
+        kind = getattr(exc, "kind", None) or type(exc).__name__
+        return (None if verdict is None else not verdict), str(kind)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        store, config = self.store, self.config
+        admission = store.acquire(self.name, config)
+        if not admission.allowed:
+            raise self._rejected(admission)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            if admission.recorded:
+                success, kind = self._verdict(exc)
+                store.record(self.name, config, success=success, probe=admission.probe, error=kind)
+            raise
+        if admission.recorded:
+            store.record(self.name, config, success=True, probe=admission.probe)
+        return result
+
+    async def acall(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        store, config = self.store, self.config
+        admission = await store.aacquire(self.name, config)
+        if not admission.allowed:
+            raise self._rejected(admission)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            if admission.recorded:
+                success, kind = self._verdict(exc)
+                await store.arecord(
+                    self.name, config, success=success, probe=admission.probe, error=kind
+                )
+            raise
+        if admission.recorded:
+            await store.arecord(self.name, config, success=True, probe=admission.probe)
+        return result
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Use as a decorator on a sync or async function."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.acall(fn, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def reset(self) -> BreakerState:
+        return self.store.force(self.name, State.CLOSED)
+
+    def force_open(self) -> BreakerState:
+        return self.store.force(self.name, State.FORCED_OPEN)
+
+    def disable(self) -> BreakerState:
+        return self.store.force(self.name, State.DISABLED)
+
+    def __repr__(self) -> str:
+        return f"<Breaker {self.name!r}>"
+
+
+def breaker(name: str, **options: Any) -> Breaker:
+    """The breaker called ``name``; options override FLEXIAI defaults (see :class:`Breaker`)."""
+    return Breaker(name, **options)

@@ -1,0 +1,199 @@
+"""The circuit breaker as a pure state machine: no I/O, no clock, no randomness.
+
+Every function takes the current :class:`BreakerState`, the :class:`BreakerConfig`,
+``now`` (seconds) and, where an open period starts, ``rand`` in [0, 1); it returns the
+new state. Stores (in-process, Redis) decide where state lives and how the update is
+made atomic; the rules live here once. Semantics follow Resilience4j: CLOSED trips to
+OPEN after ``failure_threshold`` consecutive failures, OPEN becomes HALF_OPEN lazily on
+the first call after the open period, HALF_OPEN admits ``half_open_max_calls`` probes and
+closes after ``success_threshold`` successes. FORCED_OPEN and DISABLED are admin overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class State(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failure_threshold: int = 5
+    success_threshold: int = 1
+    open_seconds: float = 30.0
+    max_open_seconds: float = 300.0
+    jitter: float = 0.1
+    half_open_max_calls: int = 1
+    probe_ttl: float = 60.0
+
+    def open_period(self, openings: int, rand: float) -> float:
+        """Base × n, capped, then spread by ±jitter so workers don't probe in lockstep."""
+        base = min(self.open_seconds * max(openings, 1), self.max_open_seconds)
+        return max(0.0, base * (1 + self.jitter * (2 * rand - 1)))
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    state: State = State.CLOSED
+    failures: int = 0
+    successes: int = 0
+    openings: int = 0
+    opened_at: float | None = None
+    retry_at: float | None = None
+    probes: tuple[float, ...] = ()
+    version: int = 0
+    last_failure_at: float | None = None
+    last_error: str | None = None
+    changed_at: float | None = None
+    calls: int = 0
+    total_failures: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "failures": self.failures,
+            "successes": self.successes,
+            "openings": self.openings,
+            "opened_at": self.opened_at,
+            "retry_at": self.retry_at,
+            "probes": list(self.probes),
+            "version": self.version,
+            "last_failure_at": self.last_failure_at,
+            "last_error": self.last_error,
+            "changed_at": self.changed_at,
+            "calls": self.calls,
+            "total_failures": self.total_failures,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> BreakerState:
+        values = dict(data)
+        values["state"] = State(str(values.get("state", State.CLOSED)))
+        probes = values.get("probes") or ()
+        values["probes"] = tuple(probes) if isinstance(probes, list | tuple) else ()
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to "may I call?": allowed, whether as a half-open probe, and the state after."""
+
+    allowed: bool
+    state: BreakerState
+    probe: bool = False
+    retry_after: float | None = None
+    transitioned: bool = False
+    recorded: bool = field(default=True)
+
+
+def _transition(s: BreakerState, to: State, now: float, **changes: object) -> BreakerState:
+    return replace(s, state=to, version=s.version + 1, changed_at=now, **changes)  # type: ignore[arg-type]
+
+
+def _open(s: BreakerState, cfg: BreakerConfig, now: float, rand: float) -> BreakerState:
+    openings = s.openings + 1
+    return _transition(
+        s,
+        State.OPEN,
+        now,
+        openings=openings,
+        opened_at=now,
+        retry_at=now + cfg.open_period(openings, rand),
+        successes=0,
+        probes=(),
+    )
+
+
+def acquire(s: BreakerState, cfg: BreakerConfig, now: float) -> Admission:
+    """Decide whether one call may go out now; a HALF_OPEN admission reserves a probe slot."""
+    if s.state is State.DISABLED:
+        return Admission(True, s, recorded=False)
+    if s.state is State.CLOSED:
+        return Admission(True, s)
+    if s.state is State.FORCED_OPEN:
+        return Admission(False, s)
+    transitioned = False
+    if s.state is State.OPEN:
+        assert s.retry_at is not None
+        if now < s.retry_at:
+            return Admission(False, s, retry_after=s.retry_at - now)
+        s = _transition(s, State.HALF_OPEN, now, successes=0, probes=())
+        transitioned = True
+    live = tuple(p for p in s.probes if p > now)
+    if len(live) >= cfg.half_open_max_calls:
+        s = replace(s, probes=live)
+        return Admission(False, s, retry_after=min(live) - now, transitioned=transitioned)
+    s = replace(s, probes=(*live, now + cfg.probe_ttl))
+    return Admission(True, s, probe=True, transitioned=transitioned)
+
+
+def _release_probe(s: BreakerState) -> tuple[float, ...]:
+    return tuple(sorted(s.probes)[1:])
+
+
+def record_success(s: BreakerState, cfg: BreakerConfig, now: float, *, probe: bool) -> BreakerState:
+    if s.state is State.CLOSED:
+        return replace(s, failures=0, calls=s.calls + 1)
+    if s.state is State.HALF_OPEN and probe:
+        s = replace(s, probes=_release_probe(s), successes=s.successes + 1, calls=s.calls + 1)
+        if s.successes >= cfg.success_threshold:
+            return _transition(
+                s, State.CLOSED, now, failures=0, successes=0, openings=0,
+                opened_at=None, retry_at=None, probes=(),
+            )
+        return s
+    return s
+
+
+def record_failure(
+    s: BreakerState,
+    cfg: BreakerConfig,
+    now: float,
+    rand: float,
+    *,
+    probe: bool,
+    error: str | None = None,
+) -> BreakerState:
+    if s.state in (State.DISABLED, State.FORCED_OPEN):
+        return s
+    s = replace(
+        s,
+        last_failure_at=now,
+        last_error=error,
+        calls=s.calls + 1,
+        total_failures=s.total_failures + 1,
+    )
+    if s.state is State.CLOSED:
+        s = replace(s, failures=s.failures + 1)
+        return _open(s, cfg, now, rand) if s.failures >= cfg.failure_threshold else s
+    if s.state is State.HALF_OPEN and probe:
+        return _open(s, cfg, now, rand)
+    return s
+
+
+def release(s: BreakerState, *, probe: bool) -> BreakerState:
+    """Give back a probe slot for a call whose outcome says nothing about the provider."""
+    if probe and s.state is State.HALF_OPEN:
+        return replace(s, probes=_release_probe(s))
+    return s
+
+
+def force(s: BreakerState, to: State, now: float) -> BreakerState:
+    """Admin override: reset (CLOSED), FORCED_OPEN or DISABLED, always a new version."""
+    if to is State.CLOSED:
+        return _transition(
+            BreakerState(version=s.version, calls=s.calls, total_failures=s.total_failures),
+            State.CLOSED,
+            now,
+        )
+    if to in (State.FORCED_OPEN, State.DISABLED):
+        return _transition(s, to, now, probes=(), successes=0)
+    raise ValueError(f"cannot force a breaker into {to}")

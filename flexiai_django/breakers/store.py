@@ -1,0 +1,82 @@
+"""Where breaker state lives: the interface every store implements.
+
+Callers (the router, :class:`~flexiai_django.breakers.Breaker`) only see this
+interface, so the in-process store and the shared Redis store swap by setting.
+A store applies the pure rules of :mod:`.state` atomically and reports transitions.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from flexiai_django import signals
+
+from .state import Admission, BreakerConfig, BreakerState, State
+
+
+class BreakerStore(abc.ABC):
+    """Hooks a store implements; the async twins default to the sync ones (no I/O)."""
+
+    @abc.abstractmethod
+    def acquire(self, name: str, config: BreakerConfig) -> Admission:
+        """May one call go out now? A HALF_OPEN admission holds a probe slot."""
+
+    @abc.abstractmethod
+    def record(
+        self,
+        name: str,
+        config: BreakerConfig,
+        *,
+        success: bool | None,
+        probe: bool,
+        error: str | None = None,
+    ) -> BreakerState:
+        """Record an outcome (``None``: no verdict, just free the probe slot)."""
+
+    @abc.abstractmethod
+    def get(self, name: str) -> BreakerState:
+        """Current state; CLOSED and version 0 for a breaker never seen."""
+
+    @abc.abstractmethod
+    def all(self) -> dict[str, BreakerState]:
+        """Every breaker this store knows, by name."""
+
+    @abc.abstractmethod
+    def force(self, name: str, to: State) -> BreakerState:
+        """Admin override: CLOSED (reset), FORCED_OPEN or DISABLED."""
+
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Forget every breaker (tests, and ``flexiai_reset --all``)."""
+
+    async def aacquire(self, name: str, config: BreakerConfig) -> Admission:
+        return self.acquire(name, config)
+
+    async def arecord(
+        self,
+        name: str,
+        config: BreakerConfig,
+        *,
+        success: bool | None,
+        probe: bool,
+        error: str | None = None,
+    ) -> BreakerState:
+        return self.record(name, config, success=success, probe=probe, error=error)
+
+    async def aget(self, name: str) -> BreakerState:
+        return self.get(name)
+
+    async def aforce(self, name: str, to: State) -> BreakerState:
+        return self.force(name, to)
+
+    def transitioned(self, name: str, before: BreakerState, after: BreakerState) -> None:
+        """Called by stores after each state change; tells listeners (broadcast, metrics)."""
+        if after.version != before.version or after.state != before.state:
+            signals.breaker_transition.send(
+                sender=type(self), name=name, before=before, after=after
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """What health endpoints show about the store itself."""
+        return {"backend": type(self).__name__, "shared": False, "connected": True}

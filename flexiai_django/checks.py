@@ -1,0 +1,127 @@
+"""System checks: one stable id per FLEXIAI setting, each with a hint."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.utils.module_loading import import_string
+
+from flexiai_django.conf import DEFAULTS, user_settings
+
+_GROUP_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,99}$")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _importable(path: Any) -> bool:
+    try:
+        import_string(path)
+    except (ImportError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _store(value: Any) -> bool:
+    return (isinstance(value, dict) and _importable(value.get("BACKEND"))
+            and isinstance(value.get("OPTIONS", {}), dict))
+
+
+def _adapters(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and _importable(v) for k, v in value.items()
+    )
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    id: str
+    valid: Callable[[Any], bool]
+    hint: str
+    secret: bool = False
+
+
+RULES = (
+    Rule("BREAKER_STORE", "flexiai.E002", _store,
+         'A dict {"BACKEND": "dotted.path.Store", "OPTIONS": {...}} whose BACKEND imports.'),
+    Rule("FAILURE_THRESHOLD", "flexiai.E003", _positive_int, "An integer of at least 1."),
+    Rule("SUCCESS_THRESHOLD", "flexiai.E004", _positive_int, "An integer of at least 1."),
+    Rule("OPEN_SECONDS", "flexiai.E005", lambda v: _number(v) and v >= 0,
+         "A number of seconds, 0 or more."),
+    Rule("MAX_OPEN_SECONDS", "flexiai.E006", lambda v: _number(v) and v >= 0,
+         "A number of seconds, 0 or more, and not below OPEN_SECONDS."),
+    Rule("OPEN_JITTER", "flexiai.E007", lambda v: _number(v) and 0 <= v < 1,
+         "A fraction from 0 (no jitter) to below 1."),
+    Rule("HALF_OPEN_MAX_CALLS", "flexiai.E008", _positive_int, "An integer of at least 1."),
+    Rule("PROBE_TTL_SECONDS", "flexiai.E009", lambda v: _number(v) and v > 0,
+         "A positive number of seconds, longer than your slowest provider timeout."),
+    Rule("DEFAULT_TIMEOUT", "flexiai.E010", lambda v: _number(v) and v > 0,
+         "A positive number of seconds."),
+    Rule("PROVIDER_REFRESH_SECONDS", "flexiai.E011", lambda v: _number(v) and v >= 0,
+         "A number of seconds, 0 or more."),
+    Rule("ADAPTERS", "flexiai.E012", _adapters,
+         'A dict {"kind": "dotted.path.AdapterClass"} whose paths import.'),
+    Rule("ASYNC_TRANSPORT", "flexiai.E013", lambda v: v is None or _importable(v),
+         "None, or the dotted path of a callable returning an httpx.AsyncBaseTransport."),
+    Rule("SYNC_TRANSPORT", "flexiai.E014", lambda v: v is None or _importable(v),
+         "None, or the dotted path of a callable returning an httpx.BaseTransport."),
+    Rule("CACHE_ENABLED", "flexiai.E015", lambda v: isinstance(v, bool), "True or False."),
+    Rule("CACHE_ALIAS", "flexiai.E016", lambda v: v in settings.CACHES,
+         "The name of an entry in CACHES."),
+    Rule("CACHE_TTL", "flexiai.E017", lambda v: v is None or _positive_int(v),
+         "Seconds as a positive integer, or None to keep answers until evicted."),
+    Rule("DEGRADED_MESSAGE", "flexiai.E018",
+         lambda v: v is None or (isinstance(v, str) and bool(v)),
+         "None to skip the degraded tier, or a non-empty message."),
+    Rule("RETRY_AFTER_SECONDS", "flexiai.E019", lambda v: _number(v) and v > 0,
+         "A positive number of seconds."),
+    Rule("ENCRYPTION_KEYS", "flexiai.E020",
+         lambda v: isinstance(v, list | tuple) and all(isinstance(k, str) and k for k in v),
+         "A list of non-empty secret strings (first encrypts); empty uses SECRET_KEY.",
+         secret=True),
+    Rule("REDIS_ALIAS", "flexiai.E021", lambda v: isinstance(v, str) and bool(v),
+         "The name of a django-redis entry in CACHES."),
+    Rule("CHANNEL_GROUP", "flexiai.E022",
+         lambda v: isinstance(v, str) and bool(_GROUP_NAME.match(v)),
+         "ASCII letters, digits, hyphens, underscores and periods, under 100 characters."),
+)
+
+
+def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
+    user = user_settings()
+    if not isinstance(user, dict):
+        return [checks.Error("FLEXIAI must be a dict.", id="flexiai.E001",
+                             hint="Set FLEXIAI = {...} in your settings, or leave it out.")]
+    errors: list[checks.CheckMessage] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(checks.Warning(
+            f"Unknown FLEXIAI setting(s): {', '.join(map(str, unknown))}.", id="flexiai.W001",
+            hint="Check the spelling against the configuration reference in the README."))
+    merged = {**DEFAULTS, **user}
+    for rule in RULES:
+        value = merged[rule.key]
+        if not rule.valid(value):
+            shown = "(value hidden)" if rule.secret else repr(value)
+            errors.append(checks.Error(f"FLEXIAI[{rule.key!r}] is invalid: {shown}.",
+                                       id=rule.id, hint=rule.hint))
+    opened, capped = merged["OPEN_SECONDS"], merged["MAX_OPEN_SECONDS"]
+    if _number(opened) and _number(capped) and capped < opened:
+        errors.append(checks.Error("FLEXIAI['MAX_OPEN_SECONDS'] is below OPEN_SECONDS.",
+                                   id="flexiai.E006", hint=RULES[5].hint))
+    return errors
+
+
+def register() -> None:
+    checks.register(check_settings, "flexiai")

@@ -1,0 +1,85 @@
+"""The ``FLEXIAI`` settings dict, merged over documented defaults.
+
+Read through :func:`get_settings` only, never at import time: the merged result is
+cached and dropped whenever Django's ``setting_changed`` fires (``override_settings``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Where breaker state lives. The default keeps it in this process; the Redis
+    # store shares one state across the deployment.
+    "BREAKER_STORE": {
+        "BACKEND": "flexiai_django.breakers.memory.LocalBreakerStore",
+        "OPTIONS": {},
+    },
+    # Breaker defaults; each provider row may override them.
+    "FAILURE_THRESHOLD": 5,
+    "SUCCESS_THRESHOLD": 1,
+    "OPEN_SECONDS": 30.0,
+    "MAX_OPEN_SECONDS": 300.0,
+    "OPEN_JITTER": 0.1,
+    "HALF_OPEN_MAX_CALLS": 1,
+    "PROBE_TTL_SECONDS": 60.0,
+    # Provider calls.
+    "DEFAULT_TIMEOUT": 30.0,
+    "PROVIDER_REFRESH_SECONDS": 1.0,
+    "ADAPTERS": {},
+    "ASYNC_TRANSPORT": None,
+    "SYNC_TRANSPORT": None,
+    # Fallback tiers.
+    "CACHE_ENABLED": True,
+    "CACHE_ALIAS": "default",
+    "CACHE_TTL": 24 * 3600,
+    "DEGRADED_MESSAGE": None,
+    "RETRY_AFTER_SECONDS": 30,
+    # Provider API keys are encrypted at rest with these keys (first one encrypts,
+    # all decrypt, for rotation). Empty: a key derived from SECRET_KEY.
+    "ENCRYPTION_KEYS": [],
+    # Shared state (used by the Redis store and broadcast).
+    "REDIS_ALIAS": "default",
+    "CHANNEL_GROUP": "flexiai",
+}
+
+
+class FlexAISettings:
+    """Attribute access over the merged dict, so typos fail loudly."""
+
+    def __init__(self, user: dict[str, Any]) -> None:
+        self._values = {**DEFAULTS, **user}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"Unknown FLEXIAI setting {name!r}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def user_settings() -> Any:
+    """The raw ``FLEXIAI`` value as the project wrote it (may be malformed: checks say so)."""
+    return getattr(django_settings, "FLEXIAI", {})
+
+
+@cache
+def get_settings() -> FlexAISettings:
+    user = user_settings()
+    return FlexAISettings(user if isinstance(user, dict) else {})
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"FLEXIAI", "SECRET_KEY"}:
+        get_settings.cache_clear()
+        from flexiai_django import signals
+
+        signals.settings_reloaded.send(sender=FlexAISettings)

@@ -1,0 +1,103 @@
+"""Providers are database rows, edited in the admin; the chain reads immutable snapshots."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from flexiai_django import crypto
+from flexiai_django.breakers import default_config
+from flexiai_django.providers.base import ProviderConfig
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OLLAMA = "ollama", "Ollama"
+    OPENAI_COMPATIBLE = "openai_compatible", _("OpenAI-compatible server")
+
+
+class Provider(models.Model):
+    name = models.SlugField(max_length=64, unique=True,
+                            help_text=_("Used in routing, metrics and URLs."))
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    base_url = models.URLField(
+        max_length=500, blank=True,
+        help_text=_("Blank: the provider's public endpoint (OpenAI, Anthropic, local Ollama)."),
+    )
+    model = models.CharField(max_length=200)
+    api_key_env = models.CharField(
+        _("API key environment variable"), max_length=200, blank=True,
+        help_text=_("Read the key from this environment variable at call time. "
+                    "Takes precedence over a stored key."),
+    )
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    priority = models.PositiveIntegerField(
+        default=100, help_text=_("Lower goes first."))
+    weight = models.PositiveIntegerField(
+        default=1, help_text=_("Share of traffic among providers of the same priority."))
+    enabled = models.BooleanField(default=True)
+    timeout = models.FloatField(default=30.0, validators=[MinValueValidator(0.1)],
+                                help_text=_("Seconds before an attempt counts as failed."))
+    failure_threshold = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text=_("Consecutive failures that open the breaker. Blank: FLEXIAI default."))
+    success_threshold = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)])
+    open_seconds = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    max_open_seconds = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    half_open_max_calls = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("priority", "name")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_api_key(self, plaintext: str | None) -> None:
+        """Store a key encrypted; ``None`` or ``""`` removes it."""
+        self.api_key_encrypted = crypto.encrypt(plaintext) if plaintext else ""
+
+    @property
+    def has_api_key(self) -> bool:
+        if self.api_key_env:
+            return bool(os.environ.get(self.api_key_env))
+        return bool(self.api_key_encrypted)
+
+    def resolve_api_key(self) -> str:
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env, "")
+        return crypto.decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
+
+    @property
+    def breaker_name(self) -> str:
+        return f"llm:{self.name}"
+
+    def breaker_overrides(self) -> dict[str, Any]:
+        return {
+            "failure_threshold": self.failure_threshold,
+            "success_threshold": self.success_threshold,
+            "open_seconds": self.open_seconds,
+            "max_open_seconds": self.max_open_seconds,
+            "half_open_max_calls": self.half_open_max_calls,
+        }
+
+    def to_config(self) -> ProviderConfig:
+        return ProviderConfig(
+            name=self.name,
+            kind=self.kind,
+            base_url=self.base_url,
+            model=self.model,
+            api_key=self.resolve_api_key(),
+            priority=self.priority,
+            weight=self.weight,
+            timeout=self.timeout,
+            breaker=default_config(**self.breaker_overrides()),
+        )

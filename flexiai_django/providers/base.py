@@ -1,0 +1,247 @@
+"""The adapter base class: one provider API, spoken over httpx, sync and async.
+
+A subclass fills in four hooks and inherits the transport, timeouts, streaming and
+the error taxonomy:
+
+* :meth:`ProviderAdapter.headers` — auth and version headers;
+* :meth:`ProviderAdapter.payload` — the request body for this API;
+* :meth:`ProviderAdapter.parse` — a decoded JSON reply into a :class:`Completion`;
+* :meth:`ProviderAdapter.parse_event` — one streamed event into a :class:`StreamDelta`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+
+from flexiai_django.breakers.state import BreakerConfig
+from flexiai_django.errors import (
+    BadRequest,
+    MalformedReply,
+    ProviderAuthError,
+    ProviderError,
+    RateLimited,
+    UpstreamConnectionError,
+    UpstreamServerError,
+    UpstreamTimeout,
+)
+from flexiai_django.types import ChatRequest, Completion, StreamDelta
+
+from .sse import LineDecoder
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """An immutable snapshot of one provider row, safe to share across threads."""
+
+    name: str
+    kind: str
+    base_url: str
+    model: str
+    api_key: str = field(default="", repr=False)
+    priority: int = 100
+    weight: int = 1
+    timeout: float = 30.0
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+    @property
+    def breaker_name(self) -> str:
+        return f"llm:{self.name}"
+
+
+class ProviderAdapter:
+    """Base class of every provider kind. Instances are cheap; clients are pooled elsewhere."""
+
+    kind: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    chat_path: ClassVar[str] = ""
+    #: "sse" for ``data:`` events, "ndjson" for one JSON object per line.
+    stream_format: ClassVar[str] = "sse"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        """Headers for every call (auth goes here)."""
+        return {}
+
+    def payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse(self, data: Any) -> Completion:
+        """Turn the decoded reply into a Completion; raise KeyError/TypeError if malformed."""
+        raise NotImplementedError
+
+    def parse_event(self, event: str | None, data: str) -> StreamDelta | None:
+        """One streamed event; ``None`` to skip it, ``StreamDelta(final=True)`` at the end."""
+        raise NotImplementedError
+
+    # -- machinery -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return (self.config.base_url or self.default_base_url).rstrip("/") + self.chat_path
+
+    def _request_args(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "content": orjson.dumps(self.payload(request, stream=stream)),
+            "headers": {"content-type": "application/json", **self.headers()},
+            "timeout": self.config.timeout,
+        }
+
+    def _error(self, exc: Exception) -> ProviderError:
+        """Map a transport or decoding exception to the taxonomy, without leaking details."""
+        name = self.config.name
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return UpstreamTimeout(f"no reply within {self.config.timeout:g}s", provider=name)
+        if isinstance(exc, httpx.TransportError):
+            return UpstreamConnectionError(
+                f"connection failed ({type(exc).__name__})", provider=name
+            )
+        return MalformedReply(f"unreadable reply ({type(exc).__name__})", provider=name)
+
+    def check_status(self, status: int, headers: httpx.Headers, body: bytes) -> None:
+        """Raise the taxonomy's error for a non-2xx status."""
+        if 200 <= status < 300:
+            return
+        name = self.config.name
+        retry_after = _retry_after(headers)
+        if status == 429:
+            raise RateLimited("rate limited (HTTP 429)", provider=name, status=status,
+                              retry_after=retry_after)
+        if status in (400, 413, 422):
+            raise BadRequest(
+                f"provider rejected the request (HTTP {status}): {self._upstream_message(body)}",
+                provider=name,
+                status=status,
+            )
+        if status in (401, 402, 403, 404):
+            raise ProviderAuthError(
+                f"provider refused our credentials, billing or model (HTTP {status})",
+                provider=name,
+                status=status,
+            )
+        raise UpstreamServerError(
+            f"upstream error (HTTP {status})", provider=name, status=status,
+            retry_after=retry_after,
+        )
+
+    def _upstream_message(self, body: bytes) -> str:
+        """The upstream's own explanation of a bad request, trimmed and with our key removed."""
+        try:
+            data = orjson.loads(body)
+            err = data.get("error", data) if isinstance(data, dict) else data
+            message = err.get("message", "") if isinstance(err, dict) else str(err)
+        except (orjson.JSONDecodeError, AttributeError):
+            message = ""
+        message = str(message)[:300]
+        if self.config.api_key:
+            message = message.replace(self.config.api_key, "***")
+        return message or "no details"
+
+    def _completion(self, body: bytes) -> Completion:
+        try:
+            return self.parse(orjson.loads(body))
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError,
+                AttributeError) as exc:
+            raise MalformedReply(
+                f"malformed reply ({type(exc).__name__})", provider=self.config.name
+            ) from None
+
+    def complete(self, client: httpx.Client, request: ChatRequest) -> Completion:
+        deadline = time.monotonic() + self.config.timeout
+        try:
+            args = self._request_args(request, stream=False)
+            with client.stream("POST", **args) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+        except Exception as exc:
+            raise self._error(exc) from None
+        self.check_status(response.status_code, response.headers, bytes(body))
+        return self._completion(bytes(body))
+
+    async def acomplete(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                response = await client.post(**self._request_args(request, stream=False))
+        except Exception as exc:
+            raise self._error(exc) from None
+        self.check_status(response.status_code, response.headers, response.content)
+        return self._completion(response.content)
+
+    def _deltas(self, decoder: LineDecoder, line: str) -> Iterator[StreamDelta]:
+        for event, data in decoder.feed(line):
+            try:
+                delta = self.parse_event(event, data)
+            except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError,
+                    AttributeError) as exc:
+                raise MalformedReply(
+                    f"malformed stream event ({type(exc).__name__})", provider=self.config.name
+                ) from None
+            if delta is not None:
+                yield delta
+
+    def _truncated(self) -> UpstreamConnectionError:
+        return UpstreamConnectionError("stream ended before its end marker",
+                                       provider=self.config.name)
+
+    def stream(self, client: httpx.Client, request: ChatRequest) -> Iterator[StreamDelta]:
+        """Deltas until the final one; any failure raises a ProviderError."""
+        decoder = LineDecoder(self.stream_format)
+        try:
+            with client.stream("POST", **self._request_args(request, stream=True)) as response:
+                if response.status_code >= 300:
+                    self.check_status(response.status_code, response.headers, response.read())
+                for line in response.iter_lines():
+                    for delta in self._deltas(decoder, line):
+                        yield delta
+                        if delta.final:
+                            return
+        except Exception as exc:
+            raise self._error(exc) from None
+        raise self._truncated()
+
+    async def astream(
+        self, client: httpx.AsyncClient, request: ChatRequest
+    ) -> AsyncIterator[StreamDelta]:
+        decoder = LineDecoder(self.stream_format)
+        try:
+            async with client.stream("POST", **self._request_args(request, stream=True)) as resp:
+                if resp.status_code >= 300:
+                    self.check_status(resp.status_code, resp.headers, await resp.aread())
+                async for line in resp.aiter_lines():
+                    for delta in self._deltas(decoder, line):
+                        yield delta
+                        if delta.final:
+                            return
+        except Exception as exc:
+            raise self._error(exc) from None
+        raise self._truncated()
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def messages_as_dicts(request: ChatRequest) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in request.messages]

@@ -1,0 +1,67 @@
+"""One long-lived httpx client per process, event loop and provider: pooled keep-alive.
+
+Clients are never shared across a fork (keyed by pid) nor across event loops (an
+``AsyncClient``'s connections belong to the loop that opened them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from typing import Any
+
+import httpx
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from flexiai_django import signals
+from flexiai_django.conf import get_settings
+
+_lock = threading.Lock()
+_sync: dict[tuple[int, str], httpx.Client] = {}
+_async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)
+
+
+def _transport(setting: str) -> Any:
+    factory = getattr(get_settings(), setting)
+    return import_string(factory)() if factory else None
+
+
+def sync_client(key: str) -> httpx.Client:
+    pid_key = (os.getpid(), key)
+    client = _sync.get(pid_key)
+    if client is None:
+        with _lock:
+            client = _sync.get(pid_key)
+            if client is None:
+                client = httpx.Client(limits=_LIMITS, transport=_transport("SYNC_TRANSPORT"))
+                _sync[pid_key] = client
+    return client
+
+
+def async_client(key: str) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    per_loop = _async.get(loop)
+    if per_loop is None:
+        per_loop = _async.setdefault(loop, {})
+    client = per_loop.get(key)
+    if client is None:
+        client = httpx.AsyncClient(limits=_LIMITS, transport=_transport("ASYNC_TRANSPORT"))
+        per_loop[key] = client
+    return client
+
+
+@receiver(signals.settings_reloaded)
+def close_all(**kwargs: Any) -> None:
+    """Drop every pooled client (transport settings may have changed)."""
+    with _lock:
+        clients = [c for (pid, _), c in _sync.items() if pid == os.getpid()]
+        _sync.clear()
+        _async.clear()
+    for client in clients:
+        client.close()

@@ -1,0 +1,371 @@
+"""The fallback chain: providers in order → cached answer → degraded message → 503.
+
+Each attempt goes through the provider's breaker: an open breaker is skipped without
+a network call; a provider failure is recorded and the next provider is tried; a
+request error (the caller's fault) stops the chain at once. Streams fail over only
+before their first chunk reaches the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from itertools import chain
+from typing import Any
+
+from flexiai_django import cache_tier, ordering
+from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import Admission
+from flexiai_django.breakers.store import BreakerStore
+from flexiai_django.conf import get_settings
+from flexiai_django.errors import NoProviderAvailable, ProviderError, StreamInterrupted
+from flexiai_django.providers import get_adapter
+from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.clients import async_client, sync_client
+from flexiai_django.registry import aget_providers, get_providers
+from flexiai_django.types import Attempt, ChatRequest, ChatResult, Completion, StreamDelta, Usage
+
+logger = logging.getLogger("flexiai_django")
+
+
+def _verdict(exc: ProviderError) -> bool | None:
+    """What the breaker hears: a failure, or no verdict for errors that are not outages."""
+    return False if exc.trips_breaker else None
+
+
+class Walk:
+    """Bookkeeping for one request's trip down the chain, shared by sync and async."""
+
+    def __init__(self, request: ChatRequest) -> None:
+        self.request = request
+        self.started = time.monotonic()
+        self.attempts = 0
+        self.trail: list[Attempt] = []
+        self.retry_hints: list[float] = []
+
+    def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
+        return ordering.order(ordering.select(providers, self.request.model))
+
+    @property
+    def latency_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
+
+    def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
+        self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
+        if admission.retry_after is not None:
+            self.retry_hints.append(admission.retry_after)
+
+    def failed(self, provider: ProviderConfig, exc: ProviderError) -> None:
+        """Note a failed attempt; re-raise it when the next provider must not be tried."""
+        self.trail.append(Attempt(provider.name, exc.kind))
+        if exc.retry_after is not None:
+            self.retry_hints.append(exc.retry_after)
+        logger.warning(
+            "provider attempt failed",
+            extra={"provider": provider.name, "error": exc.kind, "status": exc.status},
+        )
+        if not exc.fails_over:
+            raise exc
+
+    def answered(self, provider: ProviderConfig, completion: Completion) -> ChatResult:
+        self.trail.append(Attempt(provider.name, "ok"))
+        return ChatResult(
+            content=completion.content,
+            tier="provider",
+            provider=provider.name,
+            model=completion.model,
+            attempts=self.attempts,
+            latency_ms=self.latency_ms,
+            finish_reason=completion.finish_reason,
+            usage=completion.usage,
+            trail=tuple(self.trail),
+        )
+
+    def fallback(self, cached: dict[str, Any] | None) -> ChatResult:
+        """The cache tier, then the degraded tier, then NoProviderAvailable."""
+        if cached is not None:
+            return ChatResult(
+                content=cached["content"], tier="cache", provider=cached.get("provider"),
+                model=cached.get("model"), attempts=self.attempts, latency_ms=self.latency_ms,
+                trail=tuple(self.trail),
+            )
+        settings = get_settings()
+        if settings.DEGRADED_MESSAGE:
+            return ChatResult(
+                content=settings.DEGRADED_MESSAGE, tier="degraded", provider=None, model=None,
+                attempts=self.attempts, latency_ms=self.latency_ms, finish_reason="stop",
+                trail=tuple(self.trail),
+            )
+        retry_after = min(self.retry_hints, default=settings.RETRY_AFTER_SECONDS)
+        raise NoProviderAvailable(
+            retry_after=max(1, round(retry_after)),
+            attempts=self.attempts,
+            errors=[f"{a.provider}: {a.outcome}" for a in self.trail],
+        )
+
+
+def complete(request: ChatRequest) -> ChatResult:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(get_providers()):
+        admission = store.acquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempts += 1
+        try:
+            completion = get_adapter(provider).complete(sync_client(provider.name), request)
+        except ProviderError as exc:
+            _record(store, provider, admission, _verdict(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            _record(store, provider, admission, None)
+            raise
+        _record(store, provider, admission, True)
+        cache_tier.remember(request, provider.name, completion)
+        return walk.answered(provider, completion)
+    return walk.fallback(cache_tier.recall(request))
+
+
+async def acomplete(request: ChatRequest) -> ChatResult:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(await aget_providers()):
+        admission = await store.aacquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempts += 1
+        try:
+            completion = await get_adapter(provider).acomplete(
+                async_client(provider.name), request
+            )
+        except ProviderError as exc:
+            await _arecord(store, provider, admission, _verdict(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            await _arecord(store, provider, admission, None)
+            raise
+        await _arecord(store, provider, admission, True)
+        await cache_tier.aremember(request, provider.name, completion)
+        return walk.answered(provider, completion)
+    return walk.fallback(await cache_tier.arecall(request))
+
+
+def _record(
+    store: BreakerStore,
+    provider: ProviderConfig,
+    admission: Admission,
+    success: bool | None,
+    error: str | None = None,
+) -> None:
+    if admission.recorded:
+        store.record(provider.breaker_name, provider.breaker, success=success,
+                     probe=admission.probe, error=error)
+
+
+async def _arecord(
+    store: BreakerStore,
+    provider: ProviderConfig,
+    admission: Admission,
+    success: bool | None,
+    error: str | None = None,
+) -> None:
+    if admission.recorded:
+        await store.arecord(provider.breaker_name, provider.breaker, success=success,
+                            probe=admission.probe, error=error)
+
+
+class _StreamState:
+    """What a stream knows about itself; filled in as it goes, complete once it ends."""
+
+    def __init__(self, walk: Walk, provider: ProviderConfig | None,
+                 admission: Admission | None, head: list[StreamDelta]) -> None:
+        self.walk = walk
+        self.provider = provider
+        self.admission = admission
+        self.head = head
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.model: str | None = provider.model if provider else None
+        self.result: ChatResult | None = None
+
+    def take(self, delta: StreamDelta) -> str:
+        self.parts.append(delta.content)
+        self.finish_reason = delta.finish_reason or self.finish_reason
+        self.model = delta.model or self.model
+        return delta.content
+
+    def completion(self) -> Completion:
+        return Completion("".join(self.parts), self.model or "", self.finish_reason or "stop",
+                          Usage())
+
+    def interrupted(self, exc: ProviderError) -> StreamInterrupted:
+        assert self.provider is not None
+        self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
+        logger.warning("stream interrupted", extra={"provider": self.provider.name,
+                                                    "error": exc.kind})
+        return StreamInterrupted(f"stream failed after it started ({exc.kind})",
+                                 provider=self.provider.name)
+
+    def finish(self) -> None:
+        assert self.provider is not None
+        self.result = self.walk.answered(self.provider, self.completion())
+
+
+class ChatStream:
+    """Text pieces of one answer; ``provider``, ``tier`` and ``model`` are known before the first.
+
+    Failover has already happened by the time this object exists, so errors that leave
+    no provider raise from :func:`flexiai_django.stream` itself, not mid-iteration.
+    """
+
+    def __init__(self, state: _StreamState, deltas: Iterator[StreamDelta] | None,
+                 fallback: ChatResult | None = None) -> None:
+        self._state = state
+        self._deltas = deltas
+        self._fallback = fallback
+
+    @property
+    def provider(self) -> str | None:
+        if self._fallback is not None:
+            return self._fallback.provider
+        return self._state.provider.name if self._state.provider else None
+
+    @property
+    def tier(self) -> str:
+        return self._fallback.tier if self._fallback else "provider"
+
+    @property
+    def model(self) -> str | None:
+        return self._fallback.model if self._fallback else self._state.model
+
+    @property
+    def attempts(self) -> int:
+        return self._state.walk.attempts
+
+    @property
+    def result(self) -> ChatResult | None:
+        """The whole answer, once the stream has ended."""
+        return self._fallback or self._state.result
+
+    def __iter__(self) -> Iterator[str]:
+        if self._fallback is not None:
+            yield self._fallback.content
+            return
+        state, store = self._state, get_store()
+        assert state.provider and state.admission and self._deltas is not None
+        try:
+            for delta in chain(state.head, self._deltas):
+                if piece := state.take(delta):
+                    yield piece
+        except ProviderError as exc:
+            _record(store, state.provider, state.admission, False, StreamInterrupted.kind)
+            raise state.interrupted(exc) from None
+        except GeneratorExit:
+            _record(store, state.provider, state.admission, True)
+            raise
+        _record(store, state.provider, state.admission, True)
+        cache_tier.remember(state.walk.request, state.provider.name, state.completion())
+        state.finish()
+
+
+class AsyncChatStream(ChatStream):
+    """The async twin of :class:`ChatStream`: ``async for piece in stream``."""
+
+    def __init__(self, state: _StreamState, deltas: AsyncIterator[StreamDelta] | None,
+                 fallback: ChatResult | None = None) -> None:
+        super().__init__(state, None, fallback)
+        self._adeltas = deltas
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("use 'async for' on an async stream")
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        if self._fallback is not None:
+            yield self._fallback.content
+            return
+        state, store = self._state, get_store()
+        assert state.provider and state.admission and self._adeltas is not None
+        try:
+            for delta in state.head:
+                if piece := state.take(delta):
+                    yield piece
+            async for delta in self._adeltas:
+                if piece := state.take(delta):
+                    yield piece
+        except ProviderError as exc:
+            await _arecord(store, state.provider, state.admission, False, StreamInterrupted.kind)
+            raise state.interrupted(exc) from None
+        except GeneratorExit:
+            await _arecord(store, state.provider, state.admission, True)
+            raise
+        await _arecord(store, state.provider, state.admission, True)
+        await cache_tier.aremember(state.walk.request, state.provider.name, state.completion())
+        state.finish()
+
+
+def _head(deltas: Iterator[StreamDelta]) -> list[StreamDelta]:
+    """Pull deltas up to the first with content (or the end): the point of no failover."""
+    head = []
+    for delta in deltas:
+        head.append(delta)
+        if delta.content or delta.final:
+            break
+    return head
+
+
+async def _ahead(deltas: AsyncIterator[StreamDelta]) -> list[StreamDelta]:
+    head = []
+    async for delta in deltas:
+        head.append(delta)
+        if delta.content or delta.final:
+            break
+    return head
+
+
+def open_stream(request: ChatRequest) -> ChatStream:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(get_providers()):
+        admission = store.acquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempts += 1
+        deltas = get_adapter(provider).stream(sync_client(provider.name), request)
+        try:
+            head = _head(deltas)
+        except ProviderError as exc:
+            _record(store, provider, admission, _verdict(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            _record(store, provider, admission, None)
+            raise
+        return ChatStream(_StreamState(walk, provider, admission, head), deltas)
+    result = walk.fallback(cache_tier.recall(request))
+    return ChatStream(_StreamState(walk, None, None, []), None, result)
+
+
+async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(await aget_providers()):
+        admission = await store.aacquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempts += 1
+        deltas = get_adapter(provider).astream(async_client(provider.name), request)
+        try:
+            head = await _ahead(deltas)
+        except ProviderError as exc:
+            await _arecord(store, provider, admission, _verdict(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            await _arecord(store, provider, admission, None)
+            raise
+        return AsyncChatStream(_StreamState(walk, provider, admission, head), deltas)
+    result = walk.fallback(await cache_tier.arecall(request))
+    return AsyncChatStream(_StreamState(walk, None, None, []), None, result)

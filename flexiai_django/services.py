@@ -1,0 +1,86 @@
+"""The public API: ``chat``/``achat``, ``stream``/``astream`` and the ``llm`` decorator."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeAlias, overload
+
+from flexiai_django import router
+from flexiai_django.types import ChatRequest, ChatResult, Message
+
+P = ParamSpec("P")
+Messages: TypeAlias = str | Sequence[Message | dict[str, Any]]
+
+
+def chat(messages: Messages, **params: Any) -> ChatResult:
+    """Ask the providers in turn; fall back to the cache and degraded tiers.
+
+    ``messages`` is a prompt string or OpenAI-style message dicts; ``params`` are
+    ``model`` (a provider name or model id to route to), ``temperature``,
+    ``max_tokens``, ``top_p``, ``stop`` and ``user``. Raises
+    :class:`~flexiai_django.errors.NoProviderAvailable` when every tier fails and
+    :class:`~flexiai_django.errors.BadRequest` when a provider rejects the request.
+    """
+    return router.complete(ChatRequest.build(messages, **params))
+
+
+async def achat(messages: Messages, **params: Any) -> ChatResult:
+    """:func:`chat` for async code: no thread, no blocking call on the hot path."""
+    return await router.acomplete(ChatRequest.build(messages, **params))
+
+
+def stream(messages: Messages, **params: Any) -> router.ChatStream:
+    """Text pieces as they arrive. Failover happens before this returns."""
+    return router.open_stream(ChatRequest.build(messages, **params))
+
+
+async def astream(messages: Messages, **params: Any) -> router.AsyncChatStream:
+    """``async for piece in await astream(...)``."""
+    return await router.aopen_stream(ChatRequest.build(messages, **params))
+
+
+def _with_system(prompt: Any, system: str | None) -> Messages:
+    messages: list[Message | dict[str, Any]] = (
+        [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    )
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+@overload
+def llm(fn: Callable[P, Awaitable[Messages]], /) -> Callable[P, Awaitable[ChatResult]]: ...
+@overload
+def llm(fn: Callable[P, Messages], /) -> Callable[P, ChatResult]: ...
+@overload
+def llm(
+    fn: None = None, /, *, system: str | None = None, **params: Any
+) -> Callable[[Callable[P, Any]], Callable[P, Any]]: ...
+
+
+def llm(fn: Callable[P, Any] | None = None, /, *, system: str | None = None,
+        **params: Any) -> Any:
+    """Turn a function that returns a prompt into a resilient LLM call.
+
+    ``@llm`` or ``@llm(system="…", temperature=0.2)`` on a sync function returns a
+    :class:`ChatResult`; on an ``async def`` it returns an awaitable of one.
+    """
+
+    def decorate(func: Callable[P, Any]) -> Callable[P, Any]:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_call(*args: P.args, **kwargs: P.kwargs) -> ChatResult:
+                return await achat(_with_system(await func(*args, **kwargs), system), **params)
+
+            return async_call
+
+        @functools.wraps(func)
+        def call(*args: P.args, **kwargs: P.kwargs) -> ChatResult:
+            return chat(_with_system(func(*args, **kwargs), system), **params)
+
+        return call
+
+    return decorate if fn is None else decorate(fn)

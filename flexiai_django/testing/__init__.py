@@ -1,0 +1,1 @@
+"""Test helpers shipped with flexiai_django: a fake upstream and pytest fixtures."""

@@ -1,0 +1,997 @@
+"""A fake LLM upstream: a real loopback HTTP/1.1 server speaking OpenAI, Anthropic and Ollama.
+
+Tests, benchmarks and the demo point providers at it so the proxy talks to a real network
+peer. Faults (error statuses, delays, resets, broken or slow streams, auth checks) can be
+switched per *scope* at run time, from Python or over HTTP, so one server can play several
+independent upstreams: ``/primary/v1/chat/completions`` is scope ``"primary"``.
+
+Run it by hand with ``python -m flexiai_django.testing.fake_upstream --port 8001``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import itertools
+import json
+import re
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from types import TracebackType
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+__all__ = ["DEFAULT_REPLY_PREFIX", "FakeUpstream", "Fault", "RecordedRequest", "main"]
+
+Api = Literal["openai", "anthropic", "ollama"]
+
+DEFAULT_REPLY_PREFIX = "echo: "
+
+_ENDPOINTS: tuple[tuple[str, Api], ...] = (
+    ("/v1/chat/completions", "openai"),
+    ("/v1/messages", "anthropic"),
+    ("/api/chat", "ollama"),
+)
+_MAX_RECORDED = 1000
+_PAUSE_SLICE = 0.05
+_DISCONNECTS = (ConnectionError, TimeoutError)
+_WORD = re.compile(r"\s*\S+\s*")
+
+# name -> (accepted types, None allowed)
+_FAULT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "status": ((int,), True),
+    "retry_after": ((int, float), True),
+    "delay": ((int, float), False),
+    "reset": ((bool,), False),
+    "malformed": ((bool,), False),
+    "truncated": ((bool,), False),
+    "stream_fail_after": ((int,), True),
+    "chunk_delay": ((int, float), False),
+    "times": ((int,), True),
+    "auth_key": ((str,), True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """How one scope misbehaves; fields combine (e.g. ``status=429, retry_after=1``)."""
+
+    status: int | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    reset: bool = False
+    malformed: bool = False
+    truncated: bool = False
+    stream_fail_after: int | None = None
+    chunk_delay: float = 0.0
+    times: int | None = None
+    auth_key: str | None = None
+
+    def __post_init__(self) -> None:
+        """Reject bad values up front: a typo'd fault should fail the test setting it."""
+        for name, (types, nullable) in _FAULT_TYPES.items():
+            value = getattr(self, name)
+            if value is None and nullable:
+                continue
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                raise ValueError(f"fault field {name!r} has invalid value {value!r}")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError(f"fault field 'status' must be 100..599, got {self.status}")
+        for name in ("retry_after", "delay", "chunk_delay", "stream_fail_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"fault field {name!r} must be >= 0, got {value}")
+        if self.times is not None and self.times < 1:
+            raise ValueError(f"fault field 'times' must be >= 1, got {self.times}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fault:
+        """Build from JSON-ish data, naming any unknown field (used by the HTTP control API)."""
+        unknown = sorted(set(data) - set(_FAULT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for ``/_stats``."""
+        return dataclasses.asdict(self)
+
+
+class _Headers(dict[str, str]):
+    """Lower-cased header dict with case-insensitive lookups, so tests needn't guess casing."""
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__()
+        for key, value in items:
+            lower = key.lower()
+            self[lower] = f"{self[lower]}, {value}" if lower in self else value
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """What a scope's endpoint received, so tests can check keys, bodies and routing."""
+
+    path: str
+    headers: dict[str, str]
+    json: Any
+    method: str = "POST"
+    scope: str = ""
+    api: Api = "openai"
+    query: str = ""
+    body: bytes = b""
+
+
+@dataclasses.dataclass
+class _Scope:
+    hits: int = 0
+    fault: Fault | None = None
+    remaining: int | None = None
+    reply_prefix: str = DEFAULT_REPLY_PREFIX
+    recorded: deque[RecordedRequest] = dataclasses.field(
+        default_factory=lambda: deque(maxlen=_MAX_RECORDED)
+    )
+
+
+def _norm_scope(scope: str) -> str:
+    return scope.strip("/")
+
+
+class _State:
+    """Everything the handler threads share, behind one lock."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._scopes: dict[str, _Scope] = {}
+        self._ids = itertools.count(1)
+        self._connections = 0
+        self._open: set[socket.socket] = set()
+
+    def _scope(self, name: str) -> _Scope:
+        scope = self._scopes.get(name)
+        if scope is None:
+            scope = self._scopes[name] = _Scope()
+        return scope
+
+    def arrive(self, name: str, record: RecordedRequest) -> tuple[Fault | None, str, int]:
+        """Count and record a request, consuming one use of a ``times``-limited fault."""
+        with self._lock:
+            scope = self._scope(name)
+            scope.hits += 1
+            scope.recorded.append(record)
+            fault = scope.fault
+            if fault is not None and scope.remaining is not None:
+                scope.remaining -= 1
+                if scope.remaining <= 0:
+                    scope.fault = scope.remaining = None
+            return fault, scope.reply_prefix, next(self._ids)
+
+    def set_fault(self, name: str, fault: Fault | None) -> None:
+        with self._lock:
+            scope = self._scope(name)
+            scope.fault = fault
+            scope.remaining = fault.times if fault is not None else None
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            for scope in self._scopes.values():
+                scope.fault = scope.remaining = None
+
+    def set_reply_prefix(self, name: str, prefix: str) -> None:
+        with self._lock:
+            self._scope(name).reply_prefix = prefix
+
+    def hits(self, name: str) -> int:
+        with self._lock:
+            scope = self._scopes.get(name)
+            return scope.hits if scope is not None else 0
+
+    def requests(self, name: str) -> list[RecordedRequest]:
+        with self._lock:
+            scope = self._scopes.get(name)
+            return list(scope.recorded) if scope is not None else []
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scopes.clear()
+            self._connections = 0
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            scopes = {
+                name: {
+                    "hits": scope.hits,
+                    "fault": scope.fault.to_dict() if scope.fault is not None else None,
+                    "remaining": scope.remaining,
+                    "reply_prefix": scope.reply_prefix,
+                }
+                for name, scope in sorted(self._scopes.items())
+            }
+            return {"scopes": scopes, "connections": self._connections}
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+            self._open.add(sock)
+
+    def closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def drop_connections(self) -> None:
+        """Wake handler threads parked on idle keep-alive connections so stop() is prompt."""
+        with self._lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+# --- reply bodies ---------------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def _last_user_text(payload: Mapping[str, Any]) -> str:
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _text_of(message.get("content"))
+    return ""
+
+
+def _prompt_tokens(payload: Mapping[str, Any]) -> int:
+    words = len(_text_of(payload.get("system")).split())
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                words += len(_text_of(message.get("content")).split())
+    return words
+
+
+def _pieces(content: str) -> list[str]:
+    """One piece per word with its trailing whitespace; joining them gives back ``content``."""
+    pieces = _WORD.findall(content)
+    return pieces or ([content] if content else [])
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {text}\n\n".encode()
+
+
+def _ndjson(data: Any) -> bytes:
+    return (json.dumps(data) + "\n").encode()
+
+
+def _error_type(api: Api, status: int) -> str:
+    common = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+    }
+    if api == "anthropic":
+        extra = {413: "request_too_large", 529: "overloaded_error"}
+        return common.get(status) or extra.get(status, "api_error")
+    return common.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
+
+
+def _error_document(api: Api, status: int, message: str) -> dict[str, Any]:
+    kind = _error_type(api, status)
+    if api == "anthropic":
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    if api == "ollama":
+        return {"error": message}
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _control_error(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error"}}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reply:
+    """A deterministic answer, rendered in one API's shape, whole or as stream frames."""
+
+    api: Api
+    model: str
+    content: str
+    prompt_tokens: int
+    number: int
+    include_usage: bool = False
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.content.split())
+
+    @property
+    def created(self) -> int:
+        return int(time.time())
+
+    @property
+    def message_id(self) -> str:
+        return f"msg_fake_{self.number}" if self.api == "anthropic" else self.chat_id
+
+    @property
+    def chat_id(self) -> str:
+        return f"chatcmpl-fake-{self.number}"
+
+    def _usage(self) -> dict[str, int]:
+        p, c = self.prompt_tokens, self.completion_tokens
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    def _ollama(self, content: str, done: bool) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "model": self.model,
+            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "message": {"role": "assistant", "content": content},
+            "done": done,
+        }
+        if done:
+            doc |= {
+                "done_reason": "stop",
+                "prompt_eval_count": self.prompt_tokens,
+                "eval_count": self.completion_tokens,
+            }
+        return doc
+
+    def document(self) -> dict[str, Any]:
+        if self.api == "anthropic":
+            return {
+                "id": self.message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [{"type": "text", "text": self.content}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": self.prompt_tokens,
+                    "output_tokens": self.completion_tokens,
+                },
+            }
+        if self.api == "ollama":
+            return self._ollama(self.content, done=True)
+        return {
+            "id": self.chat_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self._usage(),
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
+        return _sse(
+            {
+                "id": self.chat_id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+
+    def frames(self) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """Stream frames split as (preamble, one frame per content piece, epilogue)."""
+        pieces = _pieces(self.content)
+        if self.api == "anthropic":
+            start = {
+                "type": "message_start",
+                "message": {
+                    "id": self.message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 0},
+                },
+            }
+            block = {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+            preamble = [_sse(start, "message_start"), _sse(block, "content_block_start")]
+            body = [
+                _sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                    "content_block_delta",
+                )
+                for piece in pieces
+            ]
+            delta = {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": self.completion_tokens},
+            }
+            epilogue = [
+                _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                _sse(delta, "message_delta"),
+                _sse({"type": "message_stop"}, "message_stop"),
+            ]
+            return preamble, body, epilogue
+        if self.api == "ollama":
+            return (
+                [],
+                [_ndjson(self._ollama(p, done=False)) for p in pieces],
+                [_ndjson(self._ollama("", done=True))],
+            )
+        preamble = [self._chunk({"role": "assistant", "content": ""}, None)]
+        body = [self._chunk({"content": piece}, None) for piece in pieces]
+        epilogue = [self._chunk({}, "stop")]
+        if self.include_usage:
+            epilogue.append(
+                _sse(
+                    {
+                        "id": self.chat_id,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": self._usage(),
+                    }
+                )
+            )
+        epilogue.append(_sse("[DONE]"))
+        return preamble, body, epilogue
+
+    def malformed_body(self) -> bytes:
+        if self.api == "anthropic":
+            return b'{"id": "msg_fake", "type": "message", "content": [{"type": "text", "te'
+        if self.api == "ollama":
+            return b'{"model": "fake", "message": {"role": "assistant", "content": <<<'
+        return b'{"choices": [{"index": 0, "message": {"role": "assistant", ###'
+
+    def malformed_frames(self) -> list[bytes]:
+        if self.api == "anthropic":
+            return [b'event: content_block_delta\ndata: {"type": "content_block_delta", ###\n\n']
+        if self.api == "ollama":
+            return [b'{"model": "fake", "message": {"content": ###\n']
+        return [b'data: {"choices": [{"delta": {"content": ###\n\n', _sse("[DONE]")]
+
+
+def _route(path: str) -> tuple[str, Api] | None:
+    for suffix, api in _ENDPOINTS:
+        if path.endswith(suffix):
+            return _norm_scope(path[: -len(suffix)]), api
+    return None
+
+
+def _authorized(api: Api, headers: Mapping[str, str], key: str) -> bool:
+    if api == "anthropic":
+        return headers.get("x-api-key") == key
+    return headers.get("authorization") == f"Bearer {key}"
+
+
+def _wants_stream(api: Api, payload: Mapping[str, Any]) -> bool:
+    return bool(payload.get("stream", api == "ollama"))
+
+
+# --- server ---------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeUpstream/1.0"
+    sys_version = ""
+    disable_nagle_algorithm = True
+
+    @property
+    def state(self) -> _State:
+        return cast(_Server, self.server).state
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: tests and benchmarks don't want a line per request."""
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except _DISCONNECTS:
+            self.close_connection = True
+        if self.state.stopping.is_set():
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    # -- plumbing
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self._send_json(400, _control_error("unreadable request body"))
+            return
+        parts = urlsplit(self.path)
+        control = self._controls().get(parts.path)
+        if control is not None:
+            method, action = control
+            if self.command != method:
+                self._send_json(405, _control_error("method not allowed"), {"Allow": method})
+            else:
+                action(body)
+            return
+        route = _route(parts.path)
+        if route is None:
+            message = f"no route for {self.command} {parts.path}"
+            self._send_json(404, {"error": {"message": message, "type": "not_found_error"}})
+            return
+        scope, api = route
+        if self.command != "POST":
+            document = _error_document(api, 405, f"{self.command} not allowed; use POST")
+            self._send_json(405, document, {"Allow": "POST"})
+            return
+        self._serve_api(scope, api, parts.path, parts.query, body)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+        except ValueError:
+            return None
+        if length < 0:
+            return None
+        body = self.rfile.read(length)
+        return body if len(body) == length else None
+
+    def _read_chunked(self) -> bytes | None:
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return None
+            if size == 0:
+                break
+            body += self.rfile.read(size)
+            self.rfile.readline(16)
+        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+            pass
+        return bytes(body)
+
+    def _send_json(
+        self, status: int, document: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self._send_raw(status, json.dumps(document).encode(), headers)
+
+    def _send_raw(
+        self,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep in slices; False as soon as the server stops or the client hangs up."""
+        deadline = time.monotonic() + seconds
+        watch_client = True
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.state.stopping.is_set():
+                return False
+            step = min(_PAUSE_SLICE, remaining)
+            if not watch_client:
+                self.state.stopping.wait(step)
+                continue
+            try:
+                readable, _, _ = select.select([self.connection], [], [], step)
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    return False
+            except (OSError, ValueError):
+                return False
+            # Pipelined bytes keep the socket readable; stop polling it.
+            watch_client = not readable
+        return not self.state.stopping.is_set()
+
+    def _abort(self) -> None:
+        """Drop the connection with a TCP RST (SO_LINGER 0) instead of a polite FIN."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()
+            self.connection.close()
+
+    def _hang_up(self) -> None:
+        """Close with FIN mid-response, leaving the client with a short body."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+
+    # -- control API
+
+    def _controls(self) -> dict[str, tuple[str, Callable[[bytes], None]]]:
+        return {
+            "/_fault": ("POST", self._control_fault),
+            "/_reset": ("POST", self._control_reset),
+            "/_stats": ("GET", self._control_stats),
+            "/_health": ("GET", self._control_health),
+        }
+
+    def _control_fault(self, body: bytes) -> None:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            self._send_json(400, _control_error("body must be JSON"))
+            return
+        if not isinstance(data, dict):
+            self._send_json(400, _control_error("body must be a JSON object"))
+            return
+        scope = data.pop("scope", "")
+        clear = data.pop("clear", False)
+        prefix = data.pop("reply_prefix", None)
+        if not isinstance(scope, str) or not isinstance(prefix, str | None):
+            self._send_json(400, _control_error("'scope' and 'reply_prefix' must be strings"))
+            return
+        scope = _norm_scope(scope)
+        try:
+            fault = None if clear or not data else Fault.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            self._send_json(400, _control_error(str(exc)))
+            return
+        if prefix is not None:
+            self.state.set_reply_prefix(scope, prefix)
+        if clear or data or prefix is None:
+            self.state.set_fault(scope, fault)
+        shown = fault.to_dict() if fault is not None else None
+        self._send_json(200, {"ok": True, "scope": scope, "fault": shown})
+
+    def _control_reset(self, body: bytes) -> None:
+        self.state.reset()
+        self._send_json(200, {"ok": True})
+
+    def _control_stats(self, body: bytes) -> None:
+        self._send_json(200, self.state.stats())
+
+    def _control_health(self, body: bytes) -> None:
+        self._send_json(200, {"ok": True})
+
+    # -- LLM endpoints
+
+    def _serve_api(self, scope: str, api: Api, path: str, query: str, body: bytes) -> None:
+        payload: Any
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        headers = _Headers(self.headers.items())
+        record = RecordedRequest(path, headers, payload, self.command, scope, api, query, body)
+        fault, prefix, number = self.state.arrive(scope, record)
+        fault = fault or Fault()
+
+        if fault.delay and not self._pause(fault.delay):
+            self.close_connection = True
+            return
+        if fault.reset:
+            self._abort()
+            return
+        if fault.auth_key is not None and not _authorized(api, headers, fault.auth_key):
+            self._send_json(401, _error_document(api, 401, "invalid or missing api key"))
+            return
+        if fault.status is not None:
+            extra = {}
+            if fault.retry_after is not None:
+                extra["Retry-After"] = f"{fault.retry_after:g}"
+            message = f"fake upstream error {fault.status}"
+            self._send_json(fault.status, _error_document(api, fault.status, message), extra)
+            return
+        if not isinstance(payload, dict):
+            message = "request body must be a JSON object"
+            self._send_json(400, _error_document(api, 400, message))
+            return
+
+        options = payload.get("stream_options")
+        reply = _Reply(
+            api=api,
+            model=str(payload.get("model", "")),
+            content=prefix + _last_user_text(payload),
+            prompt_tokens=_prompt_tokens(payload),
+            number=number,
+            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+        )
+        if _wants_stream(api, payload):
+            self._stream(reply, fault)
+        else:
+            self._reply_whole(reply, fault)
+
+    def _reply_whole(self, reply: _Reply, fault: Fault) -> None:
+        body = json.dumps(reply.document()).encode()
+        if fault.malformed:
+            body = reply.malformed_body()
+        if not fault.truncated:
+            self._send_raw(200, body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self._hang_up()
+
+    def _stream(self, reply: _Reply, fault: Fault) -> None:
+        self.send_response(200)
+        content_type = "application/x-ndjson" if reply.api == "ollama" else "text/event-stream"
+        self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if fault.malformed:
+            for frame in reply.malformed_frames():
+                self._write_chunk(frame)
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        preamble, pieces, epilogue = reply.frames()
+        for frame in preamble:
+            self._write_chunk(frame)
+        frames: list[bytes | None] = [*pieces, None]
+        for sent, piece in enumerate(frames):
+            if fault.stream_fail_after is not None and sent >= fault.stream_fail_after:
+                self._abort()
+                return
+            if fault.truncated and (sent >= 1 or piece is None):
+                self._hang_up()
+                return
+            if sent and fault.chunk_delay and not self._pause(fault.chunk_delay):
+                self.close_connection = True
+                return
+            if piece is not None:
+                self._write_chunk(piece)
+        for frame in epilogue:
+            self._write_chunk(frame)
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        self.state = state
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Skip HTTPServer's reverse-DNS lookup of the host, which can stall for seconds."""
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        if isinstance(request, socket.socket):
+            self.state.opened(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        if isinstance(request, socket.socket):
+            self.state.closed(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients vanishing mid-response is expected here; only report real bugs."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class FakeUpstream:
+    """A fake OpenAI / Anthropic / Ollama upstream on a real loopback port.
+
+    The socket is bound in the constructor, so ``port`` and ``url`` are known before
+    ``start()`` (port 0 picks a free port).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._state = _State()
+        self._server = _Server((host, port), self._state)
+        self.host: str = host
+        self.port: int = int(self._server.server_address[1])
+        self._lifecycle = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._foreground: threading.Thread | None = None
+        self._closed = False
+
+    # -- lifecycle
+
+    def start(self) -> FakeUpstream:
+        """Serve from a daemon thread; returns self so ``FakeUpstream().start()`` chains."""
+        with self._lifecycle:
+            if self._closed:
+                raise RuntimeError("FakeUpstream was stopped; create a new one")
+            if self._thread is None and self._foreground is None:
+                self._thread = threading.Thread(
+                    target=self._server.serve_forever,
+                    kwargs={"poll_interval": _PAUSE_SLICE},
+                    name=f"fake-upstream:{self.port}",
+                    daemon=True,
+                )
+                self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until Ctrl-C (or stop() from another thread)."""
+        with self._lifecycle:
+            if self._closed or self._thread is not None or self._foreground is not None:
+                raise RuntimeError("FakeUpstream is already running or stopped")
+            self._foreground = threading.current_thread()
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            with self._lifecycle:
+                self._foreground = None
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and free the port; safe to call twice."""
+        with self._lifecycle:
+            if self._closed:
+                return
+            self._closed = True
+            loop = self._thread or self._foreground
+        self._state.stopping.set()
+        if loop is not None and loop is not threading.current_thread():
+            self._server.shutdown()
+        self._server.server_close()
+        self._state.drop_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def base_url(self, scope: str = "", api: str = "openai") -> str:
+        """What to put in a provider's base URL field for ``scope``."""
+        if api not in ("openai", "anthropic", "ollama"):
+            raise ValueError(f"unknown api {api!r}; expected openai, anthropic or ollama")
+        scope = _norm_scope(scope)
+        root = f"{self.url}/{scope}" if scope else self.url
+        return f"{root}/v1" if api == "openai" else root
+
+    # -- faults and observations
+
+    def set_fault(self, scope: str = "", fault: Fault | None = None, **fields: Any) -> None:
+        """Make ``scope`` misbehave; keyword fields override ``fault``'s. No fault → healthy."""
+        if fields:
+            fault = dataclasses.replace(fault or Fault(), **fields)
+        self._state.set_fault(_norm_scope(scope), fault)
+
+    def clear_faults(self) -> None:
+        self._state.clear_faults()
+
+    def set_reply_prefix(self, scope: str, prefix: str) -> None:
+        self._state.set_reply_prefix(_norm_scope(scope), prefix)
+
+    def hits(self, scope: str = "") -> int:
+        """Requests that reached ``scope``'s endpoints, counted before any fault applied."""
+        return self._state.hits(_norm_scope(scope))
+
+    def requests(self, scope: str = "") -> list[RecordedRequest]:
+        """The last requests ``scope`` received, oldest first."""
+        return self._state.requests(_norm_scope(scope))
+
+    def stats(self) -> dict[str, Any]:
+        """Same document as ``GET /_stats``."""
+        return self._state.stats()
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since start or the last reset()."""
+        return self._state.connections
+
+    def reset(self) -> None:
+        """Back to a fresh server: no faults, counters, recordings or custom prefixes."""
+        self._state.reset()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the fake upstream in the foreground, for the demo and manual poking."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flexiai_django.testing.fake_upstream",
+        description="Fake OpenAI/Anthropic/Ollama upstream with run-time fault injection.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args(argv)
+    upstream = FakeUpstream(args.host, args.port)
+    print(f"fake upstream listening on {upstream.url}", flush=True)
+    upstream.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""pytest fixtures for projects that use flexiai_django.
+
+Load with ``-p flexiai_django.testing.pytest_plugin`` (addopts) or ``pytest_plugins``.
+
+* Redis: ``REDIS_URL`` (default ``redis://127.0.0.1:6379/15``) must answer; if it does not
+  and ``redis-server`` is installed, a throwaway one is started for the session. No Redis
+  at all is an error, never a silent skip.
+* ``fake_upstream``: a real HTTP server on loopback speaking the OpenAI, Anthropic and
+  Ollama APIs, with fault injection; reset before every test.
+* ``make_provider``: Provider rows pointing at a fake-upstream scope.
+* ``flexiai_reset``: fresh breakers, provider cache and answer cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import pytest
+
+from flexiai_django.testing.fake_upstream import FakeUpstream
+from flexiai_django.testing.redis_server import RedisServer, ping
+
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+_throwaway: RedisServer | None = None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
+    """Runs before pytest-django imports settings, which read REDIS_URL."""
+    global _throwaway
+    url = os.environ.setdefault("REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    if not ping(url):
+        try:
+            _throwaway = RedisServer().start()
+        except RuntimeError as exc:
+            raise pytest.UsageError(f"No Redis answers at REDIS_URL={url} and {exc}.") from None
+        os.environ["REDIS_URL"] = _throwaway.url
+    return (yield)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    where = "throwaway redis-server" if _throwaway else "REDIS_URL"
+    return f"flexiai redis: {os.environ.get('REDIS_URL')} ({where})"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _throwaway is not None:
+        _throwaway.close()
+
+
+@pytest.fixture(scope="session")
+def _fake_upstream_server() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_upstream(_fake_upstream_server: FakeUpstream) -> FakeUpstream:
+    _fake_upstream_server.reset()
+    return _fake_upstream_server
+
+
+@pytest.fixture
+def flexiai_reset() -> Iterator[None]:
+    """Fresh breaker state, provider snapshot and answer cache around a test."""
+    from django.core.cache import caches
+
+    from flexiai_django import registry
+    from flexiai_django.breakers import get_store
+    from flexiai_django.conf import get_settings
+
+    def clear() -> None:
+        get_store().clear()
+        registry.invalidate()
+        caches[get_settings().CACHE_ALIAS].clear()
+
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture
+def make_provider(fake_upstream: FakeUpstream, flexiai_reset: None) -> Callable[..., Any]:
+    """``make_provider("primary", kind="anthropic", priority=1, api_key="…")``.
+
+    The provider's base URL is the fake upstream's scope of the same name, whose
+    replies start with ``"<name>: "`` so a test can tell who answered.
+    """
+    from flexiai_django import registry
+    from flexiai_django.models import Provider
+
+    api_of = {"openai": "openai", "openai_compatible": "openai", "anthropic": "anthropic",
+              "ollama": "ollama"}
+
+    def make(name: str, *, kind: str = "openai", api_key: str | None = None,
+             **fields: Any) -> Provider:
+        fields.setdefault("model", f"{name}-model")
+        fields.setdefault("timeout", 2.0)
+        fields.setdefault("base_url", fake_upstream.base_url(name, api=api_of[kind]))
+        provider = Provider(name=name, kind=kind, **fields)
+        provider.set_api_key(api_key)
+        provider.save()
+        fake_upstream.set_reply_prefix(name, f"{name}: ")
+        registry.invalidate()
+        return provider
+
+    return make

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from flexiai_site import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("chat/direct", views.chat_direct, name="chat-direct"),
+    path("chat/decorator", views.chat_decorator, name="chat-decorator"),
+    path("admin/", admin.site.urls),
+]
