@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -22,11 +25,13 @@ STATE_COLOURS = {
 }
 
 
+def _formfield(field: models.Field, **kwargs: Any) -> forms.Field | None:  # type: ignore[type-arg]
+    if isinstance(field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return field.formfield(**kwargs)
+
+
 class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]
-    base_url = forms.URLField(
-        label=_("Base URL"), required=False, max_length=500, assume_scheme="https",
-        help_text=Provider._meta.get_field("base_url").help_text,
-    )
     api_key = forms.CharField(
         label=_("API key"), required=False, strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -37,6 +42,7 @@ class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = Provider
+        formfield_callback = _formfield
         fields = ("name", "kind", "base_url", "model", "enabled", "api_key_env", "priority",
                   "weight", "timeout", "failure_threshold", "success_threshold", "open_seconds",
                   "max_open_seconds", "half_open_max_calls")
@@ -55,6 +61,7 @@ class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = ProviderForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "kind", "model", "priority", "weight", "enabled", "key_status",
                     "breaker_state", "breaker_failures")
     list_editable = ("priority", "weight", "enabled")

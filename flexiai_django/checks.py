@@ -27,7 +27,7 @@ def _positive_int(value: Any) -> bool:
 def _importable(path: Any) -> bool:
     try:
         import_string(path)
-    except (ImportError, TypeError, ValueError):
+    except (ImportError, TypeError, ValueError, AttributeError):
         return False
     return True
 

@@ -1,0 +1,82 @@
+"""Every FLEXIAI setting has a system check with a stable id and a hint."""
+
+import pytest
+from django.test import override_settings
+
+from flexiai_django.checks import RULES, check_settings
+
+BAD_VALUES = {
+    "flexiai.E002": ("BREAKER_STORE", {"BACKEND": "no.such.Store"}),
+    "flexiai.E003": ("FAILURE_THRESHOLD", 0),
+    "flexiai.E004": ("SUCCESS_THRESHOLD", "2"),
+    "flexiai.E005": ("OPEN_SECONDS", -1),
+    "flexiai.E006": ("MAX_OPEN_SECONDS", None),
+    "flexiai.E007": ("OPEN_JITTER", 1.5),
+    "flexiai.E008": ("HALF_OPEN_MAX_CALLS", 0),
+    "flexiai.E009": ("PROBE_TTL_SECONDS", 0),
+    "flexiai.E010": ("DEFAULT_TIMEOUT", "30"),
+    "flexiai.E011": ("PROVIDER_REFRESH_SECONDS", -0.5),
+    "flexiai.E012": ("ADAPTERS", {"mine": "nowhere.Adapter"}),
+    "flexiai.E013": ("ASYNC_TRANSPORT", "nowhere.transport"),
+    "flexiai.E014": ("SYNC_TRANSPORT", 42),
+    "flexiai.E015": ("CACHE_ENABLED", "yes"),
+    "flexiai.E016": ("CACHE_ALIAS", "missing"),
+    "flexiai.E017": ("CACHE_TTL", 0),
+    "flexiai.E018": ("DEGRADED_MESSAGE", ""),
+    "flexiai.E019": ("RETRY_AFTER_SECONDS", 0),
+    "flexiai.E020": ("ENCRYPTION_KEYS", "one-string"),
+    "flexiai.E021": ("REDIS_ALIAS", ""),
+    "flexiai.E022": ("CHANNEL_GROUP", "has spaces!"),
+}
+
+
+def ids(messages):
+    return [m.id for m in messages]
+
+
+def test_the_defaults_pass():
+    with override_settings(FLEXIAI={}):
+        assert check_settings() == []
+
+
+def test_every_rule_has_a_test_case():
+    assert {rule.id for rule in RULES} == set(BAD_VALUES)
+
+
+@pytest.mark.parametrize("check_id", sorted(BAD_VALUES))
+def test_a_bad_value_is_reported_with_its_id_and_a_hint(check_id):
+    key, value = BAD_VALUES[check_id]
+    with override_settings(FLEXIAI={key: value}):
+        messages = check_settings()
+    assert ids(messages) == [check_id]
+    assert messages[0].hint and key in messages[0].msg
+
+
+def test_flexiai_must_be_a_dict():
+    with override_settings(FLEXIAI=["nope"]):
+        assert ids(check_settings()) == ["flexiai.E001"]
+
+
+def test_unknown_keys_are_warned_about():
+    with override_settings(FLEXIAI={"FAILURE_TRESHOLD": 3}):
+        messages = check_settings()
+    assert ids(messages) == ["flexiai.W001"] and "FAILURE_TRESHOLD" in messages[0].msg
+
+
+def test_a_cap_below_the_base_open_period_is_an_error():
+    with override_settings(FLEXIAI={"OPEN_SECONDS": 60, "MAX_OPEN_SECONDS": 10}):
+        assert ids(check_settings()) == ["flexiai.E006"]
+
+
+def test_encryption_keys_are_never_echoed():
+    with override_settings(FLEXIAI={"ENCRYPTION_KEYS": ["ok", ""]}):
+        messages = check_settings()
+    assert ids(messages) == ["flexiai.E020"] and "'ok'" not in messages[0].msg
+
+
+def test_checks_run_through_django(capsys):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    with override_settings(FLEXIAI={"FAILURE_THRESHOLD": -1}), pytest.raises(SystemCheckError):
+        call_command("check")

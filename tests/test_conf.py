@@ -1,0 +1,25 @@
+"""Settings are read lazily through one object that reloads when Django's settings change."""
+
+import pytest
+from django.test import override_settings
+
+from flexiai_django.conf import DEFAULTS, get_settings
+
+
+def test_defaults_fill_what_the_project_leaves_out():
+    with override_settings(FLEXIAI={"FAILURE_THRESHOLD": 2}):
+        s = get_settings()
+        assert s.FAILURE_THRESHOLD == 2
+        assert DEFAULTS["OPEN_SECONDS"] == s.OPEN_SECONDS
+
+
+def test_a_settings_change_is_seen_at_once():
+    before = get_settings().FAILURE_THRESHOLD
+    with override_settings(FLEXIAI={"FAILURE_THRESHOLD": before + 7}):
+        assert before + 7 == get_settings().FAILURE_THRESHOLD
+    assert before == get_settings().FAILURE_THRESHOLD
+
+
+def test_a_misspelt_attribute_fails_loudly():
+    with pytest.raises(AttributeError, match="FAILURE_TRESHOLD"):
+        get_settings().FAILURE_TRESHOLD  # noqa: B018
