@@ -349,3 +349,20 @@ async def test_the_llm_decorator_on_an_async_function(two):
         return f"Greet {name}"
 
     assert (await greet("Ada")).content == "primary: Greet Ada"
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+def test_no_log_line_or_error_carries_a_provider_key(make_provider, clock, fake_upstream, caplog):
+    key = "sk-never-show-me-31337"
+    make_provider("primary", priority=1, api_key=key)
+    make_provider("secondary", priority=2, api_key=key)
+    fake_upstream.set_fault("primary", status=401)
+    fake_upstream.set_fault("secondary", status=500)
+    with caplog.at_level("DEBUG"), pytest.raises(flexiai_django.NoProviderAvailable) as caught:
+        flexiai_django.chat(HELLO)
+    assert fake_upstream.requests("primary")[-1].headers["authorization"] == f"Bearer {key}"
+    assert caplog.records, "the failures were logged"
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    assert key not in logged
+    assert key not in str(caught.value) and key not in repr(caught.value.errors)
