@@ -45,7 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": [],
     # Shared state (used by the Redis store and broadcast).
     "REDIS_ALIAS": "default",
+    "CHANNEL_LAYER": "default",
     "CHANNEL_GROUP": "flexiai",
+    # Seconds between a worker's full re-reads of shared breaker state (broadcasts are
+    # at-most-once; this bounds how long a lost one can matter).
+    "RESYNC_SECONDS": 0.5,
 }
 
 

@@ -86,6 +86,12 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 FLEXIAI = {
+    "BREAKER_STORE": {
+        "BACKEND": "flexiai_django.breakers.redis_store.RedisBreakerStore"
+        if REDIS_URL
+        else "flexiai_django.breakers.memory.LocalBreakerStore",
+        "OPTIONS": {},
+    },
     "DEGRADED_MESSAGE": os.environ.get(
         "FLEXIAI_DEGRADED_MESSAGE",
         "Our assistant is busy right now. Please try again in a minute.",

@@ -17,18 +17,22 @@ def breaker_of(name):
     return get_store().get(f"llm:{name}")
 
 
-@pytest.fixture
-def clock():
+STORES = {
+    "local": "flexiai_django.breakers.memory.LocalBreakerStore",
+    "redis": "flexiai_django.breakers.redis_store.RedisBreakerStore",
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def clock(request):
+    """The chain runs against both stores, with time under the test's control."""
     clock = FakeClock()
     flexiai = {
         "FAILURE_THRESHOLD": 3,
         "OPEN_SECONDS": 30,
         "OPEN_JITTER": 0.0,
         "DEGRADED_MESSAGE": None,
-        "BREAKER_STORE": {
-            "BACKEND": "flexiai_django.breakers.memory.LocalBreakerStore",
-            "OPTIONS": {"clock": clock},
-        },
+        "BREAKER_STORE": {"BACKEND": STORES[request.param], "OPTIONS": {"clock": clock}},
     }
     with override_settings(FLEXIAI=flexiai):
         yield clock

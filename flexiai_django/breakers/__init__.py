@@ -53,7 +53,11 @@ def get_store() -> BreakerStore:
             spec = get_settings().BREAKER_STORE
             backend = import_string(spec["BACKEND"])
             _store = (os.getpid(), backend(**spec.get("OPTIONS", {})))
-        return _store[1]
+        store = _store[1]
+    from flexiai_django import broadcast
+
+    broadcast.listener()
+    return store
 
 
 @receiver(signals.settings_reloaded)

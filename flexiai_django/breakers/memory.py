@@ -27,7 +27,9 @@ class LocalBreakerStore(BreakerStore):
 
     def acquire(self, name: str, config: BreakerConfig) -> Admission:
         with self._lock:
-            before = self._states.get(name) or BreakerState()
+            before = self._states.get(name)
+            if before is None:
+                before = self._states[name] = BreakerState()
             if before.state is State.CLOSED:
                 return Admission(True, before)
             admission = rules.acquire(before, config, self._clock())

@@ -7,6 +7,10 @@ made atomic; the rules live here once. Semantics follow Resilience4j: CLOSED tri
 OPEN after ``failure_threshold`` consecutive failures, OPEN becomes HALF_OPEN lazily on
 the first call after the open period, HALF_OPEN admits ``half_open_max_calls`` probes and
 closes after ``success_threshold`` successes. FORCED_OPEN and DISABLED are admin overrides.
+
+``version`` grows on every transition and also when a failure streak starts or ends, so
+a worker holding a snapshot can tell "closed and clean" (no shared write needed after a
+success) from "closed with recent failures".
 """
 
 from __future__ import annotations
@@ -141,7 +145,9 @@ def _release_probe(s: BreakerState) -> tuple[float, ...]:
 
 def record_success(s: BreakerState, cfg: BreakerConfig, now: float, *, probe: bool) -> BreakerState:
     if s.state is State.CLOSED:
-        return replace(s, failures=0, calls=s.calls + 1)
+        if s.failures:
+            return replace(s, failures=0, calls=s.calls + 1, version=s.version + 1)
+        return replace(s, calls=s.calls + 1)
     if s.state is State.HALF_OPEN and probe:
         s = replace(s, probes=_release_probe(s), successes=s.successes + 1, calls=s.calls + 1)
         if s.successes >= cfg.success_threshold:
@@ -172,7 +178,7 @@ def record_failure(
         total_failures=s.total_failures + 1,
     )
     if s.state is State.CLOSED:
-        s = replace(s, failures=s.failures + 1)
+        s = replace(s, failures=s.failures + 1, version=s.version + (s.failures == 0))
         return _open(s, cfg, now, rand) if s.failures >= cfg.failure_threshold else s
     if s.state is State.HALF_OPEN and probe:
         return _open(s, cfg, now, rand)

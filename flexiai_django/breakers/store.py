@@ -70,6 +70,18 @@ class BreakerStore(abc.ABC):
     async def aforce(self, name: str, to: State) -> BreakerState:
         return self.force(name, to)
 
+    def snapshot(self, name: str, *, max_age: float | None = None) -> BreakerState | None:
+        """This worker's cached view of a shared breaker; local stores have none."""
+        return None
+
+    def apply_remote(self, name: str, state: BreakerState) -> bool:
+        """Take a state broadcast by another worker; local stores ignore it."""
+        return False
+
+    def refresh(self) -> None:
+        """Re-read shared state (after a reconnect, or when snapshots age)."""
+        return None
+
     def transitioned(self, name: str, before: BreakerState, after: BreakerState) -> None:
         """Called by stores after each state change; tells listeners (broadcast, metrics)."""
         if after.version != before.version or after.state != before.state:

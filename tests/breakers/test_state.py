@@ -36,7 +36,7 @@ def test_the_threshold_of_consecutive_failures_opens_it():
     s = trip(now=100)
     assert s.state is State.OPEN
     assert s.opened_at == 100 and s.retry_at == 110
-    assert s.version == 1 and s.openings == 1
+    assert s.openings == 1
 
 
 def test_a_success_resets_the_consecutive_count():
@@ -44,6 +44,23 @@ def test_a_success_resets_the_consecutive_count():
     s = rules.record_success(s, CFG, 0, probe=False)
     s = fail(fail(s, 0), 0)
     assert s.state is State.CLOSED and s.failures == 2
+
+
+def test_a_failure_streak_starting_or_ending_is_a_new_version():
+    s = fail(BreakerState(), 0)
+    assert s.version == 1
+    assert fail(s, 1).version == 1
+    s = rules.record_success(s, CFG, 2, probe=False)
+    assert (s.failures, s.version) == (0, 2)
+    assert rules.record_success(s, CFG, 3, probe=False).version == 2
+
+
+def test_every_transition_is_a_new_version():
+    versions = [trip(now=0).version]
+    admission = rules.acquire(trip(now=0), CFG, now=10)
+    versions.append(admission.state.version)
+    versions.append(fail(admission.state, 11, probe=True).version)
+    assert versions == sorted(set(versions))
 
 
 def test_open_rejects_with_the_time_left():
@@ -56,7 +73,7 @@ def test_first_call_after_the_open_period_becomes_a_half_open_probe():
     admission = rules.acquire(trip(now=0), CFG, now=10)
     assert admission.allowed and admission.probe and admission.transitioned
     assert admission.state.state is State.HALF_OPEN
-    assert admission.state.version == 2
+    assert admission.state.version == trip(now=0).version + 1
 
 
 def test_half_open_admits_only_max_calls_probes():

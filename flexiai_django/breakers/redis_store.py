@@ -1,0 +1,341 @@
+"""One breaker state for the whole deployment, kept in Redis.
+
+* Every outcome that can change state runs one Lua script (``breaker.lua``): read,
+  decide, write, bump the version, all atomic, with Redis's clock.
+* Each worker keeps a snapshot per breaker, refreshed by broadcasts (newer versions
+  only) and re-read when older than ``snapshot_ttl``. A call to a CLOSED breaker with no
+  recent failures, and its success, touch only the snapshot: no Redis round trip.
+* If Redis cannot be reached the store falls back to an in-process store with the same
+  rules for ``retry_seconds``, then tries again; on reconnect snapshots are re-read.
+  Redis calls use their own pool with short timeouts and no retries, so a dead Redis
+  costs a request at most one short timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
+
+from flexiai_django.conf import get_settings
+from flexiai_django.worker import worker_id
+
+from .memory import LocalBreakerStore
+from .state import Admission, BreakerConfig, BreakerState, State
+from .store import BreakerStore
+
+logger = logging.getLogger("flexiai_django")
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def _script_source() -> str:
+    return resources.files("flexiai_django.breakers").joinpath("breaker.lua").read_text()
+
+
+def client_for_alias(alias: str, socket_timeout: float, connect_timeout: float) -> redis.Redis:
+    """A client on the same server as django-redis's ``alias``, with its own fail-fast pool."""
+    from django_redis import get_redis_connection
+
+    pool = get_redis_connection(alias).connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
+                  retry=Retry(NoBackoff(), 0))
+    if isinstance(pool, SentinelConnectionPool):
+        kwargs.pop("connection_class", None)
+        fresh: redis.ConnectionPool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            pool.service_name, pool.sentinel_manager, **kwargs)
+    else:
+        fresh = type(pool)(connection_class=pool.connection_class,
+                           max_connections=pool.max_connections, **kwargs)
+    return redis.Redis(connection_pool=fresh)
+
+
+def _number(value: Any) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) -> BreakerState:
+    """A state from the script's JSON or a raw HGETALL (values are strings there)."""
+    get = fields.get
+    return BreakerState(
+        state=State(get("state") or State.CLOSED),
+        failures=int(float(get("failures") or 0)),
+        successes=int(float(get("successes") or 0)),
+        openings=int(float(get("openings") or 0)),
+        opened_at=_number(get("opened_at")),
+        retry_at=_number(get("retry_at")),
+        probes=tuple(float(p) for p in probes) if isinstance(probes, list) else (),
+        version=int(float(get("version") or 0)),
+        last_failure_at=_number(get("last_failure_at")),
+        last_error=get("last_error") or None,
+        changed_at=_number(get("changed_at")),
+        calls=int(float(get("calls") or 0)),
+        total_failures=int(float(get("total_failures") or 0)),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+class RedisBreakerStore(BreakerStore):
+    """OPTIONS: ``alias`` (a django-redis cache, default ``FLEXIAI["REDIS_ALIAS"]``) or
+    ``url``; ``socket_timeout``/``connect_timeout`` (seconds); ``snapshot_ttl``;
+    ``retry_seconds`` (how long to stay local after Redis failed); ``clock`` (tests)."""
+
+    def __init__(
+        self,
+        alias: str | None = None,
+        url: str | None = None,
+        key_prefix: str = "flexiai",
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        snapshot_ttl: float = 1.0,
+        retry_seconds: float = 1.0,
+        clock: Callable[[], float] | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._alias = alias
+        self._url = url
+        self._prefix = key_prefix
+        self._timeouts = (socket_timeout, connect_timeout)
+        self.snapshot_ttl = snapshot_ttl
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        self._rand = rand
+        self._local = LocalBreakerStore(clock or time.time, rand)
+        self._snapshots: dict[str, tuple[float, BreakerState]] = {}
+        self._client: redis.Redis | None = None
+        self._script: Any = None
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self.connected = True
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    if self._url:
+                        client = redis.Redis.from_url(
+                            self._url, socket_timeout=self._timeouts[0],
+                            socket_connect_timeout=self._timeouts[1], retry=Retry(NoBackoff(), 0))
+                    else:
+                        alias = self._alias or get_settings().REDIS_ALIAS
+                        client = client_for_alias(alias, *self._timeouts)
+                    self._script = client.register_script(_script_source())
+                    self._client = client
+        return self._client
+
+    def _keys(self, name: str) -> list[str]:
+        base = f"{self._prefix}:breaker:{{{name}}}"
+        return [base, f"{base}:probes", f"{self._prefix}:breakers"]
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.connected:
+            logger.warning("breaker store lost Redis (%s); using in-process breakers",
+                           type(exc).__name__)
+        self.connected = False
+        self._down_until = time.monotonic() + self._retry_seconds
+
+    def _succeeded(self) -> None:
+        if not self.connected:
+            logger.warning("breaker store reconnected to Redis; re-reading shared state")
+            self.connected = True
+            self._snapshots.clear()
+            self._local.clear()
+
+    def _now(self) -> float:
+        return self._clock() if self._clock else time.time()
+
+    def _eval(self, op: str, name: str, cfg: BreakerConfig, *, arg: str = "",
+              probe: bool = False, error: str | None = None) -> dict[str, Any] | None:
+        if not self.available:
+            return None
+        member = f"{worker_id()}:{uuid.uuid4().hex[:8]}" if op == "acquire" else ""
+        args = [op, name, cfg.failure_threshold, cfg.success_threshold, cfg.open_seconds,
+                cfg.max_open_seconds, cfg.jitter, cfg.half_open_max_calls, cfg.probe_ttl,
+                self._rand(), "" if self._clock is None else repr(self._clock()), arg,
+                "1" if probe else "0", error or "", member]
+        try:
+            self._redis()
+            raw = self._script(keys=self._keys(name), args=args)
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return None
+        self._succeeded()
+        result: dict[str, Any] = orjson.loads(raw)
+        return result
+
+    def _apply(self, name: str, result: dict[str, Any],
+               before: BreakerState | None) -> BreakerState:
+        state = parse_state(result["state"], result.get("probes") or [])
+        self._snapshots[name] = (time.monotonic(), state)
+        if result.get("transitioned"):
+            self.transitioned(name, before or BreakerState(), state)
+        return state
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def snapshot(self, name: str, *, max_age: float | None = None) -> BreakerState | None:
+        """This worker's view, if fresher than ``max_age`` (default ``snapshot_ttl``)."""
+        entry = self._snapshots.get(name)
+        limit = self.snapshot_ttl if max_age is None else max_age
+        if entry is None or time.monotonic() - entry[0] > limit:
+            return None
+        return entry[1]
+
+    def apply_remote(self, name: str, state: BreakerState) -> bool:
+        """A broadcast from another worker: taken only if newer than what we hold."""
+        entry = self._snapshots.get(name)
+        if entry is not None and entry[1].version >= state.version:
+            return False
+        self._snapshots[name] = (time.monotonic(), state)
+        return True
+
+    def refresh(self) -> None:
+        """Re-read every breaker from Redis (the listener calls this periodically)."""
+        self.all()
+
+    def _local_decision(self, snap: BreakerState, cfg: BreakerConfig) -> Admission | None:
+        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis."""
+        if snap.state is State.CLOSED:
+            return Admission(True, snap) if snap.failures == 0 else None
+        if snap.state is State.DISABLED:
+            return Admission(True, snap, recorded=False)
+        if snap.state is State.FORCED_OPEN:
+            return Admission(False, snap)
+        now = self._now()
+        if snap.state is State.OPEN and snap.retry_at is not None and now < snap.retry_at:
+            return Admission(False, snap, retry_after=snap.retry_at - now)
+        if snap.state is State.HALF_OPEN:
+            live = [p for p in snap.probes if p > now]
+            if len(live) >= cfg.half_open_max_calls:
+                return Admission(False, snap, retry_after=min(live) - now)
+        return None
+
+    # -- the store interface -------------------------------------------------------------
+
+    def acquire(self, name: str, config: BreakerConfig) -> Admission:
+        snap = self.snapshot(name)
+        if snap is not None and self.available:
+            decision = self._local_decision(snap, config)
+            if decision is not None:
+                return decision
+        result = self._eval("acquire", name, config)
+        if result is None:
+            return self._local.acquire(name, config)
+        state = self._apply(name, result, snap)
+        return Admission(
+            allowed=bool(result["allowed"]),
+            state=state,
+            probe=bool(result["probe"]),
+            retry_after=result.get("retry_after"),
+            transitioned=bool(result["transitioned"]),
+            recorded=bool(result["recorded"]),
+        )
+
+    def record(self, name: str, config: BreakerConfig, *, success: bool | None, probe: bool,
+               error: str | None = None) -> BreakerState:
+        snap = self.snapshot(name)
+        if (snap is not None and not probe and success is not False
+                and snap.state is State.CLOSED and snap.failures == 0 and self.available):
+            return snap
+        arg = "" if success is None else ("1" if success else "0")
+        result = self._eval("record", name, config, arg=arg, probe=probe, error=error)
+        if result is None:
+            return self._local.record(name, config, success=success, probe=probe, error=error)
+        return self._apply(name, result, snap)
+
+    def force(self, name: str, to: State) -> BreakerState:
+        if to not in (State.CLOSED, State.FORCED_OPEN, State.DISABLED):
+            raise ValueError(f"cannot force a breaker into {to}")
+        result = self._eval("force", name, BreakerConfig(), arg=to.value)
+        if result is None:
+            logger.warning("Redis unreachable: breaker %s forced to %s in this process only",
+                           name, to.value)
+            return self._local.force(name, to)
+        return self._apply(name, result, self.snapshot(name, max_age=float("inf")))
+
+    def _read(self, names: list[str]) -> dict[str, BreakerState]:
+        client = self._redis()
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            state_key, probes_key, _ = self._keys(name)
+            pipe.hgetall(state_key)
+            pipe.zrange(probes_key, 0, -1, withscores=True)
+        replies = pipe.execute()
+        states = {}
+        now = time.monotonic()
+        for i, name in enumerate(names):
+            fields, probes = replies[2 * i], replies[2 * i + 1]
+            state = parse_state(_decode(fields), [score for _, score in probes])
+            states[name] = state
+            self._snapshots[name] = (now, state)
+        return states
+
+    def get(self, name: str) -> BreakerState:
+        if self.available:
+            try:
+                state = self._read([name])[name]
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+            else:
+                self._succeeded()
+                return state
+        return self._local.get(name)
+
+    def all(self) -> dict[str, BreakerState]:
+        if self.available:
+            try:
+                names = sorted(_text(m) for m in self._redis().smembers(self._keys("")[2]))
+                states = self._read(names)
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+            else:
+                self._succeeded()
+                return states
+        return {**{n: s for n, (_, s) in self._snapshots.items()}, **self._local.all()}
+
+    def clear(self) -> None:
+        client = self._redis()
+        index = self._keys("")[2]
+        names = [_text(m) for m in client.smembers(index)]
+        keys = [key for name in names for key in self._keys(name)[:2]]
+        client.delete(index, *keys)
+        self._snapshots.clear()
+        self._local.clear()
+
+    def ping(self) -> bool:
+        """Try Redis now (even inside the back-off window); the listener uses it."""
+        try:
+            self._redis().ping()
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return False
+        self._down_until = 0.0
+        self._succeeded()
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": type(self).__name__, "shared": True, "connected": self.connected}

@@ -1,0 +1,188 @@
+"""Breaker transitions and provider changes, broadcast on one Channels group.
+
+Each worker process runs one listener: a daemon thread with its own event loop and its
+own channel-layer instance (channels-redis allows one receiving loop per instance, and
+the ASGI server's loop may be receiving for WebSocket consumers). It joins the group,
+applies events newer than its snapshots, re-joins well before ``group_expiry``,
+re-reads shared state every ``RESYNC_SECONDS`` and after any reconnect, and reconnects
+with backoff. It starts lazily on first use and again after a fork (the pid changes),
+so it works under gunicorn (sync or uvicorn workers), daphne and runserver alike,
+without ASGI lifespan.
+
+With an in-memory channel layer (one process) there is nobody to tell: events go only
+to in-process consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, channel_layers
+from django.dispatch import receiver
+
+from flexiai_django import registry, signals
+from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import BreakerState
+from flexiai_django.conf import get_settings
+from flexiai_django.worker import worker_id
+
+logger = logging.getLogger("flexiai_django")
+
+BREAKER_EVENT = "flexiai.breaker"
+PROVIDERS_EVENT = "flexiai.providers"
+
+
+def _shared_layer_configured() -> bool:
+    alias = get_settings().CHANNEL_LAYER
+    try:
+        backend = channel_layers.configs[alias]["BACKEND"]
+    except KeyError:
+        return False
+    return "InMemoryChannelLayer" not in backend
+
+
+class Listener:
+    """One per process; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.layer: BaseChannelLayer = channel_layers.make_backend(get_settings().CHANNEL_LAYER)
+        self.ready = threading.Event()
+        self.connected = False
+        self.events_applied = 0
+        self.thread = threading.Thread(target=self._run, name="flexiai-listener", daemon=True)
+
+    def start(self) -> Listener:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        await asyncio.gather(self._receive_forever(), self._resync_forever())
+
+    async def _receive_forever(self) -> None:
+        backoff = 0.1
+        group = get_settings().CHANNEL_GROUP
+        rejoin = min(getattr(self.layer, "group_expiry", 86400) / 4, 300.0)
+        while True:
+            try:
+                channel = await self.layer.new_channel()
+                await self.layer.group_add(group, channel)
+                joined = time.monotonic()
+                self.connected = True
+                self.ready.set()
+                await self.loop.run_in_executor(None, get_store().refresh)
+                backoff = 0.1
+                while True:
+                    if time.monotonic() - joined > rejoin:
+                        await self.layer.group_add(group, channel)
+                        joined = time.monotonic()
+                    message = await self.layer.receive(channel)
+                    self.handle(message)
+            except Exception as exc:
+                if self.connected:
+                    logger.warning("broadcast listener lost its channel layer (%s)",
+                                   type(exc).__name__)
+                self.connected = False
+                self.ready.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(get_settings().RESYNC_SECONDS)
+            try:
+                store = get_store()
+                if not store.describe()["connected"]:
+                    await self.loop.run_in_executor(None, getattr(store, "ping", bool))
+                await self.loop.run_in_executor(None, store.refresh)
+            except Exception as exc:
+                logger.debug("resync failed: %s", type(exc).__name__)
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == BREAKER_EVENT:
+            state = BreakerState.from_dict(message["state"])
+            if get_store().apply_remote(message["name"], state):
+                self.events_applied += 1
+        elif kind == PROVIDERS_EVENT:
+            registry.invalidate()
+            self.events_applied += 1
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """Fire and forget from any thread: the send runs on the listener's loop."""
+        group = get_settings().CHANNEL_GROUP
+        future = asyncio.run_coroutine_threadsafe(self.layer.group_send(group, message),
+                                                  self.loop)
+        future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: Any) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.warning("broadcast failed (%s)", type(exc).__name__)
+
+
+_listener: Listener | None = None
+_lock = threading.Lock()
+_pending: set[asyncio.Task[None]] = set()
+
+
+def listener() -> Listener | None:
+    """This process's listener, started on first call (and again after a fork)."""
+    global _listener
+    current = _listener
+    if current is not None and current.pid == os.getpid():
+        return current
+    if not _shared_layer_configured():
+        return None
+    with _lock:
+        if _listener is None or _listener.pid != os.getpid():
+            _listener = Listener().start()
+        return _listener
+
+
+def stop_listener_for_tests() -> None:
+    global _listener
+    with _lock:
+        _listener = None
+
+
+def publish(message: dict[str, Any]) -> None:
+    """Send an event to every worker (and to in-process consumers such as the status page)."""
+    message = {**message, "worker": worker_id(), "sent_at": time.time()}
+    shared = listener()
+    if shared is not None:
+        shared.publish(message)
+        return
+    layer = channel_layers[get_settings().CHANNEL_LAYER] if channel_layers.configs else None
+    if isinstance(layer, InMemoryChannelLayer):
+        group = get_settings().CHANNEL_GROUP
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            task = loop.create_task(layer.group_send(group, message))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+
+
+@receiver(signals.breaker_transition)
+def _on_transition(sender: Any, name: str, after: BreakerState, **kwargs: Any) -> None:
+    publish({"type": BREAKER_EVENT, "name": name, "state": after.to_dict()})
+
+
+@receiver(signals.providers_changed)
+def _on_providers_changed(**kwargs: Any) -> None:
+    publish({"type": PROVIDERS_EVENT})

@@ -1,0 +1,202 @@
+"""Both stores obey the same rules (state.py in Python, breaker.lua in Redis).
+
+Every scenario runs against the in-process store and the Redis store with one injected
+clock, so the Lua script cannot drift from the pure state machine unnoticed.
+"""
+
+import os
+import uuid
+
+import pytest
+import redis as redis_lib
+
+from flexiai_django.breakers.memory import LocalBreakerStore
+from flexiai_django.breakers.redis_store import RedisBreakerStore
+from flexiai_django.breakers.state import BreakerConfig, State
+from flexiai_django.testing.clock import FakeClock
+from flexiai_django.testing.redis_server import RedisServer
+
+CFG = BreakerConfig(failure_threshold=3, success_threshold=2, open_seconds=10,
+                    max_open_seconds=25, jitter=0.0, half_open_max_calls=2, probe_ttl=5)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def redis_store(clock, **options):
+    return RedisBreakerStore(url=os.environ["REDIS_URL"], clock=clock, rand=lambda: 0.5,
+                             key_prefix=f"t{uuid.uuid4().hex[:8]}", **options)
+
+
+@pytest.fixture(params=["local", "redis"])
+def store(request, clock):
+    if request.param == "local":
+        yield LocalBreakerStore(clock=clock, rand=lambda: 0.5)
+    else:
+        s = redis_store(clock)
+        yield s
+        s.clear()
+
+
+def fail(store, n=1, probe=False):
+    for _ in range(n):
+        state = store.record("b", CFG, success=False, probe=probe, error="timeout")
+    return state
+
+
+def test_threshold_failures_open_the_breaker(store, clock):
+    fail(store, 2)
+    assert store.get("b").state is State.CLOSED
+    state = fail(store)
+    assert state.state is State.OPEN
+    assert state.retry_at == pytest.approx(clock.now + 10)
+    assert (state.openings, state.last_error, state.total_failures) == (1, "timeout", 3)
+
+
+def test_open_rejects_then_half_opens_and_caps_probes(store, clock):
+    fail(store, 3)
+    rejected = store.acquire("b", CFG)
+    assert not rejected.allowed and rejected.retry_after == pytest.approx(10)
+    clock.advance(10)
+    first, second, third = (store.acquire("b", CFG) for _ in range(3))
+    assert (first.allowed, first.probe, first.transitioned) == (True, True, True)
+    assert (second.allowed, second.probe) == (True, True)
+    assert not third.allowed and third.retry_after == pytest.approx(5)
+    assert store.get("b").state is State.HALF_OPEN
+
+
+def test_expired_probe_reservations_free_their_slots(store, clock):
+    fail(store, 3)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    store.acquire("b", CFG)
+    clock.advance(5.5)
+    assert store.acquire("b", CFG).allowed
+
+
+def test_probe_successes_close_it(store, clock):
+    fail(store, 3)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    store.acquire("b", CFG)
+    assert store.record("b", CFG, success=True, probe=True).state is State.HALF_OPEN
+    closed = store.record("b", CFG, success=True, probe=True)
+    assert (closed.state, closed.failures, closed.openings) == (State.CLOSED, 0, 0)
+    assert store.acquire("b", CFG).allowed
+
+
+def test_a_failed_probe_reopens_for_longer(store, clock):
+    fail(store, 3)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    state = fail(store, probe=True)
+    assert (state.state, state.openings) == (State.OPEN, 2)
+    assert state.retry_at == pytest.approx(clock.now + 20)
+
+
+def test_a_released_probe_frees_its_slot(store, clock):
+    fail(store, 3)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    store.acquire("b", CFG)
+    store.record("b", CFG, success=None, probe=True)
+    assert store.acquire("b", CFG).allowed
+
+
+def test_success_ends_a_failure_streak(store):
+    fail(store, 2)
+    store.record("b", CFG, success=True, probe=False)
+    fail(store, 2)
+    assert store.get("b").state is State.CLOSED
+
+
+def test_overrides(store):
+    assert store.force("b", State.FORCED_OPEN).state is State.FORCED_OPEN
+    assert not store.acquire("b", CFG).allowed
+    store.force("b", State.DISABLED)
+    admission = store.acquire("b", CFG)
+    assert admission.allowed and not admission.recorded
+    assert fail(store, 5).state is State.DISABLED
+    reset = store.force("b", State.CLOSED)
+    assert (reset.state, reset.failures, reset.last_error) == (State.CLOSED, 0, None)
+
+
+def test_versions_only_grow(store, clock):
+    seen = [store.get("b").version]
+    for step in (lambda: fail(store, 3), lambda: clock.advance(10),
+                 lambda: store.acquire("b", CFG), lambda: fail(store, probe=True),
+                 lambda: store.force("b", State.CLOSED)):
+        step()
+        seen.append(store.get("b").version)
+    assert seen == sorted(seen) and seen[-1] > seen[0]
+
+
+def test_all_lists_every_breaker_used(store):
+    store.acquire("one", CFG)
+    fail(store)
+    assert {"one", "b"} <= set(store.all())
+
+
+# -- Redis only --------------------------------------------------------------------------
+
+def commands_processed(client):
+    return client.info("stats")["total_commands_processed"]
+
+
+def test_the_closed_hot_path_makes_no_redis_call(clock):
+    store = redis_store(clock)
+    store.acquire("b", CFG)
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+    before = commands_processed(client)
+    for _ in range(100):
+        admission = store.acquire("b", CFG)
+        store.record("b", CFG, success=True, probe=admission.probe)
+    assert commands_processed(client) - before == 1  # the INFO call itself
+
+
+def test_failures_from_different_workers_add_up(clock):
+    workers = [redis_store(clock, snapshot_ttl=0) for _ in range(3)]
+    workers[1]._prefix = workers[2]._prefix = workers[0]._prefix
+    for worker in workers:
+        worker.record("b", CFG, success=False, probe=False)
+    assert all(w.acquire("b", CFG).allowed is False for w in workers)
+
+
+def test_a_worker_with_recent_failures_asks_redis_before_calling(clock):
+    a, b = redis_store(clock), redis_store(clock)
+    b._prefix = a._prefix
+    b.record("b", CFG, success=False, probe=False)
+    assert a.acquire("b", CFG).allowed  # no snapshot yet: a asks Redis, still closed
+    a.record("b", CFG, success=False, probe=False)
+    a.record("b", CFG, success=False, probe=False)
+    assert not b.acquire("b", CFG).allowed
+
+
+def test_a_newer_broadcast_replaces_the_snapshot_and_an_older_one_does_not(clock):
+    store = redis_store(clock)
+    opened = fail(store, 3)
+    older = store.get("b")
+    store.force("b", State.CLOSED)
+    assert not store.apply_remote("b", older)
+    assert store.apply_remote("b", opened.__class__(state=State.FORCED_OPEN,
+                                                    version=opened.version + 10))
+    assert not store.acquire("b", CFG).allowed
+
+
+def test_a_dead_redis_falls_back_to_local_breakers_fast_and_resyncs():
+    with RedisServer() as server:
+        store = RedisBreakerStore(url=server.url, retry_seconds=0.0)
+        fail(store, 3)
+        assert store.get("b").state is State.OPEN
+        server.kill()
+        fresh = BreakerConfig(failure_threshold=3)
+        admission = store.acquire("other", fresh)
+        assert admission.allowed and not store.connected
+        assert store.describe()["connected"] is False
+        fail(store, 3)
+        assert store._local.get("b").state is State.OPEN
+        server.start()
+        assert store.ping() and store.connected
+        assert store.get("b").state is State.CLOSED  # a fresh Redis: the truth is "closed"
