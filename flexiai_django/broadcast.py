@@ -16,6 +16,7 @@ to in-process consumers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -125,6 +126,11 @@ class Listener:
         future = asyncio.run_coroutine_threadsafe(self.layer.group_send(group, message),
                                                   self.loop)
         future.add_done_callback(_log_failure)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # sync caller (admin, shell, command): may exit right after
+            with contextlib.suppress(Exception):
+                future.result(timeout=1.0)
 
 
 def _log_failure(future: Any) -> None:

@@ -6,6 +6,7 @@ cache backend is logged and treated as a miss: a fallback must never add an outa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -49,14 +50,28 @@ def remember(request: ChatRequest, provider: str, completion: Completion) -> Non
         logger.warning("answer cache write failed: %s", type(exc).__name__)
 
 
-async def aremember(request: ChatRequest, provider: str, completion: Completion) -> None:
-    cache = _cache()
-    if cache is None:
+_pending: set[asyncio.Future[None]] = set()
+MAX_PENDING_WRITES = 64
+
+
+def remember_soon(request: ChatRequest, provider: str, completion: Completion) -> None:
+    """From async code: write in a worker thread and return at once.
+
+    A fallback cache must never add latency to a good answer; if writes pile up (a slow
+    or dead cache), new ones are dropped rather than queued without bound.
+    """
+    if _cache() is None or len(_pending) >= MAX_PENDING_WRITES:
         return
-    try:
-        await cache.aset(cache_key(request), _pack(provider, completion), get_settings().CACHE_TTL)
-    except Exception as exc:
-        logger.warning("answer cache write failed: %s", type(exc).__name__)
+    future = asyncio.get_running_loop().run_in_executor(None, remember, request, provider,
+                                                        completion)
+    _pending.add(future)
+    future.add_done_callback(_pending.discard)
+
+
+async def drain() -> None:
+    """Wait for writes started by :func:`remember_soon` (tests, graceful shutdown)."""
+    if _pending:
+        await asyncio.gather(*_pending)
 
 
 def recall(request: ChatRequest) -> dict[str, Any] | None:
@@ -72,12 +87,4 @@ def recall(request: ChatRequest) -> dict[str, Any] | None:
 
 
 async def arecall(request: ChatRequest) -> dict[str, Any] | None:
-    cache = _cache()
-    if cache is None:
-        return None
-    try:
-        value: dict[str, Any] | None = await cache.aget(cache_key(request))
-    except Exception as exc:
-        logger.warning("answer cache read failed: %s", type(exc).__name__)
-        return None
-    return value
+    return await asyncio.get_running_loop().run_in_executor(None, recall, request)

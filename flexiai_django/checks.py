@@ -123,5 +123,24 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     return errors
 
 
+def check_channel_layer(**kwargs: Any) -> list[checks.CheckMessage]:
+    """channels-redis blocks 5 s per receive; a shorter socket timeout breaks the listener."""
+    merged = {**DEFAULTS, **(user_settings() if isinstance(user_settings(), dict) else {})}
+    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(merged["CHANNEL_LAYER"])
+    if not layer or "channels_redis.core" not in str(layer.get("BACKEND", "")):
+        return []
+    blocking = layer.get("CONFIG", {}).get("brpop_timeout", 5)
+    for host in layer.get("CONFIG", {}).get("hosts") or ["redis://localhost:6379"]:
+        timeout = host.get("socket_timeout") if isinstance(host, dict) else None
+        if timeout is None or timeout <= blocking:
+            return [checks.Warning(
+                "The channel layer's Redis socket timeout is not above its blocking "
+                f"receive ({blocking} s): broadcast listeners will keep reconnecting.",
+                id="flexiai.W002",
+                hint='Write each host as {"address": "redis://…", "socket_timeout": 10}.')]
+    return []
+
+
 def register() -> None:
     checks.register(check_settings, "flexiai")
+    checks.register(check_channel_layer, "flexiai")

@@ -58,12 +58,10 @@ class FlexAISettings:
 
     def __init__(self, user: dict[str, Any]) -> None:
         self._values = {**DEFAULTS, **user}
+        self.__dict__.update(self._values)
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"Unknown FLEXIAI setting {name!r}") from None
+        raise AttributeError(f"Unknown FLEXIAI setting {name!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)

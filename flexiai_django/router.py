@@ -148,7 +148,7 @@ async def acomplete(request: ChatRequest) -> ChatResult:
             await _arecord(store, provider, admission, None)
             raise
         await _arecord(store, provider, admission, True)
-        await cache_tier.aremember(request, provider.name, completion)
+        cache_tier.remember_soon(request, provider.name, completion)
         return walk.answered(provider, completion)
     return walk.fallback(await cache_tier.arecall(request))
 
@@ -302,7 +302,7 @@ class AsyncChatStream(ChatStream):
             await _arecord(store, state.provider, state.admission, True)
             raise
         await _arecord(store, state.provider, state.admission, True)
-        await cache_tier.aremember(state.walk.request, state.provider.name, state.completion())
+        cache_tier.remember_soon(state.walk.request, state.provider.name, state.completion())
         state.finish()
 
 

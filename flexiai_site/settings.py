@@ -5,8 +5,12 @@ layer (one process, no services). With REDIS_URL, django-redis and channels-redi
 the same code path, a shared store.
 """
 
+import json
 import os
 from pathlib import Path
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FLEXIAI_VAR_DIR", BASE_DIR / "var"))
@@ -70,15 +74,21 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
+                # Fail fast: redis-py's default client retries 10 times with backoff,
+                # which would hold a request for seconds while Redis is down.
+                "SOCKET_CONNECT_TIMEOUT": 0.25,
+                "SOCKET_TIMEOUT": 0.25,
+                "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0)},
             },
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # socket_timeout above channels-redis's 5 s blocking read (redis-py 8 defaults
+            # to 5 s, which turns every idle receive into a TimeoutError): check flexiai.W002.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10,
+                                  "socket_connect_timeout": 1}]},
         }
     }
 else:
@@ -97,6 +107,9 @@ FLEXIAI = {
         "Our assistant is busy right now. Please try again in a minute.",
     ),
 }
+
+# Deployment knobs without editing this file, e.g. FLEXIAI_JSON='{"FAILURE_THRESHOLD": 3}'.
+FLEXIAI.update(json.loads(os.environ.get("FLEXIAI_JSON", "{}")))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from flexiai_site import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("chat/direct", views.chat_direct, name="chat-direct"),
     path("chat/decorator", views.chat_decorator, name="chat-decorator"),
     path("admin/", admin.site.urls),
+    path("", include("flexiai_django.urls")),
 ]

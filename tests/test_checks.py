@@ -74,6 +74,20 @@ def test_encryption_keys_are_never_echoed():
     assert ids(messages) == ["flexiai.E020"] and "'ok'" not in messages[0].msg
 
 
+@pytest.mark.parametrize("hosts", [["redis://x:6379"], [{"address": "redis://x",
+                                                            "socket_timeout": 5}]])
+def test_a_channel_layer_that_times_out_its_own_receive_is_warned_about(hosts):
+    from flexiai_django.checks import check_channel_layer
+
+    layer = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                         "CONFIG": {"hosts": hosts}}}
+    with override_settings(CHANNEL_LAYERS=layer):
+        assert ids(check_channel_layer()) == ["flexiai.W002"]
+    layer["default"]["CONFIG"]["hosts"] = [{"address": "redis://x", "socket_timeout": 10}]
+    with override_settings(CHANNEL_LAYERS=layer):
+        assert check_channel_layer() == []
+
+
 def test_checks_run_through_django(capsys):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError

@@ -4,6 +4,7 @@ import pytest
 from django.test import override_settings
 
 import flexiai_django
+from flexiai_django import cache_tier
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import State
 from flexiai_django.testing.clock import FakeClock
@@ -268,6 +269,7 @@ async def test_achat_enforces_the_timeout(slow_primary):
 @pytest.mark.asyncio
 async def test_achat_serves_the_cache_tier(two, fake_upstream):
     await flexiai_django.achat(HELLO)
+    await cache_tier.drain()
     fake_upstream.set_fault("primary", status=500)
     fake_upstream.set_fault("secondary", status=500)
     result = await flexiai_django.achat(HELLO)

@@ -65,10 +65,17 @@ def _drop_store(**kwargs: Any) -> None:
     global _store
     with _store_lock:
         _store = None
+    _config.cache_clear()
 
 
 def default_config(**overrides: Any) -> BreakerConfig:
     """Breaker settings from FLEXIAI, with per-breaker overrides (``None`` means default)."""
+    return _config(tuple(sorted(overrides.items())))
+
+
+@functools.cache
+def _config(overrides_items: tuple[tuple[str, Any], ...]) -> BreakerConfig:
+    overrides = dict(overrides_items)
     s = get_settings()
     values: dict[str, Any] = {
         "failure_threshold": s.FAILURE_THRESHOLD,

@@ -24,10 +24,10 @@ if not now then
 end
 local arg, probe, err, member = ARGV[12], ARGV[13] == '1', ARGV[14], ARGV[15]
 
-local NUMBERS = {'failures', 'successes', 'openings', 'version', 'calls', 'total_failures',
+local NUMBERS = {'failures', 'successes', 'openings', 'version', 'total_failures',
                  'opened_at', 'retry_at', 'last_failure_at', 'changed_at'}
 local s = {state = 'closed', failures = 0, successes = 0, openings = 0, version = 0,
-           calls = 0, total_failures = 0}
+           total_failures = 0}
 local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
 for _, f in ipairs(NUMBERS) do
@@ -96,20 +96,17 @@ elseif op == 'record' then
     if probe and s.state == 'half_open' then release_probe() end
   elseif arg == '1' then
     if s.state == 'closed' then
-      s.calls = s.calls + 1
       if s.failures > 0 then
         s.failures = 0
         s.version = s.version + 1
       end
     elseif s.state == 'half_open' and probe then
       release_probe()
-      s.calls = s.calls + 1
       s.successes = s.successes + 1
       if s.successes >= cfg.success_threshold then close() end
     end
   elseif s.state ~= 'disabled' and s.state ~= 'forced_open' then
     s.last_failure_at, s.last_error = now, err
-    s.calls = s.calls + 1
     s.total_failures = s.total_failures + 1
     if s.state == 'closed' then
       if s.failures == 0 then s.version = s.version + 1 end

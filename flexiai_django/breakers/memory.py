@@ -53,6 +53,8 @@ class LocalBreakerStore(BreakerStore):
                 after = rules.release(before, probe=probe)
             elif success:
                 after = rules.record_success(before, config, now, probe=probe)
+                if after is before:
+                    return after
             else:
                 after = rules.record_failure(
                     before, config, now, self._rand(), probe=probe, error=error

@@ -80,7 +80,6 @@ def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) ->
         last_failure_at=_number(get("last_failure_at")),
         last_error=get("last_error") or None,
         changed_at=_number(get("changed_at")),
-        calls=int(float(get("calls") or 0)),
         total_failures=int(float(get("total_failures") or 0)),
     )
 

@@ -56,7 +56,6 @@ class BreakerState:
     last_failure_at: float | None = None
     last_error: str | None = None
     changed_at: float | None = None
-    calls: int = 0
     total_failures: int = 0
 
     def to_dict(self) -> dict[str, object]:
@@ -72,7 +71,6 @@ class BreakerState:
             "last_failure_at": self.last_failure_at,
             "last_error": self.last_error,
             "changed_at": self.changed_at,
-            "calls": self.calls,
             "total_failures": self.total_failures,
         }
 
@@ -139,17 +137,26 @@ def acquire(s: BreakerState, cfg: BreakerConfig, now: float) -> Admission:
     return Admission(True, s, probe=True, transitioned=transitioned)
 
 
+def available(s: BreakerState, cfg: BreakerConfig, now: float) -> bool:
+    """Would a call be admitted now? (A read-only question: no probe slot is taken.)"""
+    if s.state in (State.CLOSED, State.DISABLED):
+        return True
+    if s.state is State.OPEN:
+        return s.retry_at is not None and now >= s.retry_at
+    if s.state is State.HALF_OPEN:
+        return len([p for p in s.probes if p > now]) < cfg.half_open_max_calls
+    return False
+
+
 def _release_probe(s: BreakerState) -> tuple[float, ...]:
     return tuple(sorted(s.probes)[1:])
 
 
 def record_success(s: BreakerState, cfg: BreakerConfig, now: float, *, probe: bool) -> BreakerState:
     if s.state is State.CLOSED:
-        if s.failures:
-            return replace(s, failures=0, calls=s.calls + 1, version=s.version + 1)
-        return replace(s, calls=s.calls + 1)
+        return replace(s, failures=0, version=s.version + 1) if s.failures else s
     if s.state is State.HALF_OPEN and probe:
-        s = replace(s, probes=_release_probe(s), successes=s.successes + 1, calls=s.calls + 1)
+        s = replace(s, probes=_release_probe(s), successes=s.successes + 1)
         if s.successes >= cfg.success_threshold:
             return _transition(
                 s, State.CLOSED, now, failures=0, successes=0, openings=0,
@@ -174,7 +181,6 @@ def record_failure(
         s,
         last_failure_at=now,
         last_error=error,
-        calls=s.calls + 1,
         total_failures=s.total_failures + 1,
     )
     if s.state is State.CLOSED:
@@ -196,7 +202,7 @@ def force(s: BreakerState, to: State, now: float) -> BreakerState:
     """Admin override: reset (CLOSED), FORCED_OPEN or DISABLED, always a new version."""
     if to is State.CLOSED:
         return _transition(
-            BreakerState(version=s.version, calls=s.calls, total_failures=s.total_failures),
+            BreakerState(version=s.version, total_failures=s.total_failures),
             State.CLOSED,
             now,
         )

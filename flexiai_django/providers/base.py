@@ -206,14 +206,19 @@ class ProviderAdapter:
             with client.stream("POST", **self._request_args(request, stream=True)) as response:
                 if response.status_code >= 300:
                     self.check_status(response.status_code, response.headers, response.read())
+                final = None
                 for line in response.iter_lines():
-                    for delta in self._deltas(decoder, line):
-                        yield delta
-                        if delta.final:
-                            return
+                    if final is None:  # after the end marker, drain: the connection is reused
+                        for delta in self._deltas(decoder, line):
+                            if delta.final:
+                                final = delta
+                                break
+                            yield delta
         except Exception as exc:
             raise self._error(exc) from None
-        raise self._truncated()
+        if final is None:
+            raise self._truncated()
+        yield final
 
     async def astream(
         self, client: httpx.AsyncClient, request: ChatRequest
@@ -223,14 +228,19 @@ class ProviderAdapter:
             async with client.stream("POST", **self._request_args(request, stream=True)) as resp:
                 if resp.status_code >= 300:
                     self.check_status(resp.status_code, resp.headers, await resp.aread())
+                final = None
                 async for line in resp.aiter_lines():
-                    for delta in self._deltas(decoder, line):
-                        yield delta
-                        if delta.final:
-                            return
+                    if final is None:
+                        for delta in self._deltas(decoder, line):
+                            if delta.final:
+                                final = delta
+                                break
+                            yield delta
         except Exception as exc:
             raise self._error(exc) from None
-        raise self._truncated()
+        if final is None:
+            raise self._truncated()
+        yield final
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

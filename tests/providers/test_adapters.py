@@ -158,3 +158,21 @@ def test_a_bad_request_message_is_passed_on_with_our_key_removed(config, client,
 def test_an_unknown_kind_has_no_adapter():
     with pytest.raises(LookupError):
         adapter_class("carrier-pigeon")
+
+
+@pytest.mark.parametrize("kind", list(API))
+def test_finished_streams_give_their_connection_back(kind, config, client, fake_upstream):
+    adapter = get_adapter(config(kind))
+    for _ in range(3):
+        list(adapter.stream(client, REQUEST))
+    adapter.complete(client, REQUEST)
+    assert fake_upstream.connections == 1
+
+
+@pytest.mark.asyncio
+async def test_finished_async_streams_give_their_connection_back(config, fake_upstream):
+    adapter = get_adapter(config("openai"))
+    async with httpx.AsyncClient() as aclient:
+        for _ in range(3):
+            [d async for d in adapter.astream(aclient, REQUEST)]
+    assert fake_upstream.connections == 1

@@ -1,0 +1,110 @@
+"""Real server processes (gunicorn, daphne) for multi-worker tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import httpx
+
+from flexiai_django.testing.redis_server import free_port
+
+
+def server_command(kind: str, port: int, workers: int = 2) -> list[str]:
+    """The production command lines from the README, on a loopback port."""
+    bind = f"127.0.0.1:{port}"
+    gunicorn = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
+                "--reuse-port", "--graceful-timeout", "3", "--log-level", "warning"]
+    if kind == "uvicorn":
+        return [*gunicorn, "-k", "uvicorn_worker.UvicornWorker", "flexiai_site.asgi:application"]
+    if kind == "gunicorn-sync":
+        return [*gunicorn, "--threads", "4", "flexiai_site.wsgi:application"]
+    if kind == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                "flexiai_site.asgi:application"]
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
+class ServerProcess:
+    """Start a server with an environment, wait until it answers, stop it at the end."""
+
+    def __init__(self, kind: str, env: dict[str, str], workers: int = 2,
+                 cwd: Path | None = None) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.workers = workers
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **env}
+        self._cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.process = subprocess.Popen(
+            server_command(self.kind, self.port, self.workers), env=self._env, cwd=self._cwd,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"{self.kind} exited at start:\n{err[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.kind} did not answer within {timeout}s")
+
+    def worker_pids(self) -> list[int]:
+        """Child processes of the server (gunicorn workers); the server itself for daphne."""
+        assert self.process is not None
+        if self.kind == "daphne":
+            return [self.process.pid]
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+                             capture_output=True, text=True, check=False).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def collect_workers(client: httpx.Client, url: str, expected: int,
+                    tries: int = 400) -> dict[str, dict[str, object]]:
+    """GET ``url`` on fresh connections until ``expected`` distinct workers have answered."""
+    seen: dict[str, dict[str, object]] = {}
+    for _ in range(tries):
+        body = client.get(url, headers={"connection": "close"}).json()
+        seen[str(body["worker_id"])] = body
+        if len(seen) >= expected:
+            break
+    return seen
+
+
+def manage(*args: str, env: dict[str, str], cwd: Path | None = None) -> str:
+    result = subprocess.run([sys.executable, "manage.py", *args], env={**os.environ, **env},
+                            cwd=cwd, capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def pids_of(workers: Iterable[str]) -> list[int]:
+    return [int(w.rsplit(":", 1)[1]) for w in workers]

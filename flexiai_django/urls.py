@@ -1,0 +1,14 @@
+"""Include with ``path("", include("flexiai_django.urls"))``."""
+
+from django.urls import path
+
+from flexiai_django.views import breakers, health
+
+app_name = "flexiai"
+
+urlpatterns = [
+    path("health", health.health, name="health"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("circuit-breakers", breakers.circuit_breakers, name="circuit-breakers"),
+]

@@ -1,0 +1,1 @@
+"""HTTP views of the app; see ``flexiai_django.urls``."""

@@ -1,0 +1,83 @@
+"""Probes: liveness (this process answers), readiness (a provider can serve), health (detail)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from flexiai_django import broadcast
+from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import BreakerState, available
+from flexiai_django.registry import aget_providers
+from flexiai_django.worker import worker_id
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
+
+
+async def provider_report() -> list[dict[str, Any]]:
+    """Each enabled provider with its breaker as the shared store sees it."""
+    providers = await aget_providers()
+    store = get_store()
+    states: dict[str, BreakerState] = await sync_to_async(store.all, thread_sensitive=False)()
+    now = time.time()
+    report = []
+    for p in providers:
+        state = states.get(p.breaker_name, BreakerState())
+        report.append({
+            "name": p.name,
+            "kind": p.kind,
+            "model": p.model,
+            "priority": p.priority,
+            "available": available(state, p.breaker, now),
+            "circuit_state": state.state.value,
+            "failure_count": state.failures,
+            "last_failure_time": _iso(state.last_failure_at),
+            "retry_at": _iso(state.retry_at),
+        })
+    return report
+
+
+def sync_status() -> dict[str, Any]:
+    described = get_store().describe()
+    listener = broadcast.listener()
+    return {
+        "redis_connected": bool(described["shared"] and described["connected"]),
+        "sync_enabled": bool(described["shared"] and listener and listener.connected),
+        "store": described["backend"],
+    }
+
+
+@require_GET
+async def health(request: HttpRequest) -> JsonResponse:
+    providers = await provider_report()
+    sync = sync_status()
+    up = [p for p in providers if p["available"]]
+    if not up:
+        status = "unhealthy"
+    elif len(up) < len(providers) or (get_store().describe()["shared"]
+                                       and not sync["redis_connected"]):
+        status = "degraded"
+    else:
+        status = "healthy"
+    body = {"status": status, "worker_id": worker_id(), **sync, "providers": providers}
+    return JsonResponse(body, status=503 if status == "unhealthy" else 200)
+
+
+@require_GET
+async def live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "alive", "worker_id": worker_id()})
+
+
+@require_GET
+async def ready(request: HttpRequest) -> JsonResponse:
+    providers = await provider_report()
+    up = [p["name"] for p in providers if p["available"]]
+    return JsonResponse({"ready": bool(up), "available_providers": up, "worker_id": worker_id()},
+                        status=200 if up else 503)

@@ -1,0 +1,96 @@
+"""Real server processes sharing one Redis with this test process."""
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from flexiai_django.testing.servers import ServerProcess, manage
+
+BREAKER = "llm:demo-primary"
+FLEXIAI = {"FAILURE_THRESHOLD": 5, "OPEN_SECONDS": 60, "OPEN_JITTER": 0,
+           "HALF_OPEN_MAX_CALLS": 1, "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False}
+
+
+def site_env(tmp_path, redis_url=None, **flexiai):
+    env = {
+        "FLEXIAI_DB": str(tmp_path / "site.sqlite3"),
+        "REDIS_URL": redis_url or os.environ["REDIS_URL"],
+        "FLEXIAI_JSON": json.dumps({**FLEXIAI, **flexiai}),
+        "DJANGO_DEBUG": "0",
+        "OPENAI_API_KEY": "",
+        "ANTHROPIC_API_KEY": "",
+    }
+    return env
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory, _fake_upstream_server):
+    """A migrated SQLite file with the demo providers pointing at the fake upstream."""
+    tmp = tmp_path_factory.mktemp("site")
+    env = site_env(tmp)
+    manage("migrate", "--noinput", env=env)
+    manage("flexiai_seed_demo", "--upstream", _fake_upstream_server.url, env=env)
+    return tmp
+
+
+def start(kind, tmp, workers=2, **env_overrides):
+    env = {**site_env(tmp), **env_overrides}
+    return ServerProcess(kind, env, workers=workers).start()
+
+
+def edit_provider(tmp, name, **fields):
+    """Change a provider row the way an admin would: another process, a saved model."""
+    assignments = "; ".join(f"p.{k} = {v!r}" for k, v in fields.items())
+    manage("shell", "-c",
+           "from flexiai_django.models import Provider; "
+           f"p = Provider.objects.get(name={name!r}); {assignments}; p.save()",
+           env=site_env(tmp))
+
+
+def chat(url, message="hi"):
+    try:
+        response = httpx.post(f"{url}/chat/direct", json={"message": message},
+                              headers={"connection": "close"}, timeout=15)
+    except httpx.TransportError as exc:
+        return 0, {"error": type(exc).__name__}
+    return response.status_code, response.json()
+
+
+def load(url, total, concurrency):
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(lambda _: chat(url), range(total)))
+
+
+def breaker_views(url, expected_workers, tries=600):
+    """Latest /circuit-breakers view of each worker, once all have answered."""
+    seen = {}
+    with httpx.Client(timeout=5) as client:
+        for _ in range(tries):
+            body = client.get(f"{url}/circuit-breakers", headers={"connection": "close"}).json()
+            seen[body["worker_id"]] = body
+            if len(seen) >= expected_workers:
+                return seen
+    raise AssertionError(f"only {len(seen)} of {expected_workers} workers answered")
+
+
+def local_state(view):
+    local = view["breakers"].get(BREAKER, {}).get("local")
+    return local and local["state"]
+
+
+def wait_until_every_worker(url, workers, predicate, timeout=10.0):
+    """Poll until each worker's own latest view satisfies ``predicate``; returns seconds taken."""
+    started = time.monotonic()
+    latest = {}
+    with httpx.Client(timeout=5) as client:
+        while time.monotonic() - started < timeout:
+            body = client.get(f"{url}/circuit-breakers", headers={"connection": "close"}).json()
+            latest[body["worker_id"]] = body
+            if len(latest) >= workers and all(predicate(v) for v in latest.values()):
+                return time.monotonic() - started
+    states = {w: local_state(v) for w, v in latest.items()}
+    raise AssertionError(f"workers did not converge within {timeout}s: {states}")
