@@ -10,6 +10,7 @@ import asyncio
 import os
 import threading
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -44,11 +45,29 @@ def sync_client(key: str) -> httpx.Client:
     return client
 
 
+_lifetimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _close_with_loop(clients: dict[str, httpx.AsyncClient]) -> AsyncIterator[None]:
+    """Lives as long as its loop: ``shutdown_asyncgens()`` (asyncio.run, asgiref, pytest)
+    finalises it while the loop can still run ``aclose()``."""
+    try:
+        yield
+    finally:
+        for client in list(clients.values()):
+            await client.aclose()
+        clients.clear()
+
+
 def async_client(key: str) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     per_loop = _async.get(loop)
     if per_loop is None:
         per_loop = _async.setdefault(loop, {})
+        lifetime = _close_with_loop(per_loop)
+        _lifetimes[loop] = (lifetime, loop.create_task(anext(lifetime)))  # type: ignore[arg-type]
     client = per_loop.get(key)
     if client is None:
         client = httpx.AsyncClient(limits=_LIMITS, transport=_transport("ASYNC_TRANSPORT"))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -82,15 +83,49 @@ def local_state(view):
     return local and local["state"]
 
 
-def wait_until_every_worker(url, workers, predicate, timeout=10.0):
+def wait_until_every_worker(url, workers, predicate, timeout=10.0, path="/circuit-breakers"):
     """Poll until each worker's own latest view satisfies ``predicate``; returns seconds taken."""
     started = time.monotonic()
     latest = {}
     with httpx.Client(timeout=5) as client:
         while time.monotonic() - started < timeout:
-            body = client.get(f"{url}/circuit-breakers", headers={"connection": "close"}).json()
+            body = client.get(f"{url}{path}", headers={"connection": "close"}).json()
             latest[body["worker_id"]] = body
             if len(latest) >= workers and all(predicate(v) for v in latest.values()):
                 return time.monotonic() - started
-    states = {w: local_state(v) for w, v in latest.items()}
+    states = {w: local_state(v) if "breakers" in v else v.get("status")
+              for w, v in latest.items()}
     raise AssertionError(f"workers did not converge within {timeout}s: {states}")
+
+
+class Load:
+    """Requests sent without pause from several threads until stopped; counts outcomes."""
+
+    def __init__(self, url, concurrency=4):
+        self.url = url
+        self.results = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(concurrency)]
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.results.append(chat(self.url))
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def wait_for(self, more):
+        target = len(self.results) + more
+        while len(self.results) < target:
+            time.sleep(0.01)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    @property
+    def failures(self):
+        return [body for status, body in self.results if status != 200]

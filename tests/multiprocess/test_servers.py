@@ -1,0 +1,45 @@
+"""The same shared state under every supported server, and across instances."""
+
+import pytest
+
+from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import State
+
+from .conftest import BREAKER, load, local_state, start, wait_until_every_worker
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+
+@pytest.fixture
+def instances(seeded, fake_upstream):
+    """Two instances behind no balancer, one Redis: gunicorn sync workers and daphne."""
+    get_store().force(BREAKER, State.CLOSED)
+    servers = [start("gunicorn-sync", seeded, workers=2), start("daphne", seeded)]
+    yield servers
+    for server in servers:
+        server.stop()
+    get_store().force(BREAKER, State.CLOSED)
+
+
+def test_every_instance_and_worker_follows_one_breaker(instances, fake_upstream):
+    sync_workers, daphne = instances
+    for server in instances:
+        assert {body["provider"] for _, body in load(server.url, 6, 2)} == {"demo-primary"}
+
+    get_store().force(BREAKER, State.FORCED_OPEN)
+
+    wait_until_every_worker(sync_workers.url, 2, lambda v: local_state(v) == "forced_open")
+    wait_until_every_worker(daphne.url, 1, lambda v: local_state(v) == "forced_open")
+    for server in instances:
+        assert {body["provider"] for _, body in load(server.url, 6, 2)} == {"demo-secondary"}
+    assert fake_upstream.hits("demo-primary") == 12
+
+
+def test_failures_in_one_instance_open_the_breaker_for_the_other(instances, fake_upstream):
+    sync_workers, daphne = instances
+    fake_upstream.set_fault("demo-primary", status=500)
+    load(sync_workers.url, 10, 1)
+    assert get_store().get(BREAKER).state is State.OPEN
+    hits = fake_upstream.hits("demo-primary")
+    assert {body["provider"] for _, body in load(daphne.url, 6, 2)} == {"demo-secondary"}
+    assert fake_upstream.hits("demo-primary") == hits
