@@ -95,6 +95,11 @@ RULES = (
     Rule("CHANNEL_GROUP", "flexiai.E022",
          lambda v: isinstance(v, str) and bool(_GROUP_NAME.match(v)),
          "ASCII letters, digits, hyphens, underscores and periods, under 100 characters."),
+    Rule("CHANNEL_LAYER", "flexiai.E023",
+         lambda v: isinstance(v, str) and v in getattr(settings, "CHANNEL_LAYERS", {}),
+         "The name of an entry in CHANNEL_LAYERS."),
+    Rule("RESYNC_SECONDS", "flexiai.E024", lambda v: _number(v) and v > 0,
+         "A positive number of seconds (default 0.5)."),
 )
 
 

@@ -27,6 +27,8 @@ BAD_VALUES = {
     "flexiai.E020": ("ENCRYPTION_KEYS", "one-string"),
     "flexiai.E021": ("REDIS_ALIAS", ""),
     "flexiai.E022": ("CHANNEL_GROUP", "has spaces!"),
+    "flexiai.E023": ("CHANNEL_LAYER", "nope"),
+    "flexiai.E024": ("RESYNC_SECONDS", 0),
 }
 
 
