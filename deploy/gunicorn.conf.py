@@ -1,4 +1,6 @@
-"""gunicorn settings for flexiai_site: `gunicorn -c deploy/gunicorn.conf.py flexiai_site.asgi:application`.
+"""gunicorn settings for flexiai_site.
+
+    gunicorn -c deploy/gunicorn.conf.py flexiai_site.asgi:application
 
 Each worker process starts its own breaker listener lazily on first use, so no
 hooks are needed for shared breaker state.
