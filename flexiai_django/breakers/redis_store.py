@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -235,12 +236,46 @@ class RedisBreakerStore(BreakerStore):
 
     # -- the store interface -------------------------------------------------------------
 
-    def acquire(self, name: str, config: BreakerConfig) -> Admission:
+    def _decided_locally(self, name: str, config: BreakerConfig) -> Admission | None:
         snap = self.snapshot(name)
         if snap is not None and self.available:
-            decision = self._local_decision(snap, config)
-            if decision is not None:
-                return decision
+            return self._local_decision(snap, config)
+        return None
+
+    def _clean_success(self, name: str, success: bool | None, probe: bool) -> BreakerState | None:
+        """A success on a CLOSED breaker with no recent failures changes nothing shared."""
+        snap = self.snapshot(name)
+        if (snap is not None and not probe and success is not False
+                and snap.state is State.CLOSED and snap.failures == 0 and self.available):
+            return snap
+        return None
+
+    async def aacquire(self, name: str, config: BreakerConfig) -> Admission:
+        """Decided on the event loop when the snapshot allows, else in a thread (Redis I/O)."""
+        decision = self._decided_locally(name, config)
+        if decision is not None:
+            return decision
+        return await asyncio.to_thread(self.acquire, name, config)
+
+    async def arecord(self, name: str, config: BreakerConfig, *, success: bool | None,
+                      probe: bool, error: str | None = None) -> BreakerState:
+        unchanged = self._clean_success(name, success, probe)
+        if unchanged is not None:
+            return unchanged
+        return await asyncio.to_thread(self.record, name, config, success=success, probe=probe,
+                                       error=error)
+
+    async def aget(self, name: str) -> BreakerState:
+        return await asyncio.to_thread(self.get, name)
+
+    async def aforce(self, name: str, to: State) -> BreakerState:
+        return await asyncio.to_thread(self.force, name, to)
+
+    def acquire(self, name: str, config: BreakerConfig) -> Admission:
+        decision = self._decided_locally(name, config)
+        if decision is not None:
+            return decision
+        snap = self.snapshot(name)
         result = self._eval("acquire", name, config)
         if result is None:
             return self._local.acquire(name, config)
@@ -256,10 +291,10 @@ class RedisBreakerStore(BreakerStore):
 
     def record(self, name: str, config: BreakerConfig, *, success: bool | None, probe: bool,
                error: str | None = None) -> BreakerState:
+        unchanged = self._clean_success(name, success, probe)
+        if unchanged is not None:
+            return unchanged
         snap = self.snapshot(name)
-        if (snap is not None and not probe and success is not False
-                and snap.state is State.CLOSED and snap.failures == 0 and self.available):
-            return snap
         arg = "" if success is None else ("1" if success else "0")
         result = self._eval("record", name, config, arg=arg, probe=probe, error=error)
         if result is None:

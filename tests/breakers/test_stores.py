@@ -200,3 +200,26 @@ def test_a_dead_redis_falls_back_to_local_breakers_fast_and_resyncs():
         server.start()
         assert store.ping() and store.connected
         assert store.get("b").state is State.CLOSED  # a fresh Redis: the truth is "closed"
+
+
+@pytest.mark.asyncio
+async def test_async_calls_that_need_redis_run_off_the_event_loop(clock, monkeypatch):
+    import threading
+
+    store = redis_store(clock)
+    loop_thread = threading.get_ident()
+    threads = []
+    real_eval = store._eval
+
+    def spying_eval(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_eval", spying_eval)
+    await store.aacquire("b", CFG)
+    await store.arecord("b", CFG, success=False, probe=False, error="x")
+    calls_before = len(threads)
+    await store.aacquire("b", CFG)  # recent failures: must ask Redis
+    assert len(threads) == calls_before + 1
+    assert loop_thread not in threads
+    assert (await store.aget("b")).failures == 1
