@@ -22,7 +22,7 @@ _EXPORTS = {
     "ChatResult": "flexiai_django.types",
     "ChatRequest": "flexiai_django.types",
     "Message": "flexiai_django.types",
-    "FlexAIError": "flexiai_django.errors",
+    "FlexiAIError": "flexiai_django.errors",
     "ProviderError": "flexiai_django.errors",
     "BadRequest": "flexiai_django.errors",
     "CircuitOpen": "flexiai_django.errors",
@@ -32,7 +32,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "BadRequest", "Breaker", "ChatRequest", "ChatResult", "CircuitOpen", "FlexAIError",
+    "BadRequest", "Breaker", "ChatRequest", "ChatResult", "CircuitOpen", "FlexiAIError",
     "Message", "NoProviderAvailable", "ProviderError", "StreamInterrupted", "UnknownModel",
     "achat", "astream", "breaker", "chat", "llm", "stream",
 ]
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from flexiai_django.errors import (
         BadRequest,
         CircuitOpen,
-        FlexAIError,
+        FlexiAIError,
         NoProviderAvailable,
         ProviderError,
         StreamInterrupted,

@@ -1,9 +1,9 @@
 from django.apps import AppConfig
 
 
-class FlexAIConfig(AppConfig):
+class FlexiAIConfig(AppConfig):
     name = "flexiai_django"
-    verbose_name = "FlexAI"
+    verbose_name = "FlexiAI"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -100,6 +100,16 @@ RULES = (
          "The name of an entry in CHANNEL_LAYERS."),
     Rule("RESYNC_SECONDS", "flexiai.E024", lambda v: _number(v) and v > 0,
          "A positive number of seconds (default 0.5)."),
+    Rule("MODEL_ALIASES", "flexiai.E027",
+         lambda v: isinstance(v, dict) and all(
+             isinstance(k, str) and (g is None or (isinstance(g, list | tuple)
+                                                  and all(isinstance(n, str) for n in g)))
+             for k, g in v.items()),
+         'A dict {"alias": None (all providers) or ["provider", ...]}.'),
+    Rule("MAX_BODY_BYTES", "flexiai.E025", _positive_int,
+         "A size in bytes; larger API request bodies get a 413."),
+    Rule("MAX_TOKENS_LIMIT", "flexiai.E026", _positive_int,
+         "The largest max_tokens the API accepts."),
 )
 
 

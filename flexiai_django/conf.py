@@ -40,6 +40,12 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_TTL": 24 * 3600,
     "DEGRADED_MESSAGE": None,
     "RETRY_AFTER_SECONDS": 30,
+    # Names a client may send as "model" that route to a group of providers
+    # (None: every enabled provider), e.g. {"auto": None, "fast": ["groq", "ollama"]}.
+    "MODEL_ALIASES": {"auto": None},
+    # The HTTP API.
+    "MAX_BODY_BYTES": 1024 * 1024,
+    "MAX_TOKENS_LIMIT": 1_000_000,
     # Provider API keys are encrypted at rest with these keys (first one encrypts,
     # all decrypt, for rotation). Empty: a key derived from SECRET_KEY.
     "ENCRYPTION_KEYS": [],
@@ -53,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class FlexAISettings:
+class FlexiAISettings:
     """Attribute access over the merged dict, so typos fail loudly."""
 
     def __init__(self, user: dict[str, Any]) -> None:
@@ -73,9 +79,9 @@ def user_settings() -> Any:
 
 
 @cache
-def get_settings() -> FlexAISettings:
+def get_settings() -> FlexiAISettings:
     user = user_settings()
-    return FlexAISettings(user if isinstance(user, dict) else {})
+    return FlexiAISettings(user if isinstance(user, dict) else {})
 
 
 @receiver(setting_changed)
@@ -84,4 +90,4 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
         get_settings.cache_clear()
         from flexiai_django import signals
 
-        signals.settings_reloaded.send(sender=FlexAISettings)
+        signals.settings_reloaded.send(sender=FlexiAISettings)

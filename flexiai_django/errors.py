@@ -8,11 +8,11 @@ provider's breaker (``trips_breaker``), and may the next provider be tried
 from __future__ import annotations
 
 
-class FlexAIError(Exception):
+class FlexiAIError(Exception):
     """Base class of everything this app raises."""
 
 
-class ProviderError(FlexAIError):
+class ProviderError(FlexiAIError):
     """A provider call did not produce an answer."""
 
     kind = "provider_error"
@@ -83,7 +83,7 @@ class BadRequest(ProviderError):
     fails_over = False
 
 
-class CircuitOpen(FlexAIError):
+class CircuitOpen(FlexiAIError):
     """The breaker refused the call without sending it."""
 
     def __init__(self, name: str, state: str, retry_after: float | None) -> None:
@@ -93,7 +93,7 @@ class CircuitOpen(FlexAIError):
         self.retry_after = retry_after
 
 
-class NoProviderAvailable(FlexAIError):
+class NoProviderAvailable(FlexiAIError):
     """Every tier of the fallback chain failed; HTTP callers answer 503 + Retry-After."""
 
     def __init__(
@@ -110,5 +110,5 @@ class NoProviderAvailable(FlexAIError):
         self.errors = errors or []
 
 
-class ConfigurationError(FlexAIError):
+class ConfigurationError(FlexiAIError):
     """A provider row or setting cannot be used (e.g. an undecryptable key)."""

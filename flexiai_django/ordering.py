@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from flexiai_django.errors import FlexAIError
+from flexiai_django.errors import FlexiAIError
 from flexiai_django.providers.base import ProviderConfig
 
 
-class UnknownModel(FlexAIError, LookupError):
+class UnknownModel(FlexiAIError, LookupError):
     """The request named a model that no enabled provider serves."""
 
 
-def select(providers: Iterable[ProviderConfig], model: str | None) -> list[ProviderConfig]:
-    """All providers, or those named by ``model`` (a provider name first, else a model id)."""
+def select(
+    providers: Iterable[ProviderConfig],
+    model: str | None,
+    aliases: Mapping[str, Sequence[str] | None] | None = None,
+) -> list[ProviderConfig]:
+    """The providers ``model`` names: all (no model, or an alias of None), an alias's group,
+    one provider by name, or those serving that model id."""
     providers = list(providers)
     if not model:
         return providers
+    if aliases and model in aliases:
+        group = aliases[model]
+        return providers if group is None else [p for p in providers if p.name in group]
     by_name = [p for p in providers if p.name == model]
     if by_name:
         return by_name

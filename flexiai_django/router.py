@@ -45,7 +45,8 @@ class Walk:
         self.retry_hints: list[float] = []
 
     def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
-        return ordering.order(ordering.select(providers, self.request.model))
+        aliases = get_settings().MODEL_ALIASES
+        return ordering.order(ordering.select(providers, self.request.model, aliases))
 
     @property
     def latency_ms(self) -> float:
@@ -189,17 +190,21 @@ class _StreamState:
         self.parts: list[str] = []
         self.finish_reason: str | None = None
         self.model: str | None = provider.model if provider else None
+        self.usage = Usage()
         self.result: ChatResult | None = None
 
     def take(self, delta: StreamDelta) -> str:
         self.parts.append(delta.content)
         self.finish_reason = delta.finish_reason or self.finish_reason
         self.model = delta.model or self.model
+        if delta.usage is not None:
+            self.usage = Usage(self.usage.prompt_tokens + delta.usage.prompt_tokens,
+                               self.usage.completion_tokens + delta.usage.completion_tokens)
         return delta.content
 
     def completion(self) -> Completion:
         return Completion("".join(self.parts), self.model or "", self.finish_reason or "stop",
-                          Usage())
+                          self.usage)
 
     def interrupted(self, exc: ProviderError) -> StreamInterrupted:
         assert self.provider is not None

@@ -103,3 +103,4 @@ class StreamDelta:
     finish_reason: str | None = None
     model: str | None = None
     final: bool = False
+    usage: Usage | None = None

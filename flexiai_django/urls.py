@@ -2,11 +2,12 @@
 
 from django.urls import path
 
-from flexiai_django.views import breakers, health
+from flexiai_django.views import breakers, chat, health
 
 app_name = "flexiai"
 
 urlpatterns = [
+    path("v1/chat/completions", chat.chat_completions, name="chat-completions"),
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),

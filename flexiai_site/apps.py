@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 
 
-class FlexAISiteConfig(AppConfig):
+class FlexiAISiteConfig(AppConfig):
     name = "flexiai_site"
-    verbose_name = "FlexAI demo site"
+    verbose_name = "FlexiAI demo site"

@@ -29,6 +29,9 @@ BAD_VALUES = {
     "flexiai.E022": ("CHANNEL_GROUP", "has spaces!"),
     "flexiai.E023": ("CHANNEL_LAYER", "nope"),
     "flexiai.E024": ("RESYNC_SECONDS", 0),
+    "flexiai.E025": ("MAX_BODY_BYTES", 0),
+    "flexiai.E026": ("MAX_TOKENS_LIMIT", 1.5),
+    "flexiai.E027": ("MODEL_ALIASES", {"fast": "groq"}),
 }
 
 

@@ -50,6 +50,13 @@ def test_select_by_provider_name_then_model_id():
     assert names(select(providers, "shared")) == ["a", "b"]
 
 
+def test_an_alias_routes_to_its_group_or_to_everyone():
+    providers = [p("a"), p("b"), p("c")]
+    aliases = {"auto": None, "cheap": ["c", "a"]}
+    assert names(select(providers, "auto", aliases)) == ["a", "b", "c"]
+    assert names(select(providers, "cheap", aliases)) == ["a", "c"]
+
+
 def test_select_refuses_an_unknown_model():
     with pytest.raises(UnknownModel):
         select([p("a")], "nope")

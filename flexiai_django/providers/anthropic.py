@@ -67,9 +67,14 @@ class AnthropicAdapter(ProviderAdapter):
             delta = payload["delta"]
             return StreamDelta(content=str(delta.get("text", ""))) if delta.get(
                 "type") == "text_delta" else None
+        if kind == "message_start":
+            usage = (payload.get("message") or {}).get("usage") or {}
+            return StreamDelta(usage=Usage(int(usage.get("input_tokens", 0)), 0))
         if kind == "message_delta":
             reason = (payload.get("delta") or {}).get("stop_reason")
-            return StreamDelta(finish_reason=_FINISH.get(reason or "", reason))
+            output = int((payload.get("usage") or {}).get("output_tokens", 0))
+            return StreamDelta(finish_reason=_FINISH.get(reason or "", reason),
+                               usage=Usage(0, output))
         if kind == "message_stop":
             return StreamDelta(final=True)
         if kind == "error":

@@ -59,6 +59,7 @@ class OllamaAdapter(ProviderAdapter):
             raise ValueError("error event in stream")
         content = str((chunk.get("message") or {}).get("content", ""))
         if chunk.get("done"):
+            usage = Usage(int(chunk.get("prompt_eval_count", 0)), int(chunk.get("eval_count", 0)))
             return StreamDelta(content=content, finish_reason=chunk.get("done_reason", "stop"),
-                               final=True)
+                               final=True, usage=usage)
         return StreamDelta(content=content, model=chunk.get("model"))

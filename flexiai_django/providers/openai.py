@@ -15,6 +15,8 @@ class OpenAIAdapter(ProviderAdapter):
     kind = "openai"
     default_base_url = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
+    #: Ask for token usage at the end of a stream (not every compatible server knows it).
+    reports_stream_usage = True
 
     def headers(self) -> dict[str, str]:
         key = self.config.api_key
@@ -32,6 +34,8 @@ class OpenAIAdapter(ProviderAdapter):
                 body[name] = value
         if request.stop:
             body["stop"] = list(request.stop)
+        if stream and self.reports_stream_usage:
+            body["stream_options"] = {"include_usage": True}
         return body
 
     def parse(self, data: Any) -> Completion:
@@ -55,6 +59,10 @@ class OpenAIAdapter(ProviderAdapter):
             raise ValueError("error event in stream")
         choices = chunk["choices"]
         if not choices:
+            usage = chunk.get("usage")
+            if usage:
+                return StreamDelta(usage=Usage(int(usage.get("prompt_tokens", 0)),
+                                               int(usage.get("completion_tokens", 0))))
             return None
         choice = choices[0]
         content = (choice.get("delta") or {}).get("content") or ""
@@ -70,3 +78,4 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
 
     kind = "openai_compatible"
     default_base_url = ""
+    reports_stream_usage = False

@@ -176,3 +176,17 @@ async def test_finished_async_streams_give_their_connection_back(config, fake_up
         for _ in range(3):
             [d async for d in adapter.astream(aclient, REQUEST)]
     assert fake_upstream.connections == 1
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "ollama"])
+def test_streams_report_token_usage(kind, config, client):
+    deltas = list(get_adapter(config(kind)).stream(client, REQUEST))
+    completion_tokens = sum(d.usage.completion_tokens for d in deltas if d.usage)
+    assert completion_tokens > 0
+
+
+def test_only_real_openai_is_asked_for_stream_usage(config, client, fake_upstream):
+    for kind in ("openai", "openai_compatible"):
+        list(get_adapter(config(kind, scope=kind)).stream(client, REQUEST))
+    assert "stream_options" in fake_upstream.requests("openai")[-1].json
+    assert "stream_options" not in fake_upstream.requests("openai_compatible")[-1].json

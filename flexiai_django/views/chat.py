@@ -1,0 +1,149 @@
+"""``POST /v1/chat/completions``: OpenAI's API in front of the fallback chain.
+
+Plain requests get a ``chat.completion``; ``stream: true`` gets Server-Sent Events in
+OpenAI's chunk format ending with ``data: [DONE]``. Failover happens before the response
+starts; a failure after the first chunk ends the stream with an error event. Every
+answer says who served it: ``X-FlexiAI-Provider``/``-Tier``/``-Attempts`` headers and a
+``flexiai`` field.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from flexiai_django import services
+from flexiai_django.conf import get_settings
+from flexiai_django.errors import BadRequest, NoProviderAvailable, StreamInterrupted
+from flexiai_django.ordering import UnknownModel
+from flexiai_django.router import AsyncChatStream
+from flexiai_django.types import ChatResult
+from flexiai_django.validation import APIRequest, InvalidRequest, parse
+
+
+def error_response(status: int, message: str, *, type_: str = "invalid_request_error",
+                   code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> HttpResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def unavailable(exc: NoProviderAvailable) -> HttpResponse:
+    return error_response(503, str(exc), type_="service_unavailable",
+                          code="no_provider_available",
+                          headers={"Retry-After": str(int(exc.retry_after))})
+
+
+def _trace(provider: str | None, tier: str, attempts: int) -> dict[str, str]:
+    return {"X-FlexiAI-Provider": provider or "", "X-FlexiAI-Tier": tier,
+            "X-FlexiAI-Attempts": str(attempts)}
+
+
+def completion_body(result: ChatResult, requested: str | None) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.model or requested or "flexiai",
+        "choices": [{"index": 0, "finish_reason": result.finish_reason or "stop",
+                     "message": {"role": "assistant", "content": result.content}}],
+        "usage": {"prompt_tokens": result.usage.prompt_tokens,
+                  "completion_tokens": result.usage.completion_tokens,
+                  "total_tokens": result.usage.total_tokens},
+        "flexiai": {"provider": result.provider, "tier": result.tier,
+                    "attempts": result.attempts, "latency_ms": round(result.latency_ms, 1)},
+    }
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+async def sse_events(stream: AsyncChatStream, api: APIRequest) -> AsyncIterator[bytes]:
+    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    model = stream.model or api.chat.model or "flexiai"
+    meta = {"provider": stream.provider, "tier": stream.tier, "attempts": stream.attempts}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+                       "model": model, "flexiai": meta,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for piece in stream:
+            yield chunk({"content": piece})
+    except StreamInterrupted as exc:
+        yield _event({"error": {"message": str(exc), "type": "server_error",
+                                "code": "stream_interrupted", "param": None}})
+        return
+    result = stream.result
+    yield chunk({}, (result.finish_reason if result else None) or "stop")
+    if api.include_usage and result is not None:
+        yield _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+                      "model": model, "choices": [],
+                      "usage": {"prompt_tokens": result.usage.prompt_tokens,
+                                "completion_tokens": result.usage.completion_tokens,
+                                "total_tokens": result.usage.total_tokens}})
+    yield b"data: [DONE]\n\n"
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "POST":
+        return error_response(405, "Use POST.", code="method_not_allowed",
+                              headers={"Allow": "POST"})
+    limit = get_settings().MAX_BODY_BYTES
+    declared = request.headers.get("Content-Length", "")
+    try:
+        too_big = (declared.isdigit() and int(declared) > limit) or len(request.body) > limit
+    except RequestDataTooBig:
+        too_big = True
+    if too_big:
+        return error_response(413, f"The body is larger than {limit} bytes.",
+                              code="request_too_large")
+    try:
+        api = parse(request.body, max_tokens_limit=get_settings().MAX_TOKENS_LIMIT)
+    except InvalidRequest as exc:
+        return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
+    try:
+        if api.stream:
+            stream = await services.astream(api.chat.messages, **_params(api))
+            events = StreamingHttpResponse(sse_events(stream, api),
+                                           content_type="text/event-stream")
+            events["Cache-Control"] = "no-cache"
+            events["X-Accel-Buffering"] = "no"
+            for name, value in _trace(stream.provider, stream.tier, stream.attempts).items():
+                events[name] = value
+            return events
+        result = await services.achat(api.chat.messages, **_params(api))
+    except UnknownModel as exc:
+        return error_response(404, f"The model '{exc}' does not exist or is not enabled.",
+                              code="model_not_found", param="model")
+    except BadRequest as exc:
+        return error_response(400, exc.message, code="upstream_rejected_request")
+    except NoProviderAvailable as exc:
+        return unavailable(exc)
+    response = HttpResponse(orjson.dumps(completion_body(result, api.chat.model)),
+                            content_type="application/json")
+    for name, value in _trace(result.provider, result.tier, result.attempts).items():
+        response[name] = value
+    return response
+
+
+def _params(api: APIRequest) -> dict[str, Any]:
+    c = api.chat
+    return {"model": c.model, "temperature": c.temperature, "max_tokens": c.max_tokens,
+            "top_p": c.top_p, "stop": c.stop, "user": c.user}

@@ -1,0 +1,130 @@
+"""POST /v1/chat/completions: OpenAI's request and error shapes, in-process."""
+
+import json
+
+import pytest
+from django.test import override_settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+URL = "/v1/chat/completions"
+HELLO = {"messages": [{"role": "user", "content": "hello"}]}
+
+
+@pytest.fixture
+def two(make_provider):
+    make_provider("primary", priority=1)
+    make_provider("secondary", priority=2)
+
+
+def post(client, body, **extra):
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    return client.post(URL, data, content_type="application/json", **extra)
+
+
+def test_a_completion_in_openai_shape_says_who_served_it(client, two):
+    response = post(client, {**HELLO, "temperature": 0.3})
+    body = response.json()
+    assert response.status_code == 200
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "primary: hello"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["total_tokens"] > 0
+    assert body["flexiai"]["provider"] == "primary"
+    assert (response["X-FlexiAI-Provider"], response["X-FlexiAI-Tier"]) == ("primary", "provider")
+
+
+def test_failover_is_visible_in_headers(client, two, fake_upstream):
+    fake_upstream.set_fault("primary", status=503)
+    response = post(client, HELLO)
+    assert response["X-FlexiAI-Provider"] == "secondary"
+    assert response["X-FlexiAI-Attempts"] == "2"
+
+
+def test_model_names_a_provider(client, two):
+    assert post(client, {**HELLO, "model": "secondary"}).json()["flexiai"]["provider"] == (
+        "secondary")
+
+
+def test_an_unknown_model_is_a_404(client, two):
+    response = post(client, {**HELLO, "model": "gpt-17"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+
+
+def test_no_provider_is_a_503_with_retry_after(client, two, fake_upstream):
+    fake_upstream.set_fault("primary", status=500)
+    fake_upstream.set_fault("secondary", status=500)
+    with override_settings(FLEXIAI={"DEGRADED_MESSAGE": None, "CACHE_ENABLED": False}):
+        response = post(client, HELLO)
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) >= 1
+    assert response.json()["error"]["code"] == "no_provider_available"
+
+
+def test_the_degraded_tier_is_marked(client, two, fake_upstream):
+    fake_upstream.set_fault("primary", status=500)
+    fake_upstream.set_fault("secondary", status=500)
+    with override_settings(FLEXIAI={"DEGRADED_MESSAGE": "Later.", "CACHE_ENABLED": False}):
+        response = post(client, HELLO)
+    assert response.status_code == 200
+    assert response["X-FlexiAI-Tier"] == "degraded"
+    assert response.json()["choices"][0]["message"]["content"] == "Later."
+
+
+def test_a_provider_rejecting_the_request_is_a_400_not_a_failover(client, two, fake_upstream):
+    fake_upstream.set_fault("primary", status=400)
+    response = post(client, HELLO)
+    assert response.status_code == 400
+    assert fake_upstream.hits("secondary") == 0
+
+
+BAD = [
+    (b"{not json", 400, None, "not valid JSON"),
+    (b"[1, 2]", 400, None, "JSON object"),
+    ({}, 400, "messages", "required"),
+    ({"messages": []}, 400, "messages", "non-empty"),
+    ({"messages": "hi"}, 400, "messages", "non-empty array"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role", "wizard"),
+    ({"messages": [{"role": "user", "content": 3}]}, 400, "messages[0]", "content"),
+    ({"messages": ["hi"]}, 400, "messages[0]", "object"),
+    ({**HELLO, "temperature": 3}, 400, "temperature", "0 to 2"),
+    ({**HELLO, "temperature": "hot"}, 400, "temperature", "number"),
+    ({**HELLO, "top_p": -0.1}, 400, "top_p", "0 to 1"),
+    ({**HELLO, "max_tokens": 0}, 400, "max_tokens", "integer"),
+    ({**HELLO, "max_tokens": 2.5}, 400, "max_tokens", "integer"),
+    ({**HELLO, "stream": "yes"}, 400, "stream", "true or false"),
+    ({**HELLO, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "up to 4"),
+    ({**HELLO, "n": 2}, 400, "n", "n"),
+    ({**HELLO, "model": ""}, 400, "model", "non-empty"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "param", "says"), BAD)
+def test_bad_input_is_refused_with_what_is_wrong(client, two, fake_upstream, body, status,
+                                                 param, says):
+    response = post(client, body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert says in error["message"]
+    assert fake_upstream.hits("primary") == 0
+
+
+def test_an_oversized_body_is_a_413(client, two):
+    with override_settings(FLEXIAI={"MAX_BODY_BYTES": 100}):
+        response = post(client, {"messages": [{"role": "user", "content": "x" * 200}]})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_get_is_a_405_in_openai_shape(client):
+    response = client.get(URL)
+    assert response.status_code == 405 and "error" in response.json()
+
+
+def test_text_parts_and_system_prompts_are_accepted(client, two, fake_upstream):
+    body = {"messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": [{"type": "text", "text": "hel"},
+                                                      {"type": "text", "text": "lo"}]}]}
+    assert post(client, body).json()["choices"][0]["message"]["content"] == "primary: hello"
