@@ -33,6 +33,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "flexiai_django.middleware.FlexiAIMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -124,6 +125,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"flexiai_django": {"handlers": ["console"], "level": "INFO"}},
+    "formatters": {"message": {"format": "%(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler"},
+                 "json": {"class": "logging.StreamHandler", "formatter": "message"}},
+    "loggers": {
+        "flexiai_django": {"handlers": ["console"], "level": "INFO"},
+        "flexiai_django.requests": {"handlers": ["json"], "level": "INFO", "propagate": False},
+    },
 }

@@ -1,0 +1,83 @@
+"""Request id, worker id, a JSON log line per request, and 503 for NoProviderAvailable.
+
+Dual-mode like django-cors-headers: the async path is the main one; under WSGI Django
+calls the sync path, which does the same work without an event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from flexiai_django.errors import NoProviderAvailable
+from flexiai_django.views.chat import unavailable
+from flexiai_django.worker import worker_id
+
+logger = logging.getLogger("flexiai_django.requests")
+REQUEST_ID = "X-Request-ID"
+
+
+def _request_id(request: HttpRequest) -> str:
+    given = request.headers.get(REQUEST_ID, "")
+    return given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+
+
+class FlexiAIMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        started = self._start(request)
+        response = self.get_response(request)
+        return self._finish(request, response, started)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        started = self._start(request)
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        response = await get_response(request)
+        return self._finish(request, response, started)
+
+    def _start(self, request: HttpRequest) -> float:
+        request.flexiai_request_id = _request_id(request)  # type: ignore[attr-defined]
+        return time.perf_counter()
+
+    def process_exception(self, request: HttpRequest,
+                          exception: Exception) -> HttpResponseBase | None:
+        if isinstance(exception, NoProviderAvailable):
+            return unavailable(exception)
+        return None
+
+    def _finish(self, request: HttpRequest, response: HttpResponseBase,
+                started: float) -> HttpResponseBase:
+        request_id: str = request.flexiai_request_id  # type: ignore[attr-defined]
+        response[REQUEST_ID] = request_id
+        response["X-FlexiAI-Worker"] = worker_id()
+        record = {
+            "event": "request",
+            "request_id": request_id,
+            "worker_id": worker_id(),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "provider": response.get("X-FlexiAI-Provider") or None,
+            "tier": response.get("X-FlexiAI-Tier") or None,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        logger.info(orjson.dumps(record).decode())
+        return response
