@@ -8,13 +8,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, State
-from flexiai_django.models import Provider
+from flexiai_django.models import ApiKey, Provider, Scope
 
 STATE_COLOURS = {
     State.CLOSED: "#1a7f37",
@@ -120,3 +121,63 @@ class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description=_("Disable breaker (always allow)"))
     def disable_breakers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         self._force(request, queryset, State.DISABLED, "Breaker disabled")
+
+
+class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, initial=[Scope.CHAT],
+                                       widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "scopes", "rate_limit_per_minute", "enabled")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["scopes"] = sorted(self.instance.scope_set)
+
+    def clean_scopes(self) -> str:
+        return ",".join(self.cleaned_data["scopes"])
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The token is shown once, on the page after saving: it is never stored or logged."""
+
+    form = ApiKeyForm
+    list_display = ("name", "masked", "scopes", "rate_limit_per_minute", "enabled", "created_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "prefix")
+    actions = ("rotate",)
+
+    @admin.display(description=_("Key"))
+    def masked(self, obj: ApiKey) -> str:
+        return f"fxa-{obj.prefix}-…"
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            request._flexiai_token = obj.issue()  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: ApiKey,
+                     post_url_continue: str | None = None) -> HttpResponse:
+        token = getattr(request, "_flexiai_token", None)
+        if token is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._show_once(request, [(obj, token)])
+
+    @admin.action(description=_("Rotate: issue new tokens (old ones stop working)"))
+    def rotate(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse:
+        issued = []
+        for key in queryset:
+            token = key.issue()
+            key.save()
+            issued.append((key, token))
+        return self._show_once(request, issued)
+
+    def _show_once(self, request: HttpRequest, issued: list[tuple[ApiKey, str]]) -> HttpResponse:
+        context = {**self.admin_site.each_context(request), "issued": issued,
+                   "opts": self.model._meta, "title": _("Copy the new key now")}
+        response = TemplateResponse(request, "flexiai_django/api_key_issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response

@@ -11,3 +11,10 @@ class FlexiAIConfig(AppConfig):
 
         checks.register()
         registry.connect()
+        from django.db.models.signals import post_delete, post_save
+
+        from flexiai_django.auth import forget_keys
+        from flexiai_django.models import ApiKey
+
+        post_save.connect(forget_keys, sender=ApiKey, dispatch_uid="flexiai-key-save")
+        post_delete.connect(forget_keys, sender=ApiKey, dispatch_uid="flexiai-key-delete")

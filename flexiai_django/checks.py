@@ -106,6 +106,10 @@ RULES = (
                                                   and all(isinstance(n, str) for n in g)))
              for k, g in v.items()),
          'A dict {"alias": None (all providers) or ["provider", ...]}.'),
+    Rule("ALLOW_ANONYMOUS_LOOPBACK", "flexiai.E028", lambda v: isinstance(v, bool),
+         "True or False."),
+    Rule("API_KEY_CACHE_SECONDS", "flexiai.E029", lambda v: _number(v) and v >= 0,
+         "Seconds a worker trusts a looked-up API key (revocations take this long)."),
     Rule("MAX_BODY_BYTES", "flexiai.E025", _positive_int,
          "A size in bytes; larger API request bodies get a 413."),
     Rule("MAX_TOKENS_LIMIT", "flexiai.E026", _positive_int,
@@ -156,6 +160,17 @@ def check_channel_layer(**kwargs: Any) -> list[checks.CheckMessage]:
     return []
 
 
+def check_anonymous(**kwargs: Any) -> list[checks.CheckMessage]:
+    user = user_settings()
+    if isinstance(user, dict) and user.get("ALLOW_ANONYMOUS_LOOPBACK") and not settings.DEBUG:
+        return [checks.Warning(
+            "FLEXIAI['ALLOW_ANONYMOUS_LOOPBACK'] is on with DEBUG off.", id="flexiai.W003",
+            hint="Behind a reverse proxy on the same host every client is loopback: "
+                 "turn it off and issue API keys in the admin.")]
+    return []
+
+
 def register() -> None:
+    checks.register(check_anonymous, "flexiai")
     checks.register(check_settings, "flexiai")
     checks.register(check_channel_layer, "flexiai")

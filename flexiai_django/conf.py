@@ -43,7 +43,10 @@ DEFAULTS: dict[str, Any] = {
     # Names a client may send as "model" that route to a group of providers
     # (None: every enabled provider), e.g. {"auto": None, "fast": ["groq", "ollama"]}.
     "MODEL_ALIASES": {"auto": None},
-    # The HTTP API.
+    # The HTTP API. Anonymous loopback access is for demos: behind a proxy on the same
+    # host every client looks like loopback (check flexiai.W003).
+    "ALLOW_ANONYMOUS_LOOPBACK": False,
+    "API_KEY_CACHE_SECONDS": 5.0,
     "MAX_BODY_BYTES": 1024 * 1024,
     "MAX_TOKENS_LIMIT": 1_000_000,
     # Provider API keys are encrypted at rest with these keys (first one encrypts,

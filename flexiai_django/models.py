@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 from typing import Any
 
 from django.core.validators import MinValueValidator
@@ -101,3 +103,48 @@ class Provider(models.Model):
             timeout=self.timeout,
             breaker=default_config(**self.breaker_overrides()),
         )
+
+
+class Scope(models.TextChoices):
+    CHAT = "chat", _("chat: the OpenAI-compatible API and reads")
+    ADMIN = "admin", _("admin: management calls (breaker reset)")
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256-bit random: a plain SHA-256 is enough (no password stretching needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A client's key for the HTTP API. Only a hash is stored; the token is shown once."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.CharField(max_length=100, default=Scope.CHAT,
+                              help_text=_("Comma-separated: chat, admin."))
+    rate_limit_per_minute = models.PositiveIntegerField(
+        default=60, help_text=_("Requests per minute across all workers; 0 for no limit."))
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("API key")
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} (fxa-{self.prefix}-…)"
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.scopes.split(",") if s.strip())
+
+    def issue(self) -> str:
+        """Give this key a new token; returns it (the only time it is visible)."""
+        self.prefix = secrets.token_hex(6)
+        token = f"fxa-{self.prefix}-{secrets.token_urlsafe(32)}"
+        self.key_hash = hash_token(token)
+        return token
+
+    def matches(self, token: str) -> bool:
+        return secrets.compare_digest(self.key_hash, hash_token(token))

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from flexiai_django.views import breakers, chat, health
+from flexiai_django.views import breakers, chat, health, providers
 
 app_name = "flexiai"
 
@@ -12,4 +12,6 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("circuit-breakers", breakers.circuit_breakers, name="circuit-breakers"),
+    path("providers", providers.providers, name="providers"),
+    path("providers/<slug:name>/reset", providers.reset, name="provider-reset"),
 ]

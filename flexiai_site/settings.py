@@ -103,6 +103,8 @@ FLEXIAI = {
         else "flexiai_django.breakers.memory.LocalBreakerStore",
         "OPTIONS": {},
     },
+    # The demo answers curl without a key on 127.0.0.1 only; issue keys in the admin otherwise.
+    "ALLOW_ANONYMOUS_LOOPBACK": os.environ.get("FLEXIAI_ANONYMOUS_LOOPBACK", "1") == "1",
     "DEGRADED_MESSAGE": os.environ.get(
         "FLEXIAI_DEGRADED_MESSAGE",
         "Our assistant is busy right now. Please try again in a minute.",

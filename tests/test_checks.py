@@ -32,6 +32,8 @@ BAD_VALUES = {
     "flexiai.E025": ("MAX_BODY_BYTES", 0),
     "flexiai.E026": ("MAX_TOKENS_LIMIT", 1.5),
     "flexiai.E027": ("MODEL_ALIASES", {"fast": "groq"}),
+    "flexiai.E028": ("ALLOW_ANONYMOUS_LOOPBACK", "yes"),
+    "flexiai.E029": ("API_KEY_CACHE_SECONDS", -1),
 }
 
 
@@ -91,6 +93,15 @@ def test_a_channel_layer_that_times_out_its_own_receive_is_warned_about(hosts):
     layer["default"]["CONFIG"]["hosts"] = [{"address": "redis://x", "socket_timeout": 10}]
     with override_settings(CHANNEL_LAYERS=layer):
         assert check_channel_layer() == []
+
+
+def test_anonymous_access_without_debug_is_warned_about():
+    from flexiai_django.checks import check_anonymous
+
+    with override_settings(FLEXIAI={"ALLOW_ANONYMOUS_LOOPBACK": True}, DEBUG=False):
+        assert ids(check_anonymous()) == ["flexiai.W003"]
+    with override_settings(FLEXIAI={"ALLOW_ANONYMOUS_LOOPBACK": True}, DEBUG=True):
+        assert check_anonymous() == []
 
 
 def test_checks_run_through_django(capsys):

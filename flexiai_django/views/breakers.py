@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
+from flexiai_django.auth import require_scope
 from flexiai_django.breakers import get_store
 from flexiai_django.views.health import sync_status
 from flexiai_django.worker import worker_id
 
 
 @require_GET
-async def circuit_breakers(request: HttpRequest) -> JsonResponse:
+@require_scope("chat")
+async def circuit_breakers(request: HttpRequest) -> HttpResponseBase:
     store = get_store()
     states = await sync_to_async(store.all, thread_sensitive=False)()
     breakers = {}

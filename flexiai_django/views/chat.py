@@ -21,6 +21,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from flexiai_django import services
+from flexiai_django.auth import require_scope
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import BadRequest, NoProviderAvailable, StreamInterrupted
 from flexiai_django.ordering import UnknownModel
@@ -101,6 +102,7 @@ async def sse_events(stream: AsyncChatStream, api: APIRequest) -> AsyncIterator[
 
 
 @csrf_exempt
+@require_scope("chat")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return error_response(405, "Use POST.", code="method_not_allowed",

@@ -8,6 +8,7 @@ from django.test import override_settings
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/v1/chat/completions"
 HELLO = {"messages": [{"role": "user", "content": "hello"}]}
+OPEN = {"ALLOW_ANONYMOUS_LOOPBACK": True}  # the demo's setting; keys are tested in test_auth
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_an_unknown_model_is_a_404(client, two):
 def test_no_provider_is_a_503_with_retry_after(client, two, fake_upstream):
     fake_upstream.set_fault("primary", status=500)
     fake_upstream.set_fault("secondary", status=500)
-    with override_settings(FLEXIAI={"DEGRADED_MESSAGE": None, "CACHE_ENABLED": False}):
+    with override_settings(FLEXIAI={**OPEN, "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False}):
         response = post(client, HELLO)
     assert response.status_code == 503
     assert int(response["Retry-After"]) >= 1
@@ -64,7 +65,8 @@ def test_no_provider_is_a_503_with_retry_after(client, two, fake_upstream):
 def test_the_degraded_tier_is_marked(client, two, fake_upstream):
     fake_upstream.set_fault("primary", status=500)
     fake_upstream.set_fault("secondary", status=500)
-    with override_settings(FLEXIAI={"DEGRADED_MESSAGE": "Later.", "CACHE_ENABLED": False}):
+    with override_settings(FLEXIAI={**OPEN, "DEGRADED_MESSAGE": "Later.",
+                                    "CACHE_ENABLED": False}):
         response = post(client, HELLO)
     assert response.status_code == 200
     assert response["X-FlexiAI-Tier"] == "degraded"
@@ -112,7 +114,7 @@ def test_bad_input_is_refused_with_what_is_wrong(client, two, fake_upstream, bod
 
 
 def test_an_oversized_body_is_a_413(client, two):
-    with override_settings(FLEXIAI={"MAX_BODY_BYTES": 100}):
+    with override_settings(FLEXIAI={**OPEN, "MAX_BODY_BYTES": 100}):
         response = post(client, {"messages": [{"role": "user", "content": "x" * 200}]})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
