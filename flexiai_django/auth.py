@@ -89,8 +89,9 @@ async def authenticate(request: HttpRequest) -> Principal | Refusal:
         if key is None or not key.matches(token):
             return Refusal(401, "Incorrect API key provided.", "invalid_api_key")
         return Principal(f"key:{key.pk}", key.name, key.scope_set, key.rate_limit_per_minute)
-    user = await request.auser()
-    if user.is_active and user.is_staff:
+    auser = getattr(request, "auser", None)  # absent without AuthenticationMiddleware
+    user = await auser() if auser else None
+    if user is not None and user.is_active and user.is_staff:
         return Principal(f"user:{user.pk}", user.get_username(), frozenset({"chat", "admin"}))
     if _anonymous_allowed(request):
         return Principal("anonymous", "anonymous (loopback)", frozenset({"chat"}))

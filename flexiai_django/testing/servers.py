@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,16 +43,21 @@ class ServerProcess:
         self._env = {**os.environ, **env}
         self._cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe: a pipe nobody drains fills up and blocks every worker's logging.
+        self.log = tempfile.NamedTemporaryFile(prefix=f"flexiai-{kind}-", suffix=".log")  # noqa: SIM115
+
+    def output(self) -> str:
+        """What the server has written to stdout and stderr so far."""
+        return Path(self.log.name).read_text(errors="replace")
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.process = subprocess.Popen(
             server_command(self.kind, self.port, self.workers), env=self._env, cwd=self._cwd,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"{self.kind} exited at start:\n{err[-3000:]}")
+                raise RuntimeError(f"{self.kind} exited at start:\n{self.output()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
                     return self
@@ -78,8 +84,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if self.process and self.process.stderr:
-            self.process.stderr.close()
+        self.log.close()
 
     def __enter__(self) -> ServerProcess:
         return self.start()
