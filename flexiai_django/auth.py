@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def require_scope(scope: str) -> Callable[[View], View]:
             if refusal is not None:
                 headers = {}
                 if refusal.retry_after is not None:
-                    headers["Retry-After"] = str(max(1, round(refusal.retry_after)))
+                    headers["Retry-After"] = str(max(1, math.ceil(refusal.retry_after)))
                 kind = "rate_limit_error" if refusal.status == 429 else "invalid_request_error"
                 return error_response(refusal.status, refusal.message, type_=kind,
                                       code=refusal.code, headers=headers)
