@@ -1,0 +1,390 @@
+"""How long a breaker transition takes to reach the last worker that must see it.
+
+One process (this one) forces a breaker with ``get_store().force(...)``, alternately to
+FORCED_OPEN and CLOSED; the Redis store writes it with one Lua call and this process's
+broadcast listener publishes it on the channel group. Three measurements, each over R
+rounds (50; ``--quick``: 10), all against a throwaway ``redis-server``:
+
+1. **HTTP, ``GET /circuit-breakers``** on ``gunicorn -k uvicorn_worker.UvicornWorker -w 4``:
+   after ``force()``, poll on fresh connections (``connection: close``; SO_REUSEPORT
+   spreads them over the workers) until each of the 4 workers has answered with its
+   ``local`` state equal to the target. Latency = from just before ``force()`` to the
+   response of the last worker's first matching answer. Polling is sequential, so the
+   figure includes the ``force()`` call and however many polls it took to reach all 4
+   workers (printed), at the round-trip time printed next to it. (The view re-reads
+   Redis, which overwrites the worker's snapshots, before it reports ``local``: it
+   shows what Redis holds, never a stale worker.)
+2. **HTTP, ``POST /chat/direct``** on the same server: the same loop, but what is checked
+   is the worker's *admission decision*: with demo-primary forced open a worker that has
+   the news answers from demo-secondary, with it closed from demo-primary. Answers that
+   still reflect the old state after ``force()`` returned are counted.
+3. **In-process listener, no HTTP**: N plain Python subprocesses (not servers) each
+   ``django.setup()``, start ``flexiai_django.broadcast.listener()``, wait until it is
+   connected, then check ``get_store().snapshot("llm:bench", max_age=inf)`` every
+   ``--spin-ms`` (sleeping in between, which releases the GIL for the listener thread)
+   and print ``time.time()`` when the version changes. This process forces the
+   transitions and takes per-subprocess deltas (same machine clock). Each subprocess
+   also says whether the change came from a broadcast or from the listener's periodic
+   re-read (``RESYNC_SECONDS``).
+
+Run as ``python bench/propagation.py --child`` it is one of those subprocesses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import _servers
+import _setup
+import httpx
+import redis
+
+WORKERS = 4
+LISTENER_BREAKER = "llm:bench"
+TARGETS = ("forced_open", "closed")
+ROUND_TIMEOUT = 5.0
+RTT_SAMPLES = 100
+
+
+# --- the subprocess -----------------------------------------------------------------------
+
+
+def child(spin_ms: float) -> None:
+    """Report every version change of LISTENER_BREAKER this process's snapshot sees."""
+    # Ctrl-C reaches the whole process group: the parent stops this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import django
+
+    django.setup()
+    from flexiai_django import broadcast
+    from flexiai_django.breakers import get_store
+
+    store = get_store()
+    listener = broadcast.listener()
+    if listener is None or not listener.ready.wait(30) or not listener.connected:
+        print("error listener not connected", flush=True)
+        sys.exit(1)
+    deadline = time.monotonic() + 30
+    while (snap := store.snapshot(LISTENER_BREAKER, max_age=float("inf"))) is None:
+        if time.monotonic() > deadline:
+            print("error no initial snapshot", flush=True)
+            sys.exit(1)
+        time.sleep(0.01)
+
+    def exit_when_parent_goes() -> None:
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=exit_when_parent_goes, daemon=True).start()
+    print(f"ready {os.getpid()} {snap.version}", flush=True)
+
+    spin = spin_ms / 1000
+    last = snap.version
+    applied = listener.events_applied
+    while True:
+        snap = store.snapshot(LISTENER_BREAKER, max_age=float("inf"))
+        if snap is not None and snap.version != last:
+            seen = time.time()
+            # apply_remote() counts the event just after storing it: let it finish.
+            time.sleep(0.002)
+            via = "broadcast" if listener.events_applied > applied else "resync"
+            applied = listener.events_applied
+            last = snap.version
+            print(f"seen {snap.version} {snap.state.value} {seen!r} {via}", flush=True)
+        time.sleep(spin)
+
+
+# --- HTTP rounds --------------------------------------------------------------------------
+
+
+def _circuit_view(client: httpx.Client, url: str) -> tuple[str, str | None]:
+    body = client.get(f"{url}/circuit-breakers", headers=_servers.CLOSE).json()
+    local = body["breakers"].get(_servers.BREAKER, {}).get("local")
+    return body["worker_id"], local and local["state"]
+
+
+def _chat_view(client: httpx.Client, url: str) -> tuple[str, str | None]:
+    response = client.post(f"{url}/chat/direct", json={"message": "hi"},
+                           headers=_servers.CLOSE)
+    response.raise_for_status()
+    body = response.json()
+    provider = body["provider"]
+    state = {"demo-primary": "closed", "demo-secondary": "forced_open"}.get(provider)
+    return body["worker_id"], state
+
+
+def http_rounds(
+    url: str, rounds: int, view: Any, store: Any
+) -> tuple[list[float], list[int], int, list[float]]:
+    """(latency ms per round, polls per round, old-state answers, force() ms per round)."""
+    from flexiai_django.breakers.state import State
+
+    latencies, polls, forces = [], [], []
+    stale = 0
+    with httpx.Client(timeout=10) as client:
+        for i in range(rounds):
+            target = TARGETS[i % 2]
+            time.sleep(random.uniform(0.02, 0.08))  # a random phase against RESYNC_SECONDS
+            t0 = time.perf_counter()
+            store.force(_servers.BREAKER, State(target))
+            forced = time.perf_counter()
+            first: dict[str, float] = {}
+            count = 0
+            while len(first) < WORKERS:
+                if time.perf_counter() - t0 > ROUND_TIMEOUT:
+                    raise RuntimeError(f"round {i}: only {len(first)} workers saw {target}")
+                worker, state = view(client, url)
+                received = time.perf_counter()
+                count += 1
+                if state == target:
+                    first.setdefault(worker, received)
+                elif worker not in first:
+                    stale += 1  # asked after force() had returned, answered the old state
+            latencies.append((max(first.values()) - t0) * 1000)
+            polls.append(count)
+            forces.append((forced - t0) * 1000)
+    return latencies, polls, stale, forces
+
+
+# --- listener rounds ----------------------------------------------------------------------
+
+
+class Child:
+    """One ``--child`` subprocess and the reports it has printed."""
+
+    def __init__(self, spin_ms: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(_setup.ROOT / "bench" / "propagation.py"), "--child",
+             "--spin-ms", str(spin_ms)],
+            cwd=_setup.ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.seen: list[tuple[int, float, str]] = []  # (version, time.time(), via)
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            parts = line.split()
+            if not parts:
+                continue
+            if parts[0] == "ready":
+                self.ready.set()
+            elif parts[0] == "seen":
+                with self._lock:
+                    self.seen.append((int(parts[1]), float(parts[3]), parts[4]))
+            elif parts[0] == "error":
+                self.error = line.strip()
+                self.ready.set()
+        self.ready.set()
+
+    def first_at_least(self, version: int) -> tuple[float, str] | None:
+        with self._lock:
+            for seen_version, at, via in self.seen:
+                if seen_version >= version:
+                    return at, via
+        return None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def listener_rounds(
+    stack: contextlib.ExitStack, n: int, rounds: int, spin_ms: float
+) -> tuple[list[float], list[float], list[float], dict[str, int], list[float], list[float]]:
+    """(every subprocess's delta ms from just before force() and from its return, the
+    last subprocess's delta ms per round, deliveries by route, force() ms per round,
+    force() ms with no subprocess listening)."""
+    from flexiai_django.breakers import get_store
+    from flexiai_django.breakers.state import State
+
+    store = get_store()
+    alone = []  # force() while no other live process listens
+    for i in range(20):
+        t0 = time.perf_counter()
+        store.force(LISTENER_BREAKER, State(TARGETS[i % 2]))
+        alone.append((time.perf_counter() - t0) * 1000)
+    store.force(LISTENER_BREAKER, State.CLOSED)  # exists before the children read it
+    children = []
+    for _ in range(n):
+        kid = Child(spin_ms)
+        stack.callback(kid.stop)
+        children.append(kid)
+    for kid in children:
+        if not kid.ready.wait(90) or kid.error or kid.process.poll() is not None:
+            raise RuntimeError(f"listener subprocess did not start: {kid.error}")
+
+    deltas, after, lasts, forces = [], [], [], []
+    routes = {"broadcast": 0, "resync": 0}
+    for i in range(rounds):
+        target = State(TARGETS[i % 2])
+        time.sleep(random.uniform(0.05, 0.15))
+        t0 = time.time()
+        version = store.force(LISTENER_BREAKER, target).version
+        t1 = time.time()
+        forces.append((t1 - t0) * 1000)
+        deadline = time.monotonic() + ROUND_TIMEOUT
+        while True:
+            got = [kid.first_at_least(version) for kid in children]
+            if all(g is not None for g in got):
+                break
+            if time.monotonic() > deadline:
+                missing = sum(g is None for g in got)
+                raise RuntimeError(f"round {i}: {missing} subprocesses never saw v{version}")
+            time.sleep(0.005)
+        seen = [g for g in got if g is not None]
+        round_deltas = [(at - t0) * 1000 for at, _ in seen]
+        for _, via in seen:
+            routes[via] += 1
+        deltas += round_deltas
+        after += [(at - t1) * 1000 for at, _ in seen]
+        lasts.append(max(round_deltas))
+    return deltas, after, lasts, routes, forces, alone
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def _row(label: str, values: list[float], *extra: str) -> tuple[str, ...]:
+    s = _setup.stats(values)
+    return (label, _setup.fmt(s["p50"], 2), _setup.fmt(s["p99"], 2),
+            _setup.fmt(max(values), 2), str(len(values)), *extra)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=50, help="transitions per measurement")
+    parser.add_argument("--quick", action="store_true", help="rounds and RTT samples / 5")
+    parser.add_argument("--subprocesses", type=int, default=WORKERS,
+                        help="listener subprocesses in measurement 3")
+    parser.add_argument("--spin-ms", type=float, default=0.2,
+                        help="how often a listener subprocess looks at its snapshot")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.spin_ms)
+        return
+    rounds = max(2, args.rounds // 5 if args.quick else args.rounds)
+    rtt_samples = RTT_SAMPLES // 5 if args.quick else RTT_SAMPLES
+
+    _servers.exit_on_signals()
+    with contextlib.ExitStack() as stack:
+        redis_server = _servers.start_redis(stack)
+        # Runs before Redis stops: this process's listener would log losing it.
+        stack.callback(logging.getLogger("flexiai_django").setLevel, logging.CRITICAL)
+        os.environ["REDIS_URL"] = redis_server.url
+        _setup.configure_django(redis=True)
+        upstream = _setup.setup(redis=True)
+        _servers.seed_demo(upstream.url)
+        from django.conf import settings
+
+        from flexiai_django.breakers import get_store
+        from flexiai_django.conf import get_settings
+
+        store = get_store()
+        _setup.print_header(
+            "breaker transition propagation",
+            rounds=rounds, server=f"gunicorn -k uvicorn_worker.UvicornWorker -w {WORKERS}",
+            listener_subprocesses=args.subprocesses, spin_ms=args.spin_ms,
+            store=type(store).__name__,
+            channel_layer=settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1],
+            resync_s=get_settings().RESYNC_SECONDS,
+        )
+
+        with contextlib.ExitStack() as site_stack:
+            started = time.monotonic()
+            server = _servers.start_server(
+                site_stack, _servers.site_env(redis_server.url), WORKERS)
+            print(f"({WORKERS} workers up and listening in {time.monotonic() - started:.1f}s)",
+                  flush=True)
+            with httpx.Client(timeout=10) as client:
+                # Each worker's first chat builds its provider clients: not a poll cost.
+                _servers.warm_up_chat(client, server.url, WORKERS)
+                circuit_rtt = _servers.timed_requests(
+                    lambda: client.get(f"{server.url}/circuit-breakers",
+                                       headers=_servers.CLOSE), rtt_samples)
+                chat_rtt = _servers.timed_requests(
+                    lambda: client.post(f"{server.url}/chat/direct", json={"message": "hi"},
+                                        headers=_servers.CLOSE), rtt_samples)
+            circuit = http_rounds(server.url, rounds, _circuit_view, store)
+            chat = http_rounds(server.url, rounds, _chat_view, store)
+        # The server is stopped: measurement 3 has the machine to itself. Its workers'
+        # channels stay in the group until channels-redis's group_expiry.
+        group = redis.Redis.from_url(redis_server.url)
+        members = group.zcard(f"asgi:group:{get_settings().CHANNEL_GROUP}")
+        group.close()
+        deltas, after, lasts, routes, forces, alone = listener_rounds(
+            stack, args.subprocesses, rounds, args.spin_ms)
+
+        circuit_p50 = _setup.percentile(circuit_rtt, 50)
+        chat_p50 = _setup.percentile(chat_rtt, 50)
+        _setup.print_table(
+            f"(1, 2) HTTP: until all {WORKERS} workers answered with the new state (ms, "
+            "from just before force())",
+            ["probe", "p50", "p99", "max", "rounds", "polls/round (mean)"],
+            [
+                _row("GET /circuit-breakers, local state", circuit[0],
+                     f"{sum(circuit[1]) / len(circuit[1]):.1f}"),
+                _row("POST /chat/direct, provider chosen", chat[0],
+                     f"{sum(chat[1]) / len(chat[1]):.1f}"),
+            ],
+        )
+        _setup.print_table(
+            "what the HTTP figures are made of (ms)",
+            ["part", "p50", "p99", "max", "samples"],
+            [
+                _row("one GET /circuit-breakers (new conn)", circuit_rtt),
+                _row("one POST /chat/direct (new conn)", chat_rtt),
+                _row("force() call (Lua + publish)", circuit[3] + chat[3]),
+            ],
+        )
+        print(f"answers with the old state after force() returned: "
+              f"/circuit-breakers {circuit[2]}, /chat/direct {chat[2]}")
+        print(f"=> the HTTP latency includes ~{sum(circuit[1]) / len(circuit[1]):.1f} "
+              f"sequential polls of ~{circuit_p50:.1f} ms (/circuit-breakers) and "
+              f"~{sum(chat[1]) / len(chat[1]):.1f} of ~{chat_p50:.1f} ms (/chat/direct) "
+              "to reach every worker: it is an upper bound, not the broadcast delay.")
+
+        _setup.print_table(
+            f"(3) in-process listener, {args.subprocesses} plain subprocesses, no HTTP "
+            f"(ms after just before force(); resolution ~{args.spin_ms} ms)",
+            ["measure", "p50", "p99", "max", "samples"],
+            [
+                _row("each subprocess", deltas),
+                _row("each subprocess, after force() returned", after),
+                _row("last subprocess of the round", lasts),
+                _row("force() call (Lua + publish)", forces),
+                _row("force() call, no subprocess listening", alone),
+            ],
+        )
+        print(f"channel group members once the server had stopped: {members} "
+              f"(this process + {WORKERS} stopped workers')")
+        print(f"delivered by: broadcast {routes['broadcast']}, "
+              f"periodic re-read {routes['resync']} (of {sum(routes.values())})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
