@@ -39,11 +39,9 @@ from typing import Any
 
 import redis
 from django.dispatch import receiver
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from flexiai_django import signals
-from flexiai_django.breakers.redis_store import REDIS_ERRORS, client_for_alias
+from flexiai_django.breakers.redis_store import REDIS_ERRORS, fail_fast_client
 from flexiai_django.conf import get_settings
 
 logger = logging.getLogger("flexiai_django")
@@ -143,13 +141,7 @@ class RateLimiter:
         if self._script is None:
             with self._lock:
                 if self._script is None:
-                    if self._url:
-                        client = redis.Redis.from_url(
-                            self._url, socket_timeout=self._timeouts[0],
-                            socket_connect_timeout=self._timeouts[1], retry=Retry(NoBackoff(), 0))
-                    else:
-                        alias = self._alias or get_settings().REDIS_ALIAS
-                        client = client_for_alias(alias, *self._timeouts)
+                    client = fail_fast_client(self._url, self._alias, *self._timeouts)
                     self._client = client
                     self._script = client.register_script(_SCRIPT)
         return self._script

@@ -62,6 +62,18 @@ def client_for_alias(alias: str, socket_timeout: float, connect_timeout: float) 
     return redis.Redis(connection_pool=fresh)
 
 
+def fail_fast_client(url: str | None, alias: str | None, socket_timeout: float,
+                     connect_timeout: float) -> redis.Redis:
+    """A client for ``url``, else for django-redis's ``alias`` (default REDIS_ALIAS):
+    short timeouts and no retries, so a dead Redis costs one short wait."""
+    if url:
+        return redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                    socket_connect_timeout=connect_timeout,
+                                    retry=Retry(NoBackoff(), 0))
+    return client_for_alias(alias or get_settings().REDIS_ALIAS, socket_timeout,
+                            connect_timeout)
+
+
 def _number(value: Any) -> float | None:
     return None if value in (None, "") else float(value)
 
@@ -132,13 +144,7 @@ class RedisBreakerStore(BreakerStore):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    if self._url:
-                        client = redis.Redis.from_url(
-                            self._url, socket_timeout=self._timeouts[0],
-                            socket_connect_timeout=self._timeouts[1], retry=Retry(NoBackoff(), 0))
-                    else:
-                        alias = self._alias or get_settings().REDIS_ALIAS
-                        client = client_for_alias(alias, *self._timeouts)
+                    client = fail_fast_client(self._url, self._alias, *self._timeouts)
                     self._script = client.register_script(_script_source())
                     self._client = client
         return self._client
