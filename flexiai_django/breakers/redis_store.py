@@ -211,6 +211,9 @@ class RedisBreakerStore(BreakerStore):
             return None
         return entry[1]
 
+    def snapshots(self) -> dict[str, BreakerState]:
+        return {name: state for name, (_, state) in list(self._snapshots.items())}
+
     def apply_remote(self, name: str, state: BreakerState) -> bool:
         """A broadcast from another worker: taken only if newer than what we hold."""
         entry = self._snapshots.get(name)

@@ -74,6 +74,10 @@ class BreakerStore(abc.ABC):
         """This worker's cached view of a shared breaker; local stores have none."""
         return None
 
+    def snapshots(self) -> dict[str, BreakerState]:
+        """Every snapshot this worker holds, however old (what it would decide from)."""
+        return {}
+
     def apply_remote(self, name: str, state: BreakerState) -> bool:
         """Take a state broadcast by another worker; local stores ignore it."""
         return False

@@ -17,10 +17,11 @@ from flexiai_django.worker import worker_id
 @require_scope("chat")
 async def circuit_breakers(request: HttpRequest) -> HttpResponseBase:
     store = get_store()
+    local_views = store.snapshots()  # before the shared read below refreshes them
     states = await sync_to_async(store.all, thread_sensitive=False)()
     breakers = {}
     for name, state in sorted(states.items()):
-        local = store.snapshot(name, max_age=float("inf"))
+        local = local_views.get(name)
         breakers[name] = {
             **state.to_dict(),
             "local": None if local is None else {"state": local.state.value,

@@ -223,3 +223,13 @@ async def test_async_calls_that_need_redis_run_off_the_event_loop(clock, monkeyp
     assert len(threads) == calls_before + 1
     assert loop_thread not in threads
     assert (await store.aget("b")).failures == 1
+
+
+def test_snapshots_show_what_this_worker_would_decide_from(clock):
+    a, b = redis_store(clock), redis_store(clock)
+    b._prefix = a._prefix
+    a.acquire("b", CFG)
+    b.force("b", State.FORCED_OPEN)
+    assert a.snapshots()["b"].state is State.CLOSED  # a has not heard yet
+    assert a.get("b").state is State.FORCED_OPEN
+    assert a.snapshots()["b"].state is State.FORCED_OPEN
