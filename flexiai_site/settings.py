@@ -96,7 +96,10 @@ if REDIS_URL:
             # socket_timeout above channels-redis's 5 s blocking read (redis-py 8 defaults
             # to 5 s, which turns every idle receive into a TimeoutError): check flexiai.W002.
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10,
-                                  "socket_connect_timeout": 1}]},
+                                  "socket_connect_timeout": 1}],
+                       # A crashed worker leaves the group within 5 min (it re-joins
+                       # every group_expiry / 4 while alive).
+                       "group_expiry": 300},
         }
     }
 else:
