@@ -23,6 +23,7 @@ run: $(STAMP)
 	@echo ""
 	@echo "  demo page     http://$(HOST):$(PORT)/"
 	@echo "  admin         http://$(HOST):$(PORT)/admin/"
+	@echo "  live status   http://$(HOST):$(PORT)/admin/flexiai_django/status/"
 	@echo "  chat (direct) curl -X POST http://$(HOST):$(PORT)/chat/direct -d '{\"message\": \"hi\"}'"
 	@echo "  chat (decor.) curl -X POST http://$(HOST):$(PORT)/chat/decorator -d '{\"topic\": \"caching\"}'"
 	@echo "  fake upstream http://$(HOST):$(UPSTREAM_PORT)/_stats  (break it: curl -X POST http://$(HOST):$(UPSTREAM_PORT)/_fault -d '{\"scope\": \"demo-primary\", \"status\": 500}')"

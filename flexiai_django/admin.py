@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, State
-from flexiai_django.models import ApiKey, Provider, Scope
+from flexiai_django.models import ApiKey, BreakerTransition, Provider, Scope, Status
+from flexiai_django.routing import STATUS_SOCKET_PATH
 
 STATE_COLOURS = {
     State.CLOSED: "#1a7f37",
@@ -181,3 +186,64 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         response = TemplateResponse(request, "flexiai_django/api_key_issued.html", context)
         response["Cache-Control"] = "no-store"
         return response
+
+
+@admin.register(BreakerTransition)
+class BreakerTransitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Read-only: the history is written by the workers, never edited."""
+
+    list_display = ("at", "breaker", "from_state", "to_state", "failures", "error", "worker")
+    list_filter = ("to_state", "breaker")
+    search_fields = ("breaker", "worker", "error")
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Status)
+class StatusAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The live status page, at ``admin/flexiai_django/status/``: every breaker, updated live."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        opts = Provider._meta
+        return request.user.is_staff and (
+            request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}")
+            or request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}"))
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(self.status_view)
+        return [path("", view, name="flexiai_django_status"),
+                path("", view, name="flexiai_django_status_changelist")]  # the index links here
+
+    def status_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Live breaker status"),
+            "socket_path": "/" + STATUS_SOCKET_PATH,
+            "may_change": request.user.has_perm("flexiai_django.change_provider"),
+            "script": _status_script(),
+            "colours": {state.value: colour for state, colour in STATE_COLOURS.items()},
+        }
+        return TemplateResponse(request, "flexiai_django/status.html", context)
+
+
+@cache
+def _status_script() -> str:
+    """Inlined, so the page works whether or not static files are served (gunicorn demo)."""
+    return (Path(__file__).parent / "static" / "flexiai_django" / "status.js").read_text()

@@ -27,7 +27,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, channel_layers
 from django.dispatch import receiver
 
-from flexiai_django import registry, signals
+from flexiai_django import registry, signals, stats
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState
 from flexiai_django.conf import get_settings
@@ -37,6 +37,7 @@ logger = logging.getLogger("flexiai_django")
 
 BREAKER_EVENT = "flexiai.breaker"
 PROVIDERS_EVENT = "flexiai.providers"
+STATS_EVENT = "flexiai.stats"
 
 
 def _shared_layer_configured() -> bool:
@@ -58,6 +59,7 @@ class Listener:
         self.ready = threading.Event()
         self.connected = False
         self.events_applied = 0
+        self.worker_stats: dict[str, dict[str, Any]] = {}
         self.thread = threading.Thread(target=self._run, name="flexiai-listener", daemon=True)
 
     def start(self) -> Listener:
@@ -69,7 +71,8 @@ class Listener:
         self.loop.run_until_complete(self._main())
 
     async def _main(self) -> None:
-        await asyncio.gather(self._receive_forever(), self._resync_forever())
+        await asyncio.gather(self._receive_forever(), self._resync_forever(),
+                             self._stats_forever())
 
     async def _receive_forever(self) -> None:
         backoff = 0.1
@@ -110,6 +113,21 @@ class Listener:
             except Exception as exc:
                 logger.debug("resync failed: %s", type(exc).__name__)
 
+    async def _stats_forever(self) -> None:
+        """Publish this worker's recent provider figures when they change."""
+        last: dict[str, stats.Summary] = {}
+        while True:
+            settings = get_settings()
+            await asyncio.sleep(settings.STATS_PUBLISH_SECONDS)
+            summary = stats.local().summary(settings.STATS_WINDOW_SECONDS)
+            if summary == last or not self.connected:
+                continue
+            try:
+                await self.layer.group_send(settings.CHANNEL_GROUP, stats_message(summary))
+                last = summary
+            except Exception as exc:
+                logger.debug("stats not published: %s", type(exc).__name__)
+
     def handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == BREAKER_EVENT:
@@ -119,6 +137,8 @@ class Listener:
         elif kind == PROVIDERS_EVENT:
             registry.invalidate()
             self.events_applied += 1
+        elif kind == STATS_EVENT:
+            self.worker_stats[str(message.get("worker"))] = message
 
     def publish(self, message: dict[str, Any]) -> None:
         """Fire and forget from any thread: the send runs on the listener's loop."""
@@ -164,9 +184,18 @@ def stop_listener_for_tests() -> None:
         _listener = None
 
 
+def stamped(message: dict[str, Any]) -> dict[str, Any]:
+    return {**message, "worker": worker_id(), "sent_at": time.time()}
+
+
+def stats_message(summary: dict[str, stats.Summary]) -> dict[str, Any]:
+    return stamped({"type": STATS_EVENT, "stats": summary,
+                    "window": get_settings().STATS_WINDOW_SECONDS})
+
+
 def publish(message: dict[str, Any]) -> None:
     """Send an event to every worker (and to in-process consumers such as the status page)."""
-    message = {**message, "worker": worker_id(), "sent_at": time.time()}
+    message = stamped(message)
     shared = listener()
     if shared is not None:
         shared.publish(message)
@@ -185,8 +214,10 @@ def publish(message: dict[str, Any]) -> None:
 
 
 @receiver(signals.breaker_transition)
-def _on_transition(sender: Any, name: str, after: BreakerState, **kwargs: Any) -> None:
-    publish({"type": BREAKER_EVENT, "name": name, "state": after.to_dict()})
+def _on_transition(sender: Any, name: str, before: BreakerState, after: BreakerState,
+                   **kwargs: Any) -> None:
+    publish({"type": BREAKER_EVENT, "name": name, "from": before.state.value,
+             "state": after.to_dict()})
 
 
 @receiver(signals.providers_changed)

@@ -20,8 +20,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+_positive_int = _int_at_least(1)
 
 
 def _importable(path: Any) -> bool:
@@ -110,6 +113,12 @@ RULES = (
          "True or False."),
     Rule("API_KEY_CACHE_SECONDS", "flexiai.E029", lambda v: _number(v) and v >= 0,
          "Seconds a worker trusts a looked-up API key (revocations take this long)."),
+    Rule("HISTORY_LIMIT", "flexiai.E030", _int_at_least(0),
+         "An integer of at least 0 (0 keeps no history)."),
+    Rule("STATS_WINDOW_SECONDS", "flexiai.E031", lambda v: _number(v) and v > 0,
+         "A number of seconds above 0."),
+    Rule("STATS_PUBLISH_SECONDS", "flexiai.E032", lambda v: _number(v) and v > 0,
+         "A number of seconds above 0."),
     Rule("MAX_BODY_BYTES", "flexiai.E025", _positive_int,
          "A size in bytes; larger API request bodies get a 413."),
     Rule("MAX_TOKENS_LIMIT", "flexiai.E026", _positive_int,

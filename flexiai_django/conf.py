@@ -59,6 +59,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between a worker's full re-reads of shared breaker state (broadcasts are
     # at-most-once; this bounds how long a lost one can matter).
     "RESYNC_SECONDS": 0.5,
+    # The admin status page: transitions kept in the database (oldest pruned; 0 keeps
+    # none), and each worker's recent latency/success window, published this often.
+    "HISTORY_LIMIT": 1000,
+    "STATS_WINDOW_SECONDS": 60.0,
+    "STATS_PUBLISH_SECONDS": 2.0,
 }
 
 

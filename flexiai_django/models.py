@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from flexiai_django import crypto
 from flexiai_django.breakers import default_config
-from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.base import ProviderConfig, breaker_name_for, provider_of
 
 
 class ProviderKind(models.TextChoices):
@@ -80,7 +80,7 @@ class Provider(models.Model):
 
     @property
     def breaker_name(self) -> str:
-        return f"llm:{self.name}"
+        return breaker_name_for(self.name)
 
     def breaker_overrides(self) -> dict[str, Any]:
         return {
@@ -148,3 +148,40 @@ class ApiKey(models.Model):
 
     def matches(self, token: str) -> bool:
         return secrets.compare_digest(self.key_hash, hash_token(token))
+
+
+class BreakerTransition(models.Model):
+    """One breaker state change, kept so an outage can be reviewed after the fact.
+
+    Written once, by the worker whose call made the change; bounded by
+    ``FLEXIAI["HISTORY_LIMIT"]`` (see :mod:`flexiai_django.history`).
+    """
+
+    breaker = models.CharField(max_length=200, db_index=True)
+    from_state = models.CharField(max_length=16)
+    to_state = models.CharField(max_length=16)
+    at = models.DateTimeField(db_index=True)
+    worker = models.CharField(max_length=200, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=200, blank=True,
+                             help_text=_("The error kind that tripped it (never a message)."))
+
+    class Meta:
+        verbose_name = _("breaker transition")
+        ordering = ("-at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.breaker}: {self.from_state} → {self.to_state}"
+
+    @property
+    def provider(self) -> str | None:
+        return provider_of(self.breaker)
+
+
+class Status(Provider):
+    """The live status page's place in the admin (a proxy: no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("live status")
+        verbose_name_plural = _("live status")

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from itertools import chain
 from typing import Any
 
-from flexiai_django import cache_tier, ordering
+from flexiai_django import cache_tier, ordering, stats
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
@@ -41,6 +41,7 @@ class Walk:
         self.request = request
         self.started = time.monotonic()
         self.attempts = 0
+        self.attempt_started = self.started
         self.trail: list[Attempt] = []
         self.retry_hints: list[float] = []
 
@@ -52,6 +53,13 @@ class Walk:
     def latency_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
 
+    def begin(self) -> None:
+        self.attempts += 1
+        self.attempt_started = time.monotonic()
+
+    def observe(self, provider: ProviderConfig, ok: bool) -> None:
+        stats.local().record(provider.name, ok, (time.monotonic() - self.attempt_started) * 1000)
+
     def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
         self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
         if admission.retry_after is not None:
@@ -60,6 +68,8 @@ class Walk:
     def failed(self, provider: ProviderConfig, exc: ProviderError) -> None:
         """Note a failed attempt; re-raise it when the next provider must not be tried."""
         self.trail.append(Attempt(provider.name, exc.kind))
+        if exc.fails_over:
+            self.observe(provider, ok=False)
         if exc.retry_after is not None:
             self.retry_hints.append(exc.retry_after)
         logger.warning(
@@ -71,6 +81,7 @@ class Walk:
 
     def answered(self, provider: ProviderConfig, completion: Completion) -> ChatResult:
         self.trail.append(Attempt(provider.name, "ok"))
+        self.observe(provider, ok=True)
         return ChatResult(
             content=completion.content,
             tier="provider",
@@ -113,7 +124,7 @@ def complete(request: ChatRequest) -> ChatResult:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.begin()
         try:
             completion = get_adapter(provider).complete(sync_client(provider.name), request)
         except ProviderError as exc:
@@ -136,7 +147,7 @@ async def acomplete(request: ChatRequest) -> ChatResult:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.begin()
         try:
             completion = await get_adapter(provider).acomplete(
                 async_client(provider.name), request
@@ -209,6 +220,7 @@ class _StreamState:
     def interrupted(self, exc: ProviderError) -> StreamInterrupted:
         assert self.provider is not None
         self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
+        self.walk.observe(self.provider, ok=False)
         logger.warning("stream interrupted", extra={"provider": self.provider.name,
                                                     "error": exc.kind})
         return StreamInterrupted(f"stream failed after it started ({exc.kind})",
@@ -337,7 +349,7 @@ def open_stream(request: ChatRequest) -> ChatStream:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.begin()
         deltas = get_adapter(provider).stream(sync_client(provider.name), request)
         try:
             head = _head(deltas)
@@ -360,7 +372,7 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.begin()
         deltas = get_adapter(provider).astream(async_client(provider.name), request)
         try:
             head = await _ahead(deltas)

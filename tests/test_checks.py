@@ -34,6 +34,9 @@ BAD_VALUES = {
     "flexiai.E027": ("MODEL_ALIASES", {"fast": "groq"}),
     "flexiai.E028": ("ALLOW_ANONYMOUS_LOOPBACK", "yes"),
     "flexiai.E029": ("API_KEY_CACHE_SECONDS", -1),
+    "flexiai.E030": ("HISTORY_LIMIT", -5),
+    "flexiai.E031": ("STATS_WINDOW_SECONDS", 0),
+    "flexiai.E032": ("STATS_PUBLISH_SECONDS", "2"),
 }
 
 

@@ -35,6 +35,18 @@ from flexiai_django.types import ChatRequest, Completion, StreamDelta
 
 from .sse import LineDecoder
 
+BREAKER_PREFIX = "llm:"
+
+
+def breaker_name_for(provider: str) -> str:
+    """Each provider's breaker is named after it; other breakers (``breaker("x")``) are not."""
+    return BREAKER_PREFIX + provider
+
+
+def provider_of(breaker: str) -> str | None:
+    """The provider a breaker belongs to, or None for a generic breaker."""
+    return breaker[len(BREAKER_PREFIX):] if breaker.startswith(BREAKER_PREFIX) else None
+
 
 @dataclass(frozen=True)
 class ProviderConfig:
@@ -52,7 +64,7 @@ class ProviderConfig:
 
     @property
     def breaker_name(self) -> str:
-        return f"llm:{self.name}"
+        return breaker_name_for(self.name)
 
 
 class ProviderAdapter:

@@ -66,16 +66,17 @@ def fake_upstream(_fake_upstream_server: FakeUpstream) -> FakeUpstream:
 
 @pytest.fixture
 def flexiai_reset() -> Iterator[None]:
-    """Fresh breaker state, provider snapshot and answer cache around a test."""
+    """Fresh breaker state, provider snapshot, answer cache and stats around a test."""
     from django.core.cache import caches
 
-    from flexiai_django import registry
+    from flexiai_django import registry, stats
     from flexiai_django.breakers import get_store
     from flexiai_django.conf import get_settings
 
     def clear() -> None:
         get_store().clear()
         registry.invalidate()
+        stats.local().clear()
         caches[get_settings().CACHE_ALIAS].clear()
 
     clear()

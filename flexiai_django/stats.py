@@ -1,0 +1,68 @@
+"""Each worker's recent latency and success rate per provider, for the status page.
+
+Kept in memory per process (no I/O on the request path) and published by the broadcast
+listener every ``STATS_PUBLISH_SECONDS``; the page adds up the latest summary of every
+worker. A window keeps at most :data:`MAX_SAMPLES` attempts per provider, so under
+heavy traffic it covers less than ``STATS_WINDOW_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TypedDict
+
+MAX_SAMPLES = 1000
+
+
+class Summary(TypedDict):
+    count: int
+    ok: int
+    latency_ms_sum: float
+    latency_ms_max: float
+
+
+class Stats:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._samples: dict[str, deque[tuple[float, bool, float]]] = {}
+        self.recorded = 0
+
+    def record(self, provider: str, ok: bool, latency_ms: float) -> None:
+        samples = self._samples.get(provider)
+        if samples is None:
+            samples = self._samples.setdefault(provider, deque(maxlen=MAX_SAMPLES))
+        samples.append((self._clock(), ok, latency_ms))
+        self.recorded += 1
+
+    def clear(self) -> None:
+        self._samples.clear()
+
+    def summary(self, window_seconds: float) -> dict[str, Summary]:
+        """Attempts of the last ``window_seconds``, per provider (providers with none left out)."""
+        since = self._clock() - window_seconds
+        result: dict[str, Summary] = {}
+        for provider, samples in list(self._samples.items()):
+            recent = [s for s in list(samples) if s[0] >= since]
+            if recent:
+                latencies = [ms for _, _, ms in recent]
+                result[provider] = Summary(
+                    count=len(recent),
+                    ok=sum(1 for _, ok, _ in recent if ok),
+                    latency_ms_sum=round(sum(latencies), 3),
+                    latency_ms_max=round(max(latencies), 3),
+                )
+        return result
+
+
+_stats: tuple[int, Stats] | None = None
+
+
+def local() -> Stats:
+    """This process's window (a new one after a fork)."""
+    global _stats
+    if _stats is None or _stats[0] != os.getpid():
+        _stats = (os.getpid(), Stats())
+    return _stats[1]
