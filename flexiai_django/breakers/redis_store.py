@@ -327,15 +327,27 @@ class RedisBreakerStore(BreakerStore):
             state_key, probes_key, _ = self._keys(name)
             pipe.hgetall(state_key)
             pipe.zrange(probes_key, 0, -1, withscores=True)
+        started = time.monotonic()
         replies = pipe.execute()
         states = {}
-        now = time.monotonic()
         for i, name in enumerate(names):
             fields, probes = replies[2 * i], replies[2 * i + 1]
-            state = parse_state(_decode(fields), [score for _, score in probes])
-            states[name] = state
-            self._snapshots[name] = (now, state)
+            read = parse_state(_decode(fields), [score for _, score in probes])
+            states[name] = self.take_read(name, read, started)
         return states
+
+    def take_read(self, name: str, read: BreakerState, started: float) -> BreakerState:
+        """Keep a read unless a newer state arrived while it was on the wire.
+
+        Only what arrived after the read began can beat it: an older snapshot with a
+        higher version means Redis restarted empty (versions start again), and the read
+        is the truth.
+        """
+        current = self._snapshots.get(name)
+        if current is not None and current[0] >= started and current[1].version > read.version:
+            return current[1]
+        self._snapshots[name] = (time.monotonic(), read)
+        return read
 
     def get(self, name: str) -> BreakerState:
         if self.available:

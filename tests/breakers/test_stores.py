@@ -5,6 +5,7 @@ clock, so the Lua script cannot drift from the pure state machine unnoticed.
 """
 
 import os
+import time
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ import redis as redis_lib
 
 from flexiai_django.breakers.memory import LocalBreakerStore
 from flexiai_django.breakers.redis_store import RedisBreakerStore
-from flexiai_django.breakers.state import BreakerConfig, State
+from flexiai_django.breakers.state import BreakerConfig, BreakerState, State
 from flexiai_django.testing.clock import FakeClock
 from flexiai_django.testing.redis_server import RedisServer
 
@@ -183,6 +184,25 @@ def test_a_newer_broadcast_replaces_the_snapshot_and_an_older_one_does_not(clock
     assert store.apply_remote("b", opened.__class__(state=State.FORCED_OPEN,
                                                     version=opened.version + 10))
     assert not store.acquire("b", CFG).allowed
+
+
+def test_a_read_does_not_undo_a_newer_broadcast_that_arrived_while_it_was_on_the_wire(clock):
+    store = redis_store(clock)
+    stale = store.get("b")
+    started = time.monotonic()
+    assert store.apply_remote("b", BreakerState(state=State.FORCED_OPEN,
+                                                version=stale.version + 1))
+    assert store.take_read("b", stale, started).state is State.FORCED_OPEN
+    assert not store.acquire("b", CFG).allowed
+
+
+def test_a_read_wins_over_an_older_snapshot_even_with_a_lower_version(clock):
+    """Redis restarted empty: versions start again, and Redis is still the truth."""
+    store = redis_store(clock)
+    store.apply_remote("b", BreakerState(state=State.FORCED_OPEN, version=50))
+    started = time.monotonic()
+    assert store.take_read("b", BreakerState(), started).state is State.CLOSED
+    assert store.acquire("b", CFG).allowed
 
 
 def test_a_dead_redis_falls_back_to_local_breakers_fast_and_resyncs():
