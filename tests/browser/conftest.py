@@ -1,0 +1,27 @@
+"""A live demo site (daphne for the browser, uvicorn workers for the API) per test module."""
+
+import pytest
+
+from flexiai_django.testing.browser import admin_login
+from flexiai_django.testing.live_site import LiveSite
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Replaces tests/conftest.py's reset, which flushes the Redis database: that would also
+    drop the live servers' channel-layer group memberships and cut them off from the
+    broadcast. Tests here reset the breakers they use through the servers instead."""
+
+
+@pytest.fixture(scope="module")
+def live_site(tmp_path_factory, _fake_upstream_server):
+    with LiveSite(tmp_path_factory.mktemp("live-site"), _fake_upstream_server) as site:
+        yield site
+
+
+@pytest.fixture
+def staff_page(browser_page, live_site):
+    """A browser page logged in to the admin as a staff user (no superuser powers)."""
+    staff = live_site.users["staff"]
+    admin_login(browser_page, live_site.page.url, staff.username, staff.password)
+    return browser_page
