@@ -136,7 +136,8 @@ class LiveSite:
         The admin login form only accepts staff, so this is how a test acts as a
         non-staff user (like Django's ``Client.force_login``).
         """
-        name, value = self.manage("shell", "-c", _SESSION_FOR.format(username=username)).split()
+        out = self.manage("shell", "-v0", "-c", _SESSION_FOR.format(username=username))
+        name, value = out.strip().splitlines()[-1].split()
         return {"name": name, "value": value, "url": self.page.url}
 
     def edit_provider(self, name: str, **fields: Any) -> None:
@@ -152,6 +153,33 @@ class LiveSite:
                          timeout=5).json()
         state: dict[str, Any] = body["breakers"].get(f"llm:{provider}", {"state": "closed"})
         return state
+
+    def force(self, provider: str, state: str) -> None:
+        """Force a breaker (``closed``, ``forced_open``, ``disabled``) from a third process,
+        as an operator's shell would; the change is broadcast to both servers."""
+        self.manage("shell", "-c",
+                    "from flexiai_django.breakers import get_store; "
+                    "from flexiai_django.breakers.state import State; "
+                    f"get_store().force('llm:{provider}', State({state!r}))")
+
+    def wait_until_every_worker_sees(self, provider: str, state: str,
+                                     timeout: float = 10.0) -> None:
+        """Poll ``/circuit-breakers`` on fresh connections until each worker of both servers
+        holds ``state`` in its own (pre-read) snapshot, or has none yet."""
+        expected = 1 + self.api.workers
+        latest: dict[str, str | None] = {}
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5, headers={"connection": "close"}) as client:
+            while time.monotonic() < deadline:
+                for server in (self.page, self.api):
+                    body = client.get(f"{server.url}/circuit-breakers").json()
+                    local = body["breakers"].get(f"llm:{provider}", {}).get("local")
+                    latest[body["worker_id"]] = local and local["state"]
+                if len(latest) >= expected and all(s in (None, state)
+                                                   for s in latest.values()):
+                    return
+        raise AssertionError(f"workers did not all see {provider} {state} within "
+                             f"{timeout}s: {latest}")
 
     def chat(self, message: str = "hi", timeout: float = 15.0) -> httpx.Response:
         """One chat request to the ``api`` server (the demo's fallback chain)."""

@@ -1,4 +1,4 @@
-"""A live demo site (daphne for the browser, uvicorn workers for the API) per test module."""
+"""One live demo site (daphne for the browser, uvicorn workers for the API) for this package."""
 
 import pytest
 
@@ -13,7 +13,7 @@ def _fresh_state():
     broadcast. Tests here reset the breakers they use through the servers instead."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live_site(tmp_path_factory, _fake_upstream_server):
     with LiveSite(tmp_path_factory.mktemp("live-site"), _fake_upstream_server) as site:
         yield site
