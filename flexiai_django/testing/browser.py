@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, Frame, Page, Playwright, sync_playwright
 
@@ -89,11 +90,12 @@ def admin_login(page: Page, base_url: str, username: str, password: str,
     page.goto(f"{base_url}/admin/login/?next={next_path}")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
-    page.click("#login-form [type=submit]")
-    page.locator("#user-tools, .errornote").first.wait_for()
-    if page.locator(".errornote").count():
-        raise AssertionError(f"admin login as {username!r} refused: "
-                             f"{page.locator('.errornote').first.inner_text()}")
+    with page.expect_navigation():  # the POST answers with a redirect or the form again
+        page.click("#login-form [type=submit]")
+    if urlsplit(page.url).path == "/admin/login/":
+        errors = page.locator(".errornote, .errorlist")
+        reason = errors.first.inner_text() if errors.count() else page.url
+        raise AssertionError(f"admin login as {username!r} refused: {reason}")
 
 
 class ReloadWatch:

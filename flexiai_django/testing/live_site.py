@@ -75,17 +75,19 @@ class SiteUser:
 class LiveSite:
     """``with LiveSite(tmp_dir, upstream) as site:`` — ``site.page.url``, ``site.api.url``.
 
-    Users: ``site.users["admin"]`` (superuser), ``["staff"]`` (staff, no permissions),
-    ``["member"]`` (active, not staff).
+    ``settings`` defaults to the caller's ``$DJANGO_SETTINGS_MODULE`` (pytest-django sets
+    it), else the demo site's. Users: ``site.users["admin"]`` (superuser), ``["staff"]``
+    (staff, no permissions), ``["member"]`` (active, not staff).
     """
 
     def __init__(self, directory: Path, upstream: FakeUpstream, *,
                  redis_url: str | None = None, flexiai: dict[str, Any] | None = None,
-                 api_workers: int = 2) -> None:
+                 api_workers: int = 2, settings: str | None = None) -> None:
         self.directory = directory
         self.upstream = upstream
         self.env = {
-            "DJANGO_SETTINGS_MODULE": "flexiai_site.settings",
+            "DJANGO_SETTINGS_MODULE": settings or os.environ.get("DJANGO_SETTINGS_MODULE",
+                                                                 "flexiai_site.settings"),
             "FLEXIAI_DB": str(directory / "site.sqlite3"),
             "FLEXIAI_VAR_DIR": str(directory),
             "REDIS_URL": redis_url or os.environ["REDIS_URL"],
