@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             admin = site.users["admin"]
             admin_login(page, site.page.url, admin.username, admin.password, next_path=STATUS)
             page.goto(f"{site.page.url}{STATUS}")
-            expect(page.locator("#flexiai-connection")).to_have_attribute("data-status", "live")
+            expect(page.locator("#flexiai-connection")).to_have_attribute(
+                "data-status", "live", timeout=15_000)
             take_all(page, site, upstream, args.out)
     finally:
         if redis is not None:
@@ -67,7 +68,7 @@ def take_all(page: Page, site: LiveSite, upstream: FakeUpstream, out: Path) -> N
     row = page.locator(f'tr[data-provider="{PROVIDER}"]')
 
     def shot(state: str) -> None:
-        expect(row).to_have_attribute("data-state", state)
+        expect(row).to_have_attribute("data-state", state, timeout=15_000)
         path = out / f"status-{state.replace('_', '-')}.png"
         page.screenshot(path=path, full_page=True)
         print(f"  {state:12} {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -91,7 +92,7 @@ def take_all(page: Page, site: LiveSite, upstream: FakeUpstream, out: Path) -> N
         row.locator(f'button[data-action="{action}"]').click()
         shot(state)
     row.locator('button[data-action="reset"]').click()
-    expect(row).to_have_attribute("data-state", "closed")
+    expect(row).to_have_attribute("data-state", "closed", timeout=15_000)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def status_page(staff_page, live_site, closed_breaker):
     """The status page, opened by staff, with its socket live and confirmations accepted."""
     staff_page.on("dialog", lambda dialog: dialog.accept())
     staff_page.goto(f"{live_site.page.url}{STATUS}")
-    expect(staff_page.locator("#flexiai-connection")).to_have_attribute("data-status", "live")
+    expect(staff_page.locator("#flexiai-connection")).to_have_attribute(
+        "data-status", "live", timeout=LIVE_UPDATE_MS)
     return staff_page
 
 
