@@ -9,18 +9,25 @@ Load with ``-p flexiai_django.testing.pytest_plugin`` (addopts) or ``pytest_plug
   Ollama APIs, with fault injection; reset before every test.
 * ``make_provider``: Provider rows pointing at a fake-upstream scope.
 * ``flexiai_reset``: fresh breakers, provider cache and answer cache.
+* Browser (:mod:`flexiai_django.testing.browser`): ``chromium_executable``, ``chromium``
+  (a headless Browser, one per test module), ``browser_context`` and ``browser_page``
+  (fresh cookies per test). Under CI (``$CI`` set) a missing chromium or Playwright is an
+  error; elsewhere those tests skip and say how to install it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from flexiai_django.testing.fake_upstream import FakeUpstream
 from flexiai_django.testing.redis_server import RedisServer, ping
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 _throwaway: RedisServer | None = None
@@ -110,3 +117,64 @@ def make_provider(fake_upstream: FakeUpstream, flexiai_reset: None) -> Callable[
         return provider
 
     return make
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def _browser_missing() -> str | None:
+    """Why browser tests cannot run here, or None."""
+    try:
+        from flexiai_django.testing.browser import INSTALL_HINT, find_chromium
+    except ImportError:
+        return "Playwright is not installed (pip install -e '.[dev]')"
+    if find_chromium() is None:
+        return f"chromium is not installed ({INSTALL_HINT}, or set $FLEXIAI_CHROMIUM)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """The browser binary. The one place that decides: fail under CI, skip elsewhere."""
+    reason = _browser_missing()
+    if reason is not None:
+        if _in_ci():
+            pytest.fail(f"browser tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from flexiai_django.testing.browser import find_chromium
+
+    path = find_chromium()
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="module")
+def chromium(chromium_executable: str) -> Iterator[Browser]:
+    """A headless browser shared by one test module.
+
+    Not session-wide: while Playwright's sync API is active Django refuses ORM calls in
+    this thread, so it is stopped before the next module's tests run.
+    """
+    from playwright.sync_api import sync_playwright
+
+    from flexiai_django.testing.browser import launch_chromium
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, chromium_executable)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
+    """A fresh profile (no cookies, no storage) per test, so logins never leak."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def browser_page(browser_context: BrowserContext) -> Page:
+    return browser_context.new_page()

@@ -15,19 +15,25 @@ import httpx
 
 from flexiai_django.testing.redis_server import free_port
 
+DEFAULT_ASGI_APP = "flexiai_site.asgi:application"
 
-def server_command(kind: str, port: int, workers: int = 2) -> list[str]:
-    """The production command lines from the README, on a loopback port."""
+
+def server_command(kind: str, port: int, workers: int = 2,
+                   asgi_app: str = DEFAULT_ASGI_APP) -> list[str]:
+    """The production command lines from the README, on a loopback port.
+
+    ``asgi_app`` swaps the application for uvicorn and daphne (browser tests add static
+    files with :mod:`flexiai_django.testing.static_asgi`).
+    """
     bind = f"127.0.0.1:{port}"
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
                 "--reuse-port", "--graceful-timeout", "3", "--log-level", "warning"]
     if kind == "uvicorn":
-        return [*gunicorn, "-k", "uvicorn_worker.UvicornWorker", "flexiai_site.asgi:application"]
+        return [*gunicorn, "-k", "uvicorn_worker.UvicornWorker", asgi_app]
     if kind == "gunicorn-sync":
         return [*gunicorn, "--threads", "4", "flexiai_site.wsgi:application"]
     if kind == "daphne":
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                "flexiai_site.asgi:application"]
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), asgi_app]
     raise ValueError(f"unknown server kind {kind!r}")
 
 
@@ -35,8 +41,9 @@ class ServerProcess:
     """Start a server with an environment, wait until it answers, stop it at the end."""
 
     def __init__(self, kind: str, env: dict[str, str], workers: int = 2,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, asgi_app: str = DEFAULT_ASGI_APP) -> None:
         self.kind = kind
+        self.asgi_app = asgi_app
         self.port = free_port()
         self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,8 +59,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.process = subprocess.Popen(
-            server_command(self.kind, self.port, self.workers), env=self._env, cwd=self._cwd,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            server_command(self.kind, self.port, self.workers, self.asgi_app), env=self._env,
+            cwd=self._cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
