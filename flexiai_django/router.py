@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from itertools import chain
 from typing import Any
 
-from flexiai_django import cache_tier, ordering
+from flexiai_django import cache_tier, metrics, ordering
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
@@ -41,6 +41,7 @@ class Walk:
         self.request = request
         self.started = time.monotonic()
         self.attempts = 0
+        self.attempt_started = self.started
         self.trail: list[Attempt] = []
         self.retry_hints: list[float] = []
 
@@ -52,7 +53,17 @@ class Walk:
     def latency_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
 
+    def attempt(self) -> None:
+        """A provider call starts now: its latency is measured from here."""
+        self.attempts += 1
+        self.attempt_started = time.monotonic()
+
+    def aborted(self, provider: ProviderConfig) -> None:
+        """The attempt ended with no verdict (cancelled, or an unexpected exception)."""
+        metrics.aborted(provider.name)
+
     def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
+        metrics.rejected(provider.breaker_name)
         self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
         if admission.retry_after is not None:
             self.retry_hints.append(admission.retry_after)
@@ -60,6 +71,7 @@ class Walk:
     def failed(self, provider: ProviderConfig, exc: ProviderError) -> None:
         """Note a failed attempt; re-raise it when the next provider must not be tried."""
         self.trail.append(Attempt(provider.name, exc.kind))
+        metrics.attempt_failed(provider.name, exc.kind)
         if exc.retry_after is not None:
             self.retry_hints.append(exc.retry_after)
         logger.warning(
@@ -67,10 +79,15 @@ class Walk:
             extra={"provider": provider.name, "error": exc.kind, "status": exc.status},
         )
         if not exc.fails_over:
+            metrics.request_failed(provider.name, metrics.outcome_of(exc.kind))
             raise exc
 
-    def answered(self, provider: ProviderConfig, completion: Completion) -> ChatResult:
+    def answered(self, provider: ProviderConfig, completion: Completion,
+                 seconds: float | None = None) -> ChatResult:
+        """``seconds``: the attempt's latency when not "until now" (a stream's first chunk)."""
         self.trail.append(Attempt(provider.name, "ok"))
+        metrics.answered(provider.name, time.monotonic() - self.attempt_started
+                         if seconds is None else seconds)
         return ChatResult(
             content=completion.content,
             tier="provider",
@@ -86,6 +103,7 @@ class Walk:
     def fallback(self, cached: dict[str, Any] | None) -> ChatResult:
         """The cache tier, then the degraded tier, then NoProviderAvailable."""
         if cached is not None:
+            metrics.fell_back("cache")
             return ChatResult(
                 content=cached["content"], tier="cache", provider=cached.get("provider"),
                 model=cached.get("model"), attempts=self.attempts, latency_ms=self.latency_ms,
@@ -93,12 +111,14 @@ class Walk:
             )
         settings = get_settings()
         if settings.DEGRADED_MESSAGE:
+            metrics.fell_back("degraded")
             return ChatResult(
                 content=settings.DEGRADED_MESSAGE, tier="degraded", provider=None, model=None,
                 attempts=self.attempts, latency_ms=self.latency_ms, finish_reason="stop",
                 trail=tuple(self.trail),
             )
         retry_after = min(self.retry_hints, default=settings.RETRY_AFTER_SECONDS)
+        metrics.fell_back("none")
         raise NoProviderAvailable(
             retry_after=max(1, round(retry_after)),
             attempts=self.attempts,
@@ -113,7 +133,7 @@ def complete(request: ChatRequest) -> ChatResult:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.attempt()
         try:
             completion = get_adapter(provider).complete(sync_client(provider.name), request)
         except ProviderError as exc:
@@ -121,6 +141,7 @@ def complete(request: ChatRequest) -> ChatResult:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             _record(store, provider, admission, None)
             raise
         _record(store, provider, admission, True)
@@ -136,7 +157,7 @@ async def acomplete(request: ChatRequest) -> ChatResult:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.attempt()
         try:
             completion = await get_adapter(provider).acomplete(
                 async_client(provider.name), request
@@ -146,6 +167,7 @@ async def acomplete(request: ChatRequest) -> ChatResult:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             await _arecord(store, provider, admission, None)
             raise
         await _arecord(store, provider, admission, True)
@@ -192,6 +214,7 @@ class _StreamState:
         self.model: str | None = provider.model if provider else None
         self.usage = Usage()
         self.result: ChatResult | None = None
+        self.first_chunk_after = time.monotonic() - walk.attempt_started
 
     def take(self, delta: StreamDelta) -> str:
         self.parts.append(delta.content)
@@ -209,6 +232,8 @@ class _StreamState:
     def interrupted(self, exc: ProviderError) -> StreamInterrupted:
         assert self.provider is not None
         self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
+        metrics.attempt_failed(self.provider.name, StreamInterrupted.kind)
+        metrics.request_failed(self.provider.name, "interrupted")
         logger.warning("stream interrupted", extra={"provider": self.provider.name,
                                                     "error": exc.kind})
         return StreamInterrupted(f"stream failed after it started ({exc.kind})",
@@ -216,7 +241,8 @@ class _StreamState:
 
     def finish(self) -> None:
         assert self.provider is not None
-        self.result = self.walk.answered(self.provider, self.completion())
+        self.result = self.walk.answered(self.provider, self.completion(),
+                                         self.first_chunk_after)
 
 
 class ChatStream:
@@ -269,6 +295,7 @@ class ChatStream:
             _record(store, state.provider, state.admission, False, StreamInterrupted.kind)
             raise state.interrupted(exc) from None
         except GeneratorExit:
+            state.walk.aborted(state.provider)
             _record(store, state.provider, state.admission, True)
             raise
         _record(store, state.provider, state.admission, True)
@@ -304,6 +331,7 @@ class AsyncChatStream(ChatStream):
             await _arecord(store, state.provider, state.admission, False, StreamInterrupted.kind)
             raise state.interrupted(exc) from None
         except GeneratorExit:
+            state.walk.aborted(state.provider)
             await _arecord(store, state.provider, state.admission, True)
             raise
         await _arecord(store, state.provider, state.admission, True)
@@ -337,7 +365,7 @@ def open_stream(request: ChatRequest) -> ChatStream:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.attempt()
         deltas = get_adapter(provider).stream(sync_client(provider.name), request)
         try:
             head = _head(deltas)
@@ -346,6 +374,7 @@ def open_stream(request: ChatRequest) -> ChatStream:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             _record(store, provider, admission, None)
             raise
         return ChatStream(_StreamState(walk, provider, admission, head), deltas)
@@ -360,7 +389,7 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.attempts += 1
+        walk.attempt()
         deltas = get_adapter(provider).astream(async_client(provider.name), request)
         try:
             head = await _ahead(deltas)
@@ -369,6 +398,7 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             await _arecord(store, provider, admission, None)
             raise
         return AsyncChatStream(_StreamState(walk, provider, admission, head), deltas)
