@@ -8,8 +8,11 @@ tests/multiprocess/test_metrics.py.
 import asyncio
 import os
 import re
+import runpy
 import time
 import uuid
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.test import override_settings
@@ -24,6 +27,7 @@ from flexiai_django.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.django_db
 
+ROOT = Path(__file__).resolve().parent.parent
 HELLO = [{"role": "user", "content": "hello"}]
 COUNTED = ("flexiai_requests_total", "flexiai_provider_attempts_total", "flexiai_fallback_total",
            "flexiai_breaker_rejections_total", "flexiai_breaker_transitions_total",
@@ -368,3 +372,41 @@ def test_metrics_label_values_are_names_tiers_states_and_outcomes_never_secrets(
 
 def test_metrics_only_answers_get(client):
     assert client.post("/metrics").status_code == 405
+
+
+# -- deploy/gunicorn.conf.py: the multiprocess directory -----------------------------------------
+
+def gunicorn_conf():
+    return runpy.run_path(str(ROOT / "deploy/gunicorn.conf.py"))
+
+
+def test_gunicorn_starts_with_no_stale_metrics_and_drops_a_dead_workers_live_gauges(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name in ("counter_41.db", "gauge_livemostrecent_41.db", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    conf = gunicorn_conf()
+
+    conf["on_starting"](None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+    for name in ("counter_42.db", "histogram_42.db", "gauge_livemostrecent_42.db",
+                 "gauge_livemostrecent_43.db"):
+        (tmp_path / name).write_bytes(b"")
+    conf["child_exit"](None, SimpleNamespace(pid=42))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "counter_42.db", "gauge_livemostrecent_43.db", "histogram_42.db", "notes.txt"]
+
+
+def test_gunicorn_without_a_metrics_dir_uses_a_private_one_and_removes_it(monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "restored after the test")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    conf = gunicorn_conf()
+    metrics_dir = conf["METRICS_DIR"]
+
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(metrics_dir)
+    assert metrics_dir.name == f"flexiai-prometheus-{os.getpid()}"
+    conf["on_starting"](None)
+    assert metrics_dir.is_dir()
+    conf["on_exit"](None)
+    assert not metrics_dir.exists()
