@@ -6,6 +6,7 @@ tests/multiprocess/test_metrics.py.
 """
 
 import asyncio
+import json
 import os
 import re
 import runpy
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from django.test import override_settings
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -372,6 +374,66 @@ def test_metrics_label_values_are_names_tiers_states_and_outcomes_never_secrets(
 
 def test_metrics_only_answers_get(client):
     assert client.post("/metrics").status_code == 405
+
+
+# -- deploy/: the dashboard and the alert rules use what the app exports ------------------------
+
+NAME = re.compile(r"\bflexiai_[a-z_]+")
+SELECTOR = re.compile(r"\b(flexiai_[a-z_]+)\s*\{([^}]*)\}")
+MATCHER = re.compile(r"([a-zA-Z_]+)\s*(?:=~|!~|!=|=)")
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+TARGET_LABELS = {"instance", "job"}  # added by Prometheus to every scraped series
+
+
+def dashboard_exprs():
+    dashboard = json.loads((ROOT / "deploy/grafana/flexiai-dashboard.json").read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+
+
+def alert_rules():
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def check_expr(expr):
+    """Every flexiai name is exported, and every label it matches or groups by exists."""
+    exported = metrics.samples()
+    names = set(NAME.findall(expr))
+    assert names, f"no flexiai metric in {expr!r}"
+    assert names <= set(exported), f"not exported: {names - set(exported)} in {expr!r}"
+    for name, matchers in SELECTOR.findall(expr):
+        assert set(MATCHER.findall(matchers)) <= exported[name], (name, matchers)
+    known = set().union(*(exported[n] for n in names)) | TARGET_LABELS
+    for grouping in GROUPING.findall(expr):
+        labels = {label.strip() for label in grouping.split(",") if label.strip()}
+        assert labels <= known, (labels, expr)
+
+
+def test_the_dashboard_uses_only_exported_metrics_and_labels():
+    exprs = dashboard_exprs()
+    assert len(exprs) >= 6
+    for expr in exprs:
+        check_expr(expr)
+
+
+def test_the_alert_rules_cover_the_outages_and_use_only_exported_metrics():
+    rules = alert_rules()
+    assert {r["alert"] for r in rules} >= {
+        "FlexiAIAllProvidersDown", "FlexiAIBreakerOpen", "FlexiAIRedisDisconnected",
+        "FlexiAIHighErrorRate"}
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        assert rule["annotations"]["summary"]
+        check_expr(rule["expr"])
+
+
+def test_the_drift_check_catches_a_renamed_metric_or_label():
+    with pytest.raises(AssertionError):
+        check_expr('sum(rate(flexiai_request_total[5m]))')
+    with pytest.raises(AssertionError):
+        check_expr('flexiai_breaker_state{provider="x"}')
+    with pytest.raises(AssertionError):
+        check_expr('sum by (provider) (flexiai_breaker_state)')
 
 
 # -- deploy/gunicorn.conf.py: the multiprocess directory -----------------------------------------
