@@ -169,7 +169,8 @@ def test_two_workers_report_the_deployments_figures_once(site, fake_upstream):
     # Each worker refused the dead primary itself, yet its one transition is in one file.
     per_worker = {pid: file_samples(site.metrics_dir / f"counter_{pid}.db")
                   for pid in site.worker_pids()}
-    refused = {pid: c[key("flexiai_breaker_rejections_total", {"breaker": "llm:demo-primary"})]
+    refused = {pid: c.get(key("flexiai_breaker_rejections_total",
+                              {"breaker": "llm:demo-primary"}), 0)
                for pid, c in per_worker.items()}
     opened = {pid: sum(v for k, v in c.items() if k.startswith("flexiai_breaker_transitions"))
               for pid, c in per_worker.items()}
