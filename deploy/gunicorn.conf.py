@@ -4,10 +4,20 @@
 
 Each worker process starts its own breaker listener lazily on first use, so no
 hooks are needed for shared breaker state.
+
+Prometheus: each worker writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` and
+``GET /metrics`` adds them up. The variable must be set before a worker imports
+prometheus_client, so it is set here, in the master, whose environment the workers
+inherit: the operator's directory if given, else a private one for this master. Files
+left by an earlier run are wiped when the master starts (their counts would be added to
+this run's), and ``child_exit`` drops a dead worker's live gauges.
 """
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -17,3 +27,27 @@ graceful_timeout = 20
 timeout = 120  # a long stream must not be mistaken for a hung worker
 keepalive = 5
 accesslog = "-"
+
+# Named after this master's pid: stable across `kill -HUP` (which re-reads this file),
+# distinct for two masters on one host.
+_PRIVATE_METRICS_DIR = os.path.join(tempfile.gettempdir(), f"flexiai-prometheus-{os.getpid()}")
+METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _PRIVATE_METRICS_DIR))
+
+
+def on_starting(server):
+    """Once per master, before any worker: an empty metrics directory."""
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in METRICS_DIR.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges must not linger; its counters still count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(METRICS_DIR))
+
+
+def on_exit(server):
+    if str(METRICS_DIR) == _PRIVATE_METRICS_DIR:
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)

@@ -7,7 +7,7 @@ class FlexiAIConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from flexiai_django import broadcast, checks, history, registry  # noqa: F401
+        from flexiai_django import broadcast, checks, history, metrics, registry  # noqa: F401
 
         checks.register()
         registry.connect()

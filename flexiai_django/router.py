@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from itertools import chain
 from typing import Any
 
-from flexiai_django import cache_tier, ordering, stats
+from flexiai_django import cache_tier, metrics, ordering, stats
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
@@ -53,14 +53,23 @@ class Walk:
     def latency_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
 
-    def begin(self) -> None:
+    def attempt(self) -> None:
+        """A provider call starts now: its latency is measured from here."""
         self.attempts += 1
         self.attempt_started = time.monotonic()
 
-    def observe(self, provider: ProviderConfig, ok: bool) -> None:
-        stats.local().record(provider.name, ok, (time.monotonic() - self.attempt_started) * 1000)
+    def aborted(self, provider: ProviderConfig) -> None:
+        """The attempt ended with no verdict (cancelled, or an unexpected exception)."""
+        metrics.aborted(provider.name)
+
+    def observe(self, provider: ProviderConfig, ok: bool, seconds: float | None = None) -> float:
+        """Feed this worker's recent-figures window (status page); returns the latency."""
+        elapsed = time.monotonic() - self.attempt_started if seconds is None else seconds
+        stats.local().record(provider.name, ok, elapsed * 1000)
+        return elapsed
 
     def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
+        metrics.rejected(provider.breaker_name)
         self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
         if admission.retry_after is not None:
             self.retry_hints.append(admission.retry_after)
@@ -70,6 +79,7 @@ class Walk:
         self.trail.append(Attempt(provider.name, exc.kind))
         if exc.fails_over:
             self.observe(provider, ok=False)
+        metrics.attempt_failed(provider.name, exc.kind)
         if exc.retry_after is not None:
             self.retry_hints.append(exc.retry_after)
         logger.warning(
@@ -77,11 +87,14 @@ class Walk:
             extra={"provider": provider.name, "error": exc.kind, "status": exc.status},
         )
         if not exc.fails_over:
+            metrics.request_failed(provider.name, metrics.outcome_of(exc.kind))
             raise exc
 
-    def answered(self, provider: ProviderConfig, completion: Completion) -> ChatResult:
+    def answered(self, provider: ProviderConfig, completion: Completion,
+                 seconds: float | None = None) -> ChatResult:
+        """``seconds``: the attempt's latency when not "until now" (a stream's first chunk)."""
         self.trail.append(Attempt(provider.name, "ok"))
-        self.observe(provider, ok=True)
+        metrics.answered(provider.name, self.observe(provider, ok=True, seconds=seconds))
         return ChatResult(
             content=completion.content,
             tier="provider",
@@ -97,6 +110,7 @@ class Walk:
     def fallback(self, cached: dict[str, Any] | None) -> ChatResult:
         """The cache tier, then the degraded tier, then NoProviderAvailable."""
         if cached is not None:
+            metrics.fell_back("cache")
             return ChatResult(
                 content=cached["content"], tier="cache", provider=cached.get("provider"),
                 model=cached.get("model"), attempts=self.attempts, latency_ms=self.latency_ms,
@@ -104,12 +118,14 @@ class Walk:
             )
         settings = get_settings()
         if settings.DEGRADED_MESSAGE:
+            metrics.fell_back("degraded")
             return ChatResult(
                 content=settings.DEGRADED_MESSAGE, tier="degraded", provider=None, model=None,
                 attempts=self.attempts, latency_ms=self.latency_ms, finish_reason="stop",
                 trail=tuple(self.trail),
             )
         retry_after = min(self.retry_hints, default=settings.RETRY_AFTER_SECONDS)
+        metrics.fell_back("none")
         raise NoProviderAvailable(
             retry_after=max(1, round(retry_after)),
             attempts=self.attempts,
@@ -124,7 +140,7 @@ def complete(request: ChatRequest) -> ChatResult:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.begin()
+        walk.attempt()
         try:
             completion = get_adapter(provider).complete(sync_client(provider.name), request)
         except ProviderError as exc:
@@ -132,6 +148,7 @@ def complete(request: ChatRequest) -> ChatResult:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             _record(store, provider, admission, None)
             raise
         _record(store, provider, admission, True)
@@ -147,7 +164,7 @@ async def acomplete(request: ChatRequest) -> ChatResult:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.begin()
+        walk.attempt()
         try:
             completion = await get_adapter(provider).acomplete(
                 async_client(provider.name), request
@@ -157,6 +174,7 @@ async def acomplete(request: ChatRequest) -> ChatResult:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             await _arecord(store, provider, admission, None)
             raise
         await _arecord(store, provider, admission, True)
@@ -203,6 +221,7 @@ class _StreamState:
         self.model: str | None = provider.model if provider else None
         self.usage = Usage()
         self.result: ChatResult | None = None
+        self.first_chunk_after = time.monotonic() - walk.attempt_started
 
     def take(self, delta: StreamDelta) -> str:
         self.parts.append(delta.content)
@@ -221,6 +240,8 @@ class _StreamState:
         assert self.provider is not None
         self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
         self.walk.observe(self.provider, ok=False)
+        metrics.attempt_failed(self.provider.name, StreamInterrupted.kind)
+        metrics.request_failed(self.provider.name, "interrupted")
         logger.warning("stream interrupted", extra={"provider": self.provider.name,
                                                     "error": exc.kind})
         return StreamInterrupted(f"stream failed after it started ({exc.kind})",
@@ -228,7 +249,8 @@ class _StreamState:
 
     def finish(self) -> None:
         assert self.provider is not None
-        self.result = self.walk.answered(self.provider, self.completion())
+        self.result = self.walk.answered(self.provider, self.completion(),
+                                         self.first_chunk_after)
 
 
 class ChatStream:
@@ -281,6 +303,7 @@ class ChatStream:
             _record(store, state.provider, state.admission, False, StreamInterrupted.kind)
             raise state.interrupted(exc) from None
         except GeneratorExit:
+            state.walk.aborted(state.provider)
             _record(store, state.provider, state.admission, True)
             raise
         _record(store, state.provider, state.admission, True)
@@ -316,6 +339,7 @@ class AsyncChatStream(ChatStream):
             await _arecord(store, state.provider, state.admission, False, StreamInterrupted.kind)
             raise state.interrupted(exc) from None
         except GeneratorExit:
+            state.walk.aborted(state.provider)
             await _arecord(store, state.provider, state.admission, True)
             raise
         await _arecord(store, state.provider, state.admission, True)
@@ -349,7 +373,7 @@ def open_stream(request: ChatRequest) -> ChatStream:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.begin()
+        walk.attempt()
         deltas = get_adapter(provider).stream(sync_client(provider.name), request)
         try:
             head = _head(deltas)
@@ -358,6 +382,7 @@ def open_stream(request: ChatRequest) -> ChatStream:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             _record(store, provider, admission, None)
             raise
         return ChatStream(_StreamState(walk, provider, admission, head), deltas)
@@ -372,7 +397,7 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
-        walk.begin()
+        walk.attempt()
         deltas = get_adapter(provider).astream(async_client(provider.name), request)
         try:
             head = await _ahead(deltas)
@@ -381,6 +406,7 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
             walk.failed(provider, exc)
             continue
         except BaseException:
+            walk.aborted(provider)
             await _arecord(store, provider, admission, None)
             raise
         return AsyncChatStream(_StreamState(walk, provider, admission, head), deltas)

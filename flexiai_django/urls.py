@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from flexiai_django.views import breakers, chat, health, providers
+from flexiai_django.views import breakers, chat, health, metrics, providers
 
 app_name = "flexiai"
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("circuit-breakers", breakers.circuit_breakers, name="circuit-breakers"),
     path("providers", providers.providers, name="providers"),
     path("providers/<slug:name>/reset", providers.reset, name="provider-reset"),
+    path("metrics", metrics.export, name="metrics"),
 ]

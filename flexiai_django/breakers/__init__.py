@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-from flexiai_django import signals
+from flexiai_django import metrics, signals
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import CircuitOpen
 
@@ -129,6 +129,7 @@ class Breaker:
         return self.store.get(self.name)
 
     def _rejected(self, admission: Admission) -> CircuitOpen:
+        metrics.rejected(self.name)
         return CircuitOpen(self.name, admission.state.state.value, admission.retry_after)
 
     def _verdict(self, exc: BaseException) -> tuple[bool | None, str]:

@@ -33,7 +33,7 @@ for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
 for _, f in ipairs(NUMBERS) do
   if s[f] ~= nil then s[f] = tonumber(s[f]) end
 end
-local before = s.version
+local before, previous = s.version, s.state
 local result = {allowed = 1, probe = 0, transitioned = 0, recorded = 1}
 
 local function transition(to)
@@ -146,5 +146,5 @@ local expiries = {}
 for i = 2, #probes, 2 do expiries[#expiries + 1] = tonumber(probes[i]) end
 result.state = s
 result.probes = expiries
-if s.version ~= before then result.transitioned = 1 end
+if s.version ~= before then result.transitioned, result.previous = 1, previous end
 return cjson.encode(result)

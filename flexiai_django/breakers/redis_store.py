@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -198,7 +199,9 @@ class RedisBreakerStore(BreakerStore):
         state = parse_state(result["state"], result.get("probes") or [])
         self._snapshots[name] = (time.monotonic(), state)
         if result.get("transitioned"):
-            self.transitioned(name, before or BreakerState(), state)
+            # The state the script found, not this worker's snapshot (which may be stale).
+            before = replace(before or BreakerState(), state=State(result["previous"]))
+            self.transitioned(name, before, state)
         return state
 
     # -- snapshots -----------------------------------------------------------------------

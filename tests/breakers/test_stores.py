@@ -11,6 +11,7 @@ import uuid
 import pytest
 import redis as redis_lib
 
+from flexiai_django import signals
 from flexiai_django.breakers.memory import LocalBreakerStore
 from flexiai_django.breakers.redis_store import RedisBreakerStore
 from flexiai_django.breakers.state import BreakerConfig, BreakerState, State
@@ -173,6 +174,24 @@ def test_a_worker_with_recent_failures_asks_redis_before_calling(clock):
     a.record("b", CFG, success=False, probe=False)
     a.record("b", CFG, success=False, probe=False)
     assert not b.acquire("b", CFG).allowed
+
+
+def test_a_transition_names_the_state_it_left_even_from_a_worker_that_never_saw_it(clock):
+    maker, late = redis_store(clock), redis_store(clock)
+    late._prefix = maker._prefix
+    fail(maker, 3)
+    clock.advance(10)
+    heard = []
+
+    def listen(sender, name, before, after, **kwargs):
+        heard.append((before.state, after.state))
+
+    signals.breaker_transition.connect(listen)
+    try:
+        assert late.acquire("b", CFG).probe  # late's snapshot: none, which reads as closed
+    finally:
+        signals.breaker_transition.disconnect(listen)
+    assert heard == [(State.OPEN, State.HALF_OPEN)]
 
 
 def test_a_newer_broadcast_replaces_the_snapshot_and_an_older_one_does_not(clock):

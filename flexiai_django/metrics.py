@@ -1,0 +1,198 @@
+"""Prometheus metrics: what the fallback chain and the breakers did, in every worker.
+
+Counters and the latency histogram are recorded where things happen: the router (every
+``chat``/``achat``/stream, HTTP or not) and breaker transitions. Gauges that describe
+shared state (breaker states, Redis) are set by ``/metrics`` just before it renders, from
+the shared store, so whichever worker answers a scrape reports the deployment's truth.
+
+Several processes (gunicorn): ``PROMETHEUS_MULTIPROC_DIR`` must be set before
+prometheus_client is imported (``deploy/gunicorn.conf.py`` does it); each process writes
+its own files and the exporter adds them up. The gauges use ``livemostrecent``: the
+scraping worker's fresh reading wins, and a dead worker's go with ``mark_process_dead``.
+
+Label values are provider names, breaker names, tiers, states and outcomes: never error
+messages, URLs or keys. Recording costs a few microseconds (label children are cached).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.dispatch import receiver
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from flexiai_django import errors, signals
+from flexiai_django.breakers.state import BreakerState, State, available
+
+if TYPE_CHECKING:
+    from flexiai_django.providers.base import ProviderConfig
+
+#: Tiers of :data:`REQUESTS` and :data:`FALLBACKS`; "none" is a request no tier answered.
+TIERS = ("provider", "cache", "degraded", "none")
+
+#: Error kinds that may appear as an outcome; anything else is reported as "provider_error".
+ERROR_KINDS = frozenset(
+    cls.kind for cls in (
+        errors.ProviderError, errors.UpstreamTimeout, errors.UpstreamConnectionError,
+        errors.RateLimited, errors.UpstreamServerError, errors.MalformedReply,
+        errors.StreamInterrupted, errors.ProviderAuthError, errors.BadRequest,
+    )
+)
+
+# Provider calls take from milliseconds (a local model) to minutes (a long answer).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+REQUESTS = Counter(
+    "flexiai_requests_total",
+    "Chat requests through the fallback chain, by the provider that answered live "
+    "(empty for other tiers), the tier, and the outcome.",
+    ["provider", "tier", "outcome"],
+)
+ATTEMPTS = Counter(
+    "flexiai_provider_attempts_total",
+    "Calls sent to a provider, by outcome: ok, an error kind, or cancelled.",
+    ["provider", "outcome"],
+)
+LATENCY = Histogram(
+    "flexiai_provider_latency_seconds",
+    "Successful provider calls: seconds to the whole answer, or to the first chunk of a stream.",
+    ["provider"],
+    buckets=LATENCY_BUCKETS,
+)
+FALLBACKS = Counter(
+    "flexiai_fallback_total",
+    "Requests no provider answered, by the tier that did: cache, degraded, or none (503).",
+    ["tier"],
+)
+REJECTIONS = Counter(
+    "flexiai_breaker_rejections_total",
+    "Calls a breaker refused without sending them (open, forced open, probe slots full).",
+    ["breaker"],
+)
+TRANSITIONS = Counter(
+    "flexiai_breaker_transitions_total",
+    "Breaker state changes, counted once each by the process that made them.",
+    ["breaker", "from_state", "to_state"],
+)
+BREAKER_STATE = Gauge(
+    "flexiai_breaker_state",
+    "1 for the state each breaker is in, 0 for the others (read from the shared store "
+    "at scrape time).",
+    ["breaker", "state"],
+    multiprocess_mode="livemostrecent",
+)
+PROVIDERS_AVAILABLE = Gauge(
+    "flexiai_providers_available",
+    "Enabled providers whose breaker would admit a call now (0: every request is served "
+    "by the cache or degraded tier, or gets a 503).",
+    multiprocess_mode="livemostrecent",
+)
+REDIS_CONNECTED = Gauge(
+    "flexiai_redis_connected",
+    "1 when the breaker store can use its state (Redis reachable, or an in-process store), "
+    "0 when a shared store lost Redis and workers run on local breakers.",
+    multiprocess_mode="livemostrecent",
+)
+
+ALL: tuple[MetricWrapperBase, ...] = (
+    REQUESTS, ATTEMPTS, LATENCY, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
+    PROVIDERS_AVAILABLE, REDIS_CONNECTED,
+)
+
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: MetricWrapperBase, *labels: str) -> Any:
+    """``metric.labels(*labels)``, cached: the hot path skips label validation."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+def outcome_of(kind: str) -> str:
+    """An error kind as a label value, from a closed set whatever an adapter raised."""
+    return kind if kind in ERROR_KINDS else errors.ProviderError.kind
+
+
+# -- recorded by the router (Walk) ----------------------------------------------------------
+
+
+def rejected(breaker: str) -> None:
+    _child(REJECTIONS, breaker).inc()
+
+
+def answered(provider: str, seconds: float) -> None:
+    _child(ATTEMPTS, provider, "ok").inc()
+    _child(LATENCY, provider).observe(seconds)
+    _child(REQUESTS, provider, "provider", "ok").inc()
+
+
+def attempt_failed(provider: str, kind: str) -> None:
+    _child(ATTEMPTS, provider, outcome_of(kind)).inc()
+
+
+def request_failed(provider: str, outcome: str) -> None:
+    """The chain stopped at a provider: a request error, or a stream cut after its start."""
+    _child(REQUESTS, provider, "provider", outcome).inc()
+
+
+def aborted(provider: str) -> None:
+    """An attempt ended with no verdict: the caller went away (cancelled) or a bug (error)."""
+    exc = sys.exception()
+    outcome = "error" if isinstance(exc, Exception) else "cancelled"
+    _child(ATTEMPTS, provider, outcome).inc()
+    _child(REQUESTS, provider, "provider", outcome).inc()
+
+
+def fell_back(tier: str) -> None:
+    """Every provider failed or was skipped; ``tier`` answered (``"none"``: a 503)."""
+    _child(FALLBACKS, tier).inc()
+    _child(REQUESTS, "", tier, "unavailable" if tier == "none" else "ok").inc()
+
+
+# -- breaker transitions ----------------------------------------------------------------------
+
+
+@receiver(signals.breaker_transition, dispatch_uid="flexiai-metrics-transition")
+def _count_transition(sender: Any, name: str, before: BreakerState, after: BreakerState,
+                      **kwargs: Any) -> None:
+    """The signal fires only in the process whose store call made the change (never for a
+    broadcast received from another worker), so each transition is counted once."""
+    if before.state is not after.state:
+        _child(TRANSITIONS, name, before.state.value, after.state.value).inc()
+
+
+# -- set at scrape time -------------------------------------------------------------------------
+
+
+def set_shared_state(states: Mapping[str, BreakerState], providers: Sequence[ProviderConfig],
+                     *, connected: bool, now: float) -> None:
+    """The gauges, from the shared store's ``states``: one-hot breaker states (enabled
+    providers never called yet show closed), available providers, and Redis."""
+    for name in sorted({*states, *(p.breaker_name for p in providers)}):
+        current = states[name].state if name in states else State.CLOSED
+        for state in State:
+            _child(BREAKER_STATE, name, state.value).set(1.0 if state is current else 0.0)
+    PROVIDERS_AVAILABLE.set(sum(
+        available(states.get(p.breaker_name, BreakerState()), p.breaker, now) for p in providers))
+    REDIS_CONNECTED.set(1.0 if connected else 0.0)
+
+
+def samples() -> dict[str, frozenset[str]]:
+    """Every sample name ``/metrics`` can show for this module, with its labels: what a
+    dashboard or an alert rule may refer to."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
+                "gauge": ("",)}
+    found: dict[str, frozenset[str]] = {}
+    for metric in ALL:
+        labels = frozenset(metric._labelnames)
+        for family in metric.describe():
+            for suffix in suffixes[family.type]:
+                extra = {"le"} if suffix == "_bucket" else set()
+                found[family.name + suffix] = labels | extra
+    return found
