@@ -1,23 +1,37 @@
 """Gateway latency and throughput with wrk, side by side in one run.
 
-Three targets, each at 1 and 32 connections: the fake upstream directly (what a client
-would get without the gateway), POST /v1/chat/completions through the gateway under the
-README's production command (gunicorn + uvicorn workers, Redis), and GET /health/live on
-the same server (a near-bare Django async view: the floor). The fake upstream runs in
-its own process so it does not share this process's GIL. wrk, the servers and the
-upstream all share this machine's cores: read ratios, not absolutes.
+Every target at 1 and 32 connections, in one run, on one machine:
+
+- floor: a bare Django async view (``bench/_bare_site.py``: no apps, no middleware, no
+  database, DEBUG off) under the same server command, served by Django's own ASGI
+  handler and by ``flexiai_django.asgi`` (per-request threads reused);
+- floor: ``GET /health/live`` of the site (our settings, middleware and logging);
+- the fake upstream called directly (what a client would get without the gateway);
+- the gateway: ``POST /v1/chat/completions`` through the site (demo providers pointing
+  at that upstream, Redis breaker store and cache, answer cache on);
+- streaming (``"stream": true``): time to the first SSE event and to the end of the
+  stream, gateway vs upstream direct, from a small asyncio client in this process
+  (so its figures include that client's own time; wrk cannot time a first byte).
+
+The site runs under the README's production command (gunicorn + uvicorn workers,
+``--reuse-port``, DEBUG off, a throwaway Redis); the fake upstream runs in its own
+process. wrk, the servers and the upstream share this machine's cores, and other work
+on the machine moves every figure: read the ratios of one run, not absolutes across runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -26,13 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flexiai_django.testing.redis_server import RedisServer, free_port  # noqa: E402
-from flexiai_django.testing.servers import ServerProcess, manage  # noqa: E402
+from flexiai_django.testing.servers import manage, server_command  # noqa: E402
 
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "hello there gateway"}]}
 LUA = """wrk.method = "POST"
 wrk.body = '%s'
 wrk.headers["Content-Type"] = "application/json"
 """
+WORKER = "uvicorn_worker.UvicornWorker"
 
 
 def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[str, float]:
@@ -56,15 +71,114 @@ def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[s
             "errors": float(errors.group(1)) if errors else 0.0}
 
 
+class Server:
+    """One gunicorn server: the production command line with another app or worker."""
+
+    def __init__(self, app: str, env: dict[str, str], workers: int, worker_class: str,
+                 probe: str, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = server_command("uvicorn", self.port, workers)
+        cmd[cmd.index("-k") + 1] = worker_class
+        cmd[-1] = app
+        self.command = cmd
+        self.log = (log_dir / f"server-{self.port}.log").open("wb")
+        self.process = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT,
+                                        stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{app} exited at start, see {self.log.name}")
+            try:
+                if httpx.get(self.url + probe, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{app} did not answer within 60 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        self.log.close()
+
+
+async def _stream_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       request: bytes) -> tuple[float, float]:
+    """One streamed POST on a kept-alive connection: (first SSE event, end) in ms."""
+    started = time.perf_counter()
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    assert b"chunked" in head.lower(), head  # SSE: chunked, ends with the 0-size chunk
+    first = 0.0
+    body = b""
+    while not body.endswith(b"\r\n0\r\n\r\n"):
+        body += await reader.read(65536)
+        if not first and b"data: " in body:
+            first = time.perf_counter()
+    assert b"[DONE]" in body, body[-300:]
+    return (first - started) * 1000, (time.perf_counter() - started) * 1000
+
+
+async def _stream_load(url: str, connections: int, seconds: float) -> dict[str, float]:
+    parsed = httpx.URL(url)
+    payload = json.dumps({**BODY, "stream": True}).encode()
+    request = (f"POST {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}"
+               f"\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+               ).encode() + payload
+    firsts: list[float] = []
+    ends: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+        try:
+            await _stream_once(reader, writer, request)  # warm-up, not counted
+            while time.perf_counter() < deadline:
+                first, end = await _stream_once(reader, writer, request)
+                firsts.append(first)
+                ends.append(end)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+
+    def pct(values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+    return {"first_p50": pct(firsts, 50), "first_p99": pct(firsts, 99),
+            "end_p50": pct(ends, 50), "rps": len(ends) / elapsed}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--quick", action="store_true", help="2 s per measurement")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8, help="per wrk row (default 8)")
+    parser.add_argument("--quick", action="store_true", help="2 s per row")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", default="1,32",
+                        help="comma-separated wrk connection counts (default 1,32)")
     parser.add_argument("--lean", action="store_true",
                         help="API-only middleware (FLEXIAI_LEAN_MIDDLEWARE=1)")
+    parser.add_argument("--worker-class", default=WORKER,
+                        help=f"gunicorn -k for every server (default {WORKER}; "
+                             "uvicorn_worker.UvicornH11Worker = pure-Python h11 + asyncio)")
+    parser.add_argument("--site-app", default="flexiai_site.asgi:application",
+                        help="the site's ASGI application (default %(default)s)")
+    parser.add_argument("--no-stream", action="store_true", help="skip the streaming rows")
     args = parser.parse_args()
     seconds = 2 if args.quick else args.seconds
+    connection_counts = [int(c) for c in args.connections.split(",")]
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install -y wrk)")
 
@@ -74,45 +188,78 @@ def main() -> None:
         [sys.executable, "-m", "flexiai_django.testing.fake_upstream", "--port",
          str(upstream_port)], cwd=ROOT, stdout=subprocess.DEVNULL)
     redis = RedisServer().start()
-    server = None
+    servers: list[Server] = []
     try:
-        env = {"FLEXIAI_DB": str(tmp / "db.sqlite3"), "REDIS_URL": redis.url,
-               "DJANGO_DEBUG": "0", "OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "",
-               "FLEXIAI_JSON": json.dumps({"CACHE_ENABLED": True}),
+        env = {"DJANGO_SETTINGS_MODULE": "flexiai_site.settings",
+               "FLEXIAI_DB": str(tmp / "db.sqlite3"), "FLEXIAI_VAR_DIR": str(tmp),
+               "REDIS_URL": redis.url, "DJANGO_DEBUG": "0", "OPENAI_API_KEY": "",
+               "ANTHROPIC_API_KEY": "", "FLEXIAI_JSON": json.dumps({"CACHE_ENABLED": True}),
                "FLEXIAI_LEAN_MIDDLEWARE": "1" if args.lean else "0"}
         manage("migrate", "--noinput", env=env, cwd=ROOT)
         manage("flexiai_seed_demo", "--upstream", f"http://127.0.0.1:{upstream_port}",
                env=env, cwd=ROOT)
-        server = ServerProcess("uvicorn", env, workers=args.workers, cwd=ROOT).start()
+        bare_env = {**env, "DJANGO_SETTINGS_MODULE": "_bare_site",
+                    "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)])}
+        bare = Server("_bare_site:application", bare_env, args.workers, args.worker_class,
+                      "/hello", tmp)
+        servers.append(bare)
+        pooled = Server("_bare_site:pooled", bare_env, args.workers, args.worker_class,
+                        "/hello", tmp)
+        servers.append(pooled)
+        site = Server(args.site_app, env, args.workers, args.worker_class, "/health/live", tmp)
+        servers.append(site)
+
         script = tmp / "post.lua"
         script.write_text(LUA % json.dumps(BODY))
         direct = f"http://127.0.0.1:{upstream_port}/demo-primary/v1/chat/completions"
-        for url in (direct, f"{server.url}/v1/chat/completions"):
-            assert httpx.post(url, json=BODY, timeout=10).status_code == 200
-        targets = [("upstream direct", direct, script),
-                   ("gateway /v1/chat/completions", f"{server.url}/v1/chat/completions",
-                    script),
-                   ("floor: GET /health/live", f"{server.url}/health/live", None)]
-        print(f"machine: {os.uname().machine}, {os.cpu_count()} cores; server: gunicorn -k "
-              f"uvicorn_worker.UvicornWorker -w {args.workers}; wrk {seconds}s per row; "
-              f"middleware: {'lean (API only)' if args.lean else 'full demo stack'}")
-        print(f"{'target':32} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'non-2xx':>8}")
+        gateway = f"{site.url}/v1/chat/completions"
+        for url in (direct, gateway):
+            for _ in range(2 * args.workers):  # every worker builds its clients first
+                assert httpx.post(url, json=BODY, timeout=10).status_code == 200
+        targets = [("floor: bare Django view", f"{bare.url}/hello", None),
+                   ("floor: bare view, pooled handler", f"{pooled.url}/hello", None),
+                   ("floor: site GET /health/live", f"{site.url}/health/live", None),
+                   ("upstream direct", direct, script),
+                   ("gateway /v1/chat/completions", gateway, script)]
+        command = " ".join(site.command[1:]).replace(f"127.0.0.1:{site.port}", "127.0.0.1:PORT")
+        load = os.getloadavg()
+        print(f"machine: {os.uname().machine}, {os.cpu_count()} cores; load average "
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start")
+        print(f"server: python {command}")
+        print(f"  (DJANGO_DEBUG=0, REDIS_URL set, middleware: "
+              f"{'lean (API only)' if args.lean else 'full demo stack'}); wrk {seconds}s per row")
+        print(f"{'target':34} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'non-2xx':>8}")
         results: dict[tuple[str, int], dict[str, float]] = {}
-        for connections in (1, 32):
+        for connections in connection_counts:
             for name, url, lua in targets:
                 r = wrk(url, connections, seconds, lua)
                 results[(name, connections)] = r
-                print(f"{name:32} {connections:>5} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                      f"{r['rps']:>9.0f} {int(r['errors']):>8}")
-        for connections in (1, 32):
+                print(f"{name:34} {connections:>5} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                      f"{r['rps']:>9.0f} {int(r['errors']):>8}", flush=True)
+        print()
+        for connections in connection_counts:
             d = results[("upstream direct", connections)]
             g = results[("gateway /v1/chat/completions", connections)]
-            f = results[("floor: GET /health/live", connections)]
+            f = results[("floor: bare Django view", connections)]
+            h = results[("floor: site GET /health/live", connections)]
             print(f"c={connections}: gateway adds {g['p50'] - d['p50']:+.2f} ms p50, "
-                  f"{g['p99'] - d['p99']:+.2f} ms p99 over direct; throughput "
-                  f"{g['rps'] / f['rps'] if f['rps'] else 0:.0%} of the floor")
+                  f"{g['p99'] - d['p99']:+.2f} ms p99 over direct; gateway req/s = "
+                  f"{g['rps'] / f['rps']:.0%} of the bare Django view, "
+                  f"{g['rps'] / h['rps']:.0%} of /health/live")
+        if not args.no_stream:
+            print(f"\nstreaming (stream: true), asyncio client in this process, {seconds}s per row")
+            print(f"{'target':34} {'conns':>5} {'first p50':>9} {'first p99':>9} "
+                  f"{'end p50':>8} {'req/s':>7}")
+            for connections in connection_counts:
+                for name, url in (("upstream direct", direct), ("gateway", gateway)):
+                    s = asyncio.run(_stream_load(url, connections, seconds))
+                    print(f"{name:34} {connections:>5} {s['first_p50']:>9.2f} "
+                          f"{s['first_p99']:>9.2f} {s['end_p50']:>8.2f} {s['rps']:>7.0f}",
+                          flush=True)
+        load = os.getloadavg()
+        print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at end")
     finally:
-        if server:
+        for server in servers:
             server.stop()
         upstream.terminate()
         upstream.wait()

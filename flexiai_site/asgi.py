@@ -1,4 +1,8 @@
-"""ASGI entry point (daphne, uvicorn): HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point (daphne, uvicorn): HTTP through Django, WebSockets through Channels.
+
+HTTP goes through :mod:`flexiai_django.asgi`: Django's handler with its per-request
+threads reused instead of started anew for every request (see bench/README.md).
+"""
 
 import os
 
@@ -7,7 +11,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flexiai_site.settings")
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
-from django.core.asgi import get_asgi_application
+
+from flexiai_django.asgi import get_asgi_application
 
 django_application = get_asgi_application()  # sets Django up before the routes import models
 

@@ -5,6 +5,7 @@ layer (one process, no services). With REDIS_URL, django-redis and channels-redi
 the same code path, a shared store.
 """
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -120,6 +121,11 @@ FLEXIAI = {
         "Our assistant is busy right now. Please try again in a minute.",
     ),
 }
+
+# The production install (the `server` extra) has httpx-aiohttp: the same httpx clients,
+# about half the CPU per upstream call (bench/README.md). Without it, httpx's transport.
+if importlib.util.find_spec("httpx_aiohttp") is not None:
+    FLEXIAI["ASYNC_TRANSPORT"] = "flexiai_django.providers.transports.aiohttp_transport"
 
 # Deployment knobs without editing this file, e.g. FLEXIAI_JSON='{"FAILURE_THRESHOLD": 3}'.
 FLEXIAI.update(json.loads(os.environ.get("FLEXIAI_JSON", "{}")))

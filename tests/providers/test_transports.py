@@ -1,0 +1,80 @@
+"""The async path behaves the same over httpx's transport and the aiohttp one.
+
+The demo site uses ``flexiai_django.providers.transports.aiohttp_transport`` when
+httpx-aiohttp is installed; failover, error kinds and streams must not depend on it.
+"""
+
+import httpx
+import pytest
+from django.test import override_settings
+
+import flexiai_django
+from flexiai_django.providers import clients
+from flexiai_django.providers.transports import AiohttpTransport
+
+HELLO = [{"role": "user", "content": "hello"}]
+TRANSPORTS = {"httpx": None, "aiohttp": "flexiai_django.providers.transports.aiohttp_transport"}
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def two(request, make_provider):
+    flexiai = {"ASYNC_TRANSPORT": TRANSPORTS[request.param], "DEGRADED_MESSAGE": None,
+               "CACHE_ENABLED": False}
+    with override_settings(FLEXIAI=flexiai):
+        make_provider("primary", priority=1, timeout=0.5)
+        make_provider("secondary", priority=2)
+        yield request.param
+
+
+async def test_the_configured_transport_is_used(two):
+    await flexiai_django.achat(HELLO)
+    transport = clients.async_client("primary")._transport
+    assert isinstance(transport, AiohttpTransport) == (two == "aiohttp")
+
+
+async def test_an_answer(two, fake_upstream):
+    result = await flexiai_django.achat(HELLO)
+    assert (result.provider, result.content, result.attempts) == ("primary", "primary: hello", 1)
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ({"status": 502}, "server_error"),
+        ({"reset": True}, "connection_error"),
+        ({"truncated": True}, "connection_error"),
+        ({"malformed": True}, "malformed_reply"),
+        ({"delay": 3}, "timeout"),
+    ],
+)
+async def test_faults_have_the_same_kind(two, fake_upstream, fault, kind):
+    fake_upstream.set_fault("primary", **fault)
+    result = await flexiai_django.achat(HELLO)
+    assert result.provider == "secondary"
+    assert result.trail[0].outcome == kind
+
+
+async def test_a_stream(two):
+    stream = await flexiai_django.astream([{"role": "user", "content": "one two three"}])
+    assert stream.provider == "primary"
+    assert "".join([piece async for piece in stream]) == "primary: one two three"
+
+
+async def test_a_stream_broken_after_it_started(two, fake_upstream):
+    fake_upstream.set_fault("primary", stream_fail_after=1)
+    stream = await flexiai_django.astream([{"role": "user", "content": "one two three"}])
+    with pytest.raises(flexiai_django.StreamInterrupted):
+        async for _ in stream:
+            pass
+
+
+async def test_a_refused_connection_is_a_connect_error(two, make_provider):
+    if two != "aiohttp":
+        pytest.skip("httpx's own transport raises ConnectError by itself")
+    transport = AiohttpTransport()
+    try:
+        with pytest.raises(httpx.ConnectError):
+            await httpx.AsyncClient(transport=transport).get("http://127.0.0.1:9/")
+    finally:
+        await transport.aclose()

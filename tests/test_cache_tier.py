@@ -1,0 +1,60 @@
+"""The answer-cache writes of async code: off the request path, batched, bounded."""
+
+import asyncio
+import threading
+
+import pytest
+
+from flexiai_django import cache_tier
+from flexiai_django.types import ChatRequest, Completion
+
+pytestmark = [pytest.mark.django_db, pytest.mark.asyncio]
+
+
+def answer(i):
+    return ChatRequest.build(f"question {i}"), "primary", Completion(f"answer {i}", "m")
+
+
+async def test_answers_that_arrive_during_a_write_go_in_one_batch(monkeypatch, flexiai_reset):
+    batches = []
+    write = cache_tier._write_many
+    monkeypatch.setattr(cache_tier, "_write_many", lambda b: (batches.append(len(b)), write(b)))
+    for i in range(10):
+        cache_tier.remember_soon(*answer(i))  # no await: the first write is still in flight
+    await cache_tier.drain()
+    assert batches == [1, 9]
+    for i in range(10):
+        assert cache_tier.recall(answer(i)[0])["content"] == f"answer {i}"
+
+
+async def test_the_latest_answer_for_a_key_wins(flexiai_reset):
+    request, provider, _ = answer(0)
+    for text in ("first", "second", "third"):
+        cache_tier.remember_soon(request, provider, Completion(text, "m"))
+    await cache_tier.drain()
+    assert cache_tier.recall(request)["content"] == "third"
+
+
+async def test_a_stuck_cache_drops_writes_instead_of_queueing_them(monkeypatch, flexiai_reset):
+    release = threading.Event()
+    monkeypatch.setattr(cache_tier, "_write_many", lambda batch: release.wait(10))
+    for i in range(3 * cache_tier.MAX_PENDING_WRITES):
+        cache_tier.remember_soon(*answer(i))
+    writer = cache_tier._writers[asyncio.get_running_loop()]
+    assert len(writer.queued) == cache_tier.MAX_PENDING_WRITES
+    release.set()
+    await cache_tier.drain()
+    assert writer.flight is None and not writer.queued
+
+
+async def test_a_failing_cache_is_logged_not_raised(monkeypatch, caplog, flexiai_reset):
+    from django.core.cache import caches
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("down")
+
+    # caches are per thread: patch the class, the write happens in a worker thread
+    monkeypatch.setattr(type(caches["default"]), "set_many", broken)
+    cache_tier.remember_soon(*answer(1))
+    await cache_tier.drain()
+    assert "answer cache write failed: ConnectionError" in caplog.text
