@@ -2,8 +2,8 @@
 
     gunicorn -c deploy/gunicorn.conf.py flexiai_site.asgi:application
 
-Each worker process starts its own breaker listener lazily on first use, so no
-hooks are needed for shared breaker state.
+Each worker process starts its own breaker listener lazily on first use; ``worker_exit``
+only makes an exiting worker leave the broadcast group at once.
 
 Prometheus: each worker writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` and
 ``GET /metrics`` adds them up. The variable must be set before a worker imports
@@ -52,6 +52,16 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, str(METRICS_DIR))
+
+
+def worker_exit(server, worker):
+    """In the exiting worker: leave the broadcast group now, not after group_expiry."""
+    try:
+        from flexiai_django import broadcast
+
+        broadcast.leave()
+    except Exception as exc:  # the app may never have loaded; exiting must not fail
+        server.log.warning("flexiai: broadcast group not left (%s)", type(exc).__name__)
 
 
 def on_exit(server):

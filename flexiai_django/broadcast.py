@@ -60,6 +60,7 @@ class Listener:
         self.connected = False
         self.events_applied = 0
         self.worker_stats: dict[str, dict[str, Any]] = {}
+        self.channel: str | None = None
         self.thread = threading.Thread(target=self._run, name="flexiai-listener", daemon=True)
 
     def start(self) -> Listener:
@@ -82,6 +83,7 @@ class Listener:
             try:
                 channel = await self.layer.new_channel()
                 await self.layer.group_add(group, channel)
+                self.channel = channel
                 joined = time.monotonic()
                 self.connected = True
                 self.ready.set()
@@ -176,6 +178,25 @@ def listener() -> Listener | None:
         if _listener is None or _listener.pid != os.getpid():
             _listener = Listener().start()
         return _listener
+
+
+def leave(timeout: float = 1.0) -> bool:
+    """Leave the group now, for a worker that is shutting down (gunicorn's ``worker_exit``).
+
+    Without it the worker's channel stays a member until ``group_expiry``, and every
+    broadcast is also queued for it until then. Returns whether the group was left.
+    """
+    current = _listener
+    if current is None or current.pid != os.getpid() or current.channel is None:
+        return False
+    future = asyncio.run_coroutine_threadsafe(
+        current.layer.group_discard(get_settings().CHANNEL_GROUP, current.channel), current.loop)
+    try:
+        future.result(timeout=timeout)
+    except Exception as exc:
+        logger.warning("could not leave the broadcast group (%s)", type(exc).__name__)
+        return False
+    return True
 
 
 def stop_listener_for_tests() -> None:

@@ -16,9 +16,11 @@ from flexiai_django.asgi import get_asgi_application
 
 django_application = get_asgi_application()  # sets Django up before the routes import models
 
+from flexiai_django import lifespan  # noqa: E402
 from flexiai_django.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_application,
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "lifespan": lifespan.application,  # uvicorn: workers leave the broadcast group on exit
 })

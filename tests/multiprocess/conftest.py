@@ -5,6 +5,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from flexiai_django.testing.servers import ServerProcess, manage
 
 BREAKER = "llm:demo-primary"
+GUNICORN_CONF = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
 FLEXIAI = {"FAILURE_THRESHOLD": 5, "OPEN_SECONDS": 60, "OPEN_JITTER": 0,
            "HALF_OPEN_MAX_CALLS": 1, "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False}
 

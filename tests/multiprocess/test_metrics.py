@@ -10,7 +10,6 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,11 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flexiai_django.testing.redis_server import RedisServer
 
-from .conftest import FLEXIAI, chat, start
+from .conftest import FLEXIAI, GUNICORN_CONF, chat, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
-GUNICORN_CONF = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
 PROVIDERS = ("demo-primary", "demo-secondary", "demo-local")
 COUNTED = ("flexiai_requests_total", "flexiai_provider_attempts_total", "flexiai_fallback_total",
            "flexiai_breaker_rejections_total", "flexiai_breaker_transitions_total",

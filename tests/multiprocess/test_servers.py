@@ -1,13 +1,19 @@
 """The same shared state under every supported server, and across instances."""
 
+import time
+
+import httpx
 import pytest
+import redis as redis_lib
 
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import State
+from flexiai_django.testing.redis_server import RedisServer
 
-from .conftest import BREAKER, load, local_state, start, wait_until_every_worker
+from .conftest import BREAKER, GUNICORN_CONF, load, local_state, start, wait_until_every_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+GROUP_KEY = "asgi:group:flexiai"  # channels-redis: "<prefix>:group:<name>"
 
 
 @pytest.fixture
@@ -43,3 +49,26 @@ def test_failures_in_one_instance_open_the_breaker_for_the_other(instances, fake
     hits = fake_upstream.hits("demo-primary")
     assert {body["provider"] for _, body in load(daphne.url, 6, 2)} == {"demo-secondary"}
     assert fake_upstream.hits("demo-primary") == hits
+
+
+@pytest.mark.parametrize("kind, how", [
+    ("uvicorn", "ASGI lifespan shutdown"),
+    ("gunicorn-sync", "deploy/gunicorn.conf.py's worker_exit"),
+])
+def test_stopped_workers_leave_the_broadcast_group_at_once(seeded, tmp_path, kind, how):
+    """Not after group_expiry: until then every broadcast is also queued for them."""
+    with RedisServer() as own:
+        members = redis_lib.Redis.from_url(own.url)
+        config = {} if kind == "uvicorn" else {
+            "GUNICORN_CMD_ARGS": f"--config {GUNICORN_CONF}", "WORKER_CLASS": "gthread",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+        server = start(kind, seeded, workers=2, REDIS_URL=own.url, **config)
+        try:
+            deadline = time.monotonic() + 30
+            while members.zcard(GROUP_KEY) < 2:  # each worker joins on its first request
+                assert time.monotonic() < deadline, "the workers never joined the group"
+                httpx.get(f"{server.url}/health", headers={"connection": "close"}, timeout=5)
+            assert members.zcard(GROUP_KEY) == 2
+        finally:
+            server.stop()
+        assert members.zcard(GROUP_KEY) == 0, how
