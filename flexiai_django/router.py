@@ -8,6 +8,7 @@ before their first chunk reaches the caller.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -338,7 +339,7 @@ class AsyncChatStream(ChatStream):
         except ProviderError as exc:
             await _arecord(store, state.provider, state.admission, False, StreamInterrupted.kind)
             raise state.interrupted(exc) from None
-        except GeneratorExit:
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
             state.walk.aborted(state.provider)
             await _arecord(store, state.provider, state.admission, True)
             raise

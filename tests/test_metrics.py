@@ -254,6 +254,30 @@ async def test_a_call_cancelled_while_a_provider_works_is_cancelled(two, fake_up
     }
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_stream_whose_client_goes_away_mid_way_is_cancelled(two, fake_upstream):
+    """An SSE client disconnecting cancels the task reading the stream (Django's ASGI handler)."""
+    fake_upstream.set_fault("primary", chunk_delay=5)  # the first piece, then a long pause
+    counts = Counts()
+    stream = await flexiai_django.astream(HELLO)
+    first = asyncio.Event()
+
+    async def client() -> None:
+        async for _ in stream:
+            first.set()
+
+    task = asyncio.create_task(client())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert counts.changed() == {
+        'flexiai_requests_total{provider="primary",tier="provider",outcome="cancelled"}': 1,
+        'flexiai_provider_attempts_total{provider="primary",outcome="cancelled"}': 1,
+    }
+
+
 def test_an_error_kind_outside_the_taxonomy_is_reported_as_provider_error():
     assert metrics.outcome_of("timeout") == "timeout"
     assert metrics.outcome_of("boom: https://api.example/v1?key=sk-123") == "provider_error"
