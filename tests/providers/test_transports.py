@@ -69,9 +69,7 @@ async def test_a_stream_broken_after_it_started(two, fake_upstream):
             pass
 
 
-async def test_a_refused_connection_is_a_connect_error(two, make_provider):
-    if two != "aiohttp":
-        pytest.skip("httpx's own transport raises ConnectError by itself")
+async def test_a_refused_connection_is_a_connect_error_as_with_httpx_own_transport():
     transport = AiohttpTransport()
     try:
         with pytest.raises(httpx.ConnectError):
