@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import logging
 import os
 import threading
 import time
@@ -43,8 +42,7 @@ from django.dispatch import receiver
 from flexiai_django import signals
 from flexiai_django.breakers.redis_store import REDIS_ERRORS, fail_fast_client
 from flexiai_django.conf import get_settings
-
-logger = logging.getLogger("flexiai_django")
+from flexiai_django.redis_outage import RedisOutage
 
 WINDOW_US = 60_000_000
 """The window in microseconds. Timestamps are whole microseconds in both paths."""
@@ -122,17 +120,17 @@ class RateLimiter:
         self._url = url
         self._prefix = key_prefix
         self._timeouts = (socket_timeout, connect_timeout)
-        self._retry_seconds = retry_seconds
         self._clock = clock
-        self._ticks = clock or time.monotonic
         self._shared = shared
+        self._outage = RedisOutage(
+            "rate limiter lost Redis (%s); counting in this process",  # never the client's key
+            "rate limiter reconnected to Redis; dropping in-process counts", retry_seconds,
+            clock=clock or time.monotonic, connected=shared)
         self._client: redis.Redis | None = None
         self._script: Any = None
         self._lock = threading.Lock()
-        self._down_until = 0.0
         self._local: dict[str, list[int]] = {}
         self._swept = 0
-        self.connected = shared
 
     # -- Redis ---------------------------------------------------------------------------
 
@@ -150,20 +148,18 @@ class RateLimiter:
         """The Redis key for ``key``; the braces keep it on one Redis Cluster slot."""
         return f"{self._prefix}:rate:{{{key}}}"
 
+    @property
+    def connected(self) -> bool:
+        return self._outage.connected
+
     def _uses_redis(self) -> bool:
-        return self._shared and self._ticks() >= self._down_until
+        return self._shared and self._outage.retry_due
 
     def _failed(self, exc: BaseException) -> None:
-        if self.connected:  # never log the key: it identifies a client
-            logger.warning("rate limiter lost Redis (%s); counting in this process",
-                           type(exc).__name__)
-        self.connected = False
-        self._down_until = self._ticks() + self._retry_seconds
+        self._outage.failed(exc)
 
     def _succeeded(self) -> None:
-        if not self.connected:
-            logger.warning("rate limiter reconnected to Redis; dropping in-process counts")
-            self.connected = True
+        if self._outage.succeeded():
             with self._lock:
                 self._local.clear()
 

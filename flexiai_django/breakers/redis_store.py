@@ -31,6 +31,7 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from flexiai_django.conf import get_settings
+from flexiai_django.redis_outage import RedisOutage
 from flexiai_django.worker import worker_id
 
 from .memory import LocalBreakerStore
@@ -128,7 +129,6 @@ class RedisBreakerStore(BreakerStore):
         self._prefix = key_prefix
         self._timeouts = (socket_timeout, connect_timeout)
         self.snapshot_ttl = snapshot_ttl
-        self._retry_seconds = retry_seconds
         self._clock = clock
         self._rand = rand
         self._local = LocalBreakerStore(clock or time.time, rand)
@@ -136,8 +136,9 @@ class RedisBreakerStore(BreakerStore):
         self._client: redis.Redis | None = None
         self._script: Any = None
         self._lock = threading.Lock()
-        self._down_until = 0.0
-        self.connected = True
+        self._outage = RedisOutage(
+            "breaker store lost Redis (%s); using in-process breakers",
+            "breaker store reconnected to Redis; re-reading shared state", retry_seconds)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -156,19 +157,17 @@ class RedisBreakerStore(BreakerStore):
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return self._outage.retry_due
+
+    @property
+    def connected(self) -> bool:
+        return self._outage.connected
 
     def _failed(self, exc: BaseException) -> None:
-        if self.connected:
-            logger.warning("breaker store lost Redis (%s); using in-process breakers",
-                           type(exc).__name__)
-        self.connected = False
-        self._down_until = time.monotonic() + self._retry_seconds
+        self._outage.failed(exc)
 
     def _succeeded(self) -> None:
-        if not self.connected:
-            logger.warning("breaker store reconnected to Redis; re-reading shared state")
-            self.connected = True
+        if self._outage.succeeded():
             self._snapshots.clear()
             self._local.clear()
 
@@ -391,7 +390,6 @@ class RedisBreakerStore(BreakerStore):
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return False
-        self._down_until = 0.0
         self._succeeded()
         return True
 
