@@ -55,30 +55,34 @@ def _payload(stream: bool) -> dict[str, Any]:
     }
 
 
+_DONE = object()
+
+
+def _sse_piece(line: str) -> object:
+    """The content of one OpenAI SSE line: a str, ``_DONE`` at [DONE], else None."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return _DONE
+    choices = json.loads(data)["choices"]
+    if choices and (content := choices[0]["delta"].get("content")):
+        return str(content)
+    return None
+
+
 def _first_sse_piece(lines: Iterator[str]) -> str | None:
     """The first non-empty content delta of an OpenAI SSE stream (None at [DONE])."""
     for line in lines:
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return None
-        choices = json.loads(data)["choices"]
-        if choices and (content := choices[0]["delta"].get("content")):
-            return str(content)
+        if (piece := _sse_piece(line)) is not None:
+            return piece if isinstance(piece, str) else None
     return None
 
 
 async def _afirst_sse_piece(lines: AsyncIterator[str]) -> str | None:
     async for line in lines:
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return None
-        choices = json.loads(data)["choices"]
-        if choices and (content := choices[0]["delta"].get("content")):
-            return str(content)
+        if (piece := _sse_piece(line)) is not None:
+            return piece if isinstance(piece, str) else None
     return None
 
 
