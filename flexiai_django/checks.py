@@ -14,6 +14,8 @@ from django.utils.module_loading import import_string
 from flexiai_django.conf import DEFAULTS, user_settings
 
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,99}$")
+_ORIGIN = re.compile(
+    r"^https?://((\*\.)?[A-Za-z0-9.\-]+|\[[0-9a-fA-F:.]+\])(:\d{1,5})?$")
 
 
 def _number(value: Any) -> bool:
@@ -31,6 +33,21 @@ def _importable(path: Any) -> bool:
     try:
         import_string(path)
     except (ImportError, TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _origin(value: Any) -> bool:
+    """``scheme://host[:port]``, as browsers send it (a ``*.`` subdomain wildcard allowed)."""
+    return isinstance(value, str) and bool(_ORIGIN.match(value))
+
+
+def _regex(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        re.compile(value)
+    except re.error:
         return False
     return True
 
@@ -123,6 +140,27 @@ RULES = (
          "A size in bytes; larger API request bodies get a 413."),
     Rule("MAX_TOKENS_LIMIT", "flexiai.E026", _positive_int,
          "The largest max_tokens the API accepts."),
+    Rule("API_KEY_CACHE_SIZE", "flexiai.E033", _positive_int,
+         "How many looked-up API keys a worker keeps: an integer of at least 1."),
+    Rule("USER_RATE_LIMIT_PER_MINUTE", "flexiai.E034", _int_at_least(0),
+         "Requests per minute per logged-in user: an integer, 0 for no limit."),
+    Rule("ANONYMOUS_RATE_LIMIT_PER_MINUTE", "flexiai.E035", _int_at_least(0),
+         "Requests per minute for anonymous loopback callers: an integer, 0 for no limit."),
+    Rule("RATE_LIMIT_FALLBACK", "flexiai.E036", lambda v: v in ("share", "refuse"),
+         '"share" (each worker admits its share of the limit while Redis is down) or '
+         '"refuse" (503 until Redis answers).'),
+    Rule("RATE_LIMIT_FALLBACK_WORKERS", "flexiai.E037", lambda v: v is None or _positive_int(v),
+         "None (the workers last heard from) or the number of worker processes that "
+         "share each limit."),
+    Rule("MAX_MESSAGES", "flexiai.E038", _positive_int,
+         "The most messages one API request may carry: an integer of at least 1."),
+    Rule("CACHE_SCOPE", "flexiai.E039", lambda v: v in ("caller", "shared"),
+         '"caller" (each key or user has its own cached answers) or "shared".'),
+    Rule("WEBSOCKET_ALLOWED_ORIGINS", "flexiai.E040",
+         lambda v: v is None or (isinstance(v, list | tuple) and all(_origin(o) for o in v)),
+         'None (use CSRF_TRUSTED_ORIGINS) or a list like ["https://ops.example.com"].'),
+    Rule("API_KEY_ENV_PATTERN", "flexiai.E041", _regex,
+         r'A regular expression environment variable names must match, e.g. "^[A-Z_]+_API_KEY$".'),
 )
 
 

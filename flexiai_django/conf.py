@@ -43,12 +43,33 @@ DEFAULTS: dict[str, Any] = {
     # Names a client may send as "model" that route to a group of providers
     # (None: every enabled provider), e.g. {"auto": None, "fast": ["groq", "ollama"]}.
     "MODEL_ALIASES": {"auto": None},
-    # The HTTP API. Anonymous loopback access is for demos: behind a proxy on the same
-    # host every client looks like loopback (check flexiai.W003).
+    # The HTTP API. Anonymous loopback access is for a laptop demo only: behind a proxy
+    # on the same host every client looks like loopback (check flexiai.W003).
     "ALLOW_ANONYMOUS_LOOPBACK": False,
     "API_KEY_CACHE_SECONDS": 5.0,
+    # Looked-up keys kept per worker (least recently used dropped first).
+    "API_KEY_CACHE_SIZE": 1024,
+    # Requests per minute for logged-in users (each user) and for anonymous loopback
+    # callers (one budget for all of them); 0 for no limit. Keys have their own limit.
+    "USER_RATE_LIMIT_PER_MINUTE": 60,
+    "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 60,
+    # While Redis is down: "share" counts in each worker with its share of the limit
+    # (limit / RATE_LIMIT_FALLBACK_WORKERS, or / the workers last heard from when None);
+    # "refuse" answers 503 until the shared count is back.
+    "RATE_LIMIT_FALLBACK": "share",
+    "RATE_LIMIT_FALLBACK_WORKERS": None,
     "MAX_BODY_BYTES": 1024 * 1024,
-    "MAX_TOKENS_LIMIT": 1_000_000,
+    "MAX_TOKENS_LIMIT": 128_000,
+    "MAX_MESSAGES": 1000,
+    # The answer cache: "caller" keeps each API key's / user's answers apart, "shared"
+    # lets every caller receive any caller's cached answer for the same request.
+    "CACHE_SCOPE": "caller",
+    # Origins (scheme://host[:port]) allowed to open the status page's WebSocket besides
+    # the page's own origin. None: CSRF_TRUSTED_ORIGINS.
+    "WEBSOCKET_ALLOWED_ORIGINS": None,
+    # Provider.api_key_env must match this: env-sourced keys can't name Django's
+    # SECRET_KEY or any other variable that is not an API key.
+    "API_KEY_ENV_PATTERN": r"^[A-Z][A-Z0-9_]*_API_KEY$",
     # Provider API keys are encrypted at rest with these keys (first one encrypts,
     # all decrypt, for rotation). Empty: a key derived from SECRET_KEY.
     "ENCRYPTION_KEYS": [],

@@ -37,6 +37,15 @@ BAD_VALUES = {
     "flexiai.E030": ("HISTORY_LIMIT", -5),
     "flexiai.E031": ("STATS_WINDOW_SECONDS", 0),
     "flexiai.E032": ("STATS_PUBLISH_SECONDS", "2"),
+    "flexiai.E033": ("API_KEY_CACHE_SIZE", 0),
+    "flexiai.E034": ("USER_RATE_LIMIT_PER_MINUTE", -1),
+    "flexiai.E035": ("ANONYMOUS_RATE_LIMIT_PER_MINUTE", 1.5),
+    "flexiai.E036": ("RATE_LIMIT_FALLBACK", "local"),
+    "flexiai.E037": ("RATE_LIMIT_FALLBACK_WORKERS", 0),
+    "flexiai.E038": ("MAX_MESSAGES", 0),
+    "flexiai.E039": ("CACHE_SCOPE", "tenant"),
+    "flexiai.E040": ("WEBSOCKET_ALLOWED_ORIGINS", ["example.com"]),
+    "flexiai.E041": ("API_KEY_ENV_PATTERN", "(unclosed"),
 }
 
 
