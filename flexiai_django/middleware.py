@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from flexiai_django.errors import NoProviderAvailable
-from flexiai_django.views.chat import unavailable
+from flexiai_django.responses import unavailable
 from flexiai_django.worker import worker_id
 
 logger = logging.getLogger("flexiai_django.requests")
@@ -60,7 +60,7 @@ class FlexiAIMiddleware:
     def process_exception(self, request: HttpRequest,
                           exception: Exception) -> HttpResponseBase | None:
         if isinstance(exception, NoProviderAvailable):
-            return unavailable(exception)
+            return unavailable(str(exception), exception.retry_after)
         return None
 
     def _finish(self, request: HttpRequest, response: HttpResponseBase,

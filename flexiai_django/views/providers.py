@@ -1,4 +1,5 @@
-"""Provider listing and breaker reset. Reads are for any API caller; reset is management."""
+"""Provider listing and breaker reset. Reads are for any API caller; reset is management:
+an ``admin``-scoped key, or a staff user who may change providers (CSRF-checked)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from flexiai_django.auth import require_scope
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import State
 from flexiai_django.models import Provider
-from flexiai_django.views.chat import error_response
+from flexiai_django.responses import error_response
 from flexiai_django.views.health import provider_report
 from flexiai_django.worker import worker_id
 
