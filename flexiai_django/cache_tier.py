@@ -23,8 +23,12 @@ PREFIX = "flexiai:answer:"
 
 
 def cache_key(request: ChatRequest) -> str:
-    """Same messages (role + whitespace-trimmed content) and same model route → same key."""
+    """Same caller scope, messages (role + whitespace-trimmed content) and model route → same key.
+
+    The scope keeps one API key's or user's answers from ever reaching another caller.
+    """
     normalised = {
+        "scope": request.cache_scope,
         "model": request.model or "",
         "messages": [[m.role, " ".join(m.content.split())] for m in request.messages],
     }

@@ -19,7 +19,9 @@ def chat(messages: Messages, **params: Any) -> ChatResult:
 
     ``messages`` is a prompt string or OpenAI-style message dicts; ``params`` are
     ``model`` (a provider name or model id to route to), ``temperature``,
-    ``max_tokens``, ``top_p``, ``stop`` and ``user``. Raises
+    ``max_tokens``, ``top_p``, ``stop``, ``user`` and ``cache_scope`` (whose cached
+    answers the cache tier may give back: pass the user's id in multi-tenant code;
+    ``""``, the default, shares them). Raises
     :class:`~flexiai_django.errors.NoProviderAvailable` when every tier fails and
     :class:`~flexiai_django.errors.BadRequest` when a provider rejects the request.
     """

@@ -25,6 +25,9 @@ class ChatRequest:
     top_p: float | None = None
     stop: tuple[str, ...] | None = None
     user: str | None = None
+    #: Whose cached answers this request may fall back to ("" for everyone's); the HTTP
+    #: API passes the caller's key or user id so tenants never see each other's answers.
+    cache_scope: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -42,8 +45,8 @@ class ChatRequest:
             stop = (stop,)
         elif stop is not None:
             stop = tuple(stop)
-        known = {k: params.pop(k) for k in ("model", "temperature", "max_tokens", "top_p", "user")
-                 if k in params}
+        known = {k: params.pop(k) for k in ("model", "temperature", "max_tokens", "top_p", "user",
+                                            "cache_scope") if k in params}
         return cls(messages=msgs, stop=stop, extra=params, **known)
 
 

@@ -72,12 +72,15 @@ def _text(content: Any, where: str) -> str:
                          param=where)
 
 
-def _messages(value: Any) -> tuple[Message, ...]:
+def _messages(value: Any, limit: int) -> tuple[Message, ...]:
     if value is None:
         raise InvalidRequest("'messages' is required.", param="messages",
                              code="missing_required_parameter")
     if not isinstance(value, list) or not value:
         raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+    if len(value) > limit:
+        raise InvalidRequest(f"'messages' may hold at most {limit} messages; got {len(value)}.",
+                             param="messages", code="too_many_messages")
     messages = []
     for i, item in enumerate(value):
         where = f"messages[{i}]"
@@ -105,7 +108,8 @@ def _stop(value: Any) -> tuple[str, ...] | None:
     return tuple(stops) or None
 
 
-def parse(body: bytes, *, max_tokens_limit: int = 1_000_000) -> APIRequest:
+def parse(body: bytes, *, max_tokens_limit: int = 128_000,
+          max_messages: int = 1000) -> APIRequest:
     """Validate a request body; raises :class:`InvalidRequest`."""
     try:
         data = orjson.loads(body)
@@ -135,7 +139,7 @@ def parse(body: bytes, *, max_tokens_limit: int = 1_000_000) -> APIRequest:
     if not isinstance(options, dict):
         raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
     chat = ChatRequest(
-        messages=_messages(data.get("messages")),
+        messages=_messages(data.get("messages"), max_messages),
         model=model,
         temperature=_number(data, "temperature", 0, 2),
         max_tokens=max_tokens,

@@ -169,3 +169,142 @@ def test_no_response_or_log_line_carries_a_key(client, make_provider, caplog):
     text = b" ".join(bodies).decode() + caplog.text
     assert "sk-upstream-secret-5150" not in text
     assert token not in text
+
+
+# -- anonymous loopback is a laptop convenience, never a proxy's or a web page's -------------
+
+OPEN = override_settings(FLEXIAI={"ALLOW_ANONYMOUS_LOOPBACK": True})
+
+
+@OPEN
+@pytest.mark.parametrize("meta", [
+    {"REMOTE_ADDR": "127.0.0.6"},                                   # an Istio sidecar
+    {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9"},  # nginx on this host
+    {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1"},    # a spoofed hop
+    {"REMOTE_ADDR": "127.0.0.1", "HTTP_FORWARDED": "for=203.0.113.9"},
+    {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_REAL_IP": "203.0.113.9"},
+    {"REMOTE_ADDR": "::ffff:127.0.0.1"},
+    {"REMOTE_ADDR": "127.0.0.1", "HTTP_ORIGIN": "https://evil.example"},  # a page in the browser
+])
+def test_only_a_direct_loopback_connection_is_anonymous(client, provider, meta):
+    response = chat(client, **meta)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_api_key"
+
+
+@OPEN
+@pytest.mark.parametrize("meta", [{"REMOTE_ADDR": "127.0.0.1"}, {"REMOTE_ADDR": "::1"},
+                                  {"REMOTE_ADDR": "127.0.0.1",
+                                   "HTTP_ORIGIN": "http://testserver"}])
+def test_the_demo_laptop_itself_is_anonymous(client, provider, meta):
+    assert chat(client, **meta).status_code == 200
+
+
+def test_anonymous_callers_share_one_rate_limit(client, provider):
+    with override_settings(FLEXIAI={"ALLOW_ANONYMOUS_LOOPBACK": True,
+                                    "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 2}):
+        assert [chat(client).status_code for _ in range(3)] == [200, 200, 429]
+
+
+# -- keys: the format is checked first, the cache holds real keys only, and a bounded number ---
+
+@LOCKED
+@pytest.mark.parametrize("token", ["fxa-" + "a" * 8000, "fxa-00000000000g-" + "A" * 43,
+                                   "fxa-000000000000-" + "A" * 42, "fxa-000000000000-A" * 3])
+def test_a_malformed_token_is_refused_without_a_lookup(client, provider, token,
+                                                       django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = chat(client, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401
+
+
+@LOCKED
+def test_unknown_keys_are_never_cached(client, provider):
+    for n in range(300):
+        chat(client, HTTP_AUTHORIZATION=f"Bearer fxa-{n:012x}-{'B' * 43}")
+    assert len(auth._keys) == 0
+
+
+def test_the_key_cache_is_bounded_and_keeps_the_recently_used():
+    cache = auth.KeyCache()
+    for n in range(10):
+        cache.put(f"p{n}", n, size=4, now=0.0)
+    cache.get("p6", ttl=5, now=1.0)
+    cache.put("p10", 10, size=4, now=1.0)
+    assert len(cache) == 4
+    assert cache.get("p6", ttl=5, now=2.0) == 6 and cache.get("p7", ttl=5, now=2.0) is None
+    assert cache.get("p6", ttl=5, now=6.0) is None  # older than the ttl
+
+
+# -- logged-in users: chat with CSRF, manage with the permission ----------------------------
+
+@pytest.fixture
+def member(django_user_model):
+    return django_user_model.objects.create_user("member", password="pw")
+
+
+def csrf_client(user):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    browser.get("/")  # the demo page sets the csrftoken cookie
+    return browser, browser.cookies["csrftoken"].value
+
+
+@LOCKED
+def test_a_logged_in_user_chats_with_a_csrf_token_only(provider, member):
+    browser, token = csrf_client(member)
+    refused = chat(browser)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+    assert chat(browser, HTTP_X_CSRFTOKEN=token).status_code == 200
+
+
+def test_each_user_has_a_rate_limit(provider, member):
+    with override_settings(FLEXIAI={"ALLOW_ANONYMOUS_LOOPBACK": False,
+                                    "USER_RATE_LIMIT_PER_MINUTE": 2}):
+        browser, token = csrf_client(member)
+        codes = [chat(browser, HTTP_X_CSRFTOKEN=token).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+@LOCKED
+def test_resetting_needs_the_change_permission_and_csrf(provider, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    url = reverse("flexiai:provider-reset", args=["primary"])
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_provider"))
+    browser, token = csrf_client(viewer)
+    assert browser.post(url, HTTP_X_CSRFTOKEN=token).status_code == 403
+    operator = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="change_provider"))
+    browser, token = csrf_client(operator)
+    assert browser.post(url).status_code == 403  # no CSRF token
+    assert browser.post(url, HTTP_X_CSRFTOKEN=token).status_code == 200
+
+
+# -- one caller's cached answer never reaches another ---------------------------------------
+
+@LOCKED
+def test_cached_answers_stay_with_the_caller_who_got_them(client, provider, fake_upstream):
+    _, alice = issue("alice")
+    _, bob = issue("bob")
+    with override_settings(FLEXIAI={"ALLOW_ANONYMOUS_LOOPBACK": False,
+                                    "DEGRADED_MESSAGE": None}):
+        assert chat(client, **bearer(alice)).status_code == 200
+        fake_upstream.set_fault("primary", status=500)
+        assert chat(client, **bearer(bob)).status_code == 503
+        cached = chat(client, **bearer(alice))
+    assert cached.status_code == 200 and cached["X-FlexiAI-Tier"] == "cache"
+
+
+@LOCKED
+def test_a_shared_cache_scope_is_a_choice(client, provider, fake_upstream):
+    _, alice = issue("alice")
+    _, bob = issue("bob")
+    with override_settings(FLEXIAI={"ALLOW_ANONYMOUS_LOOPBACK": False,
+                                    "DEGRADED_MESSAGE": None, "CACHE_SCOPE": "shared"}):
+        chat(client, **bearer(alice))
+        fake_upstream.set_fault("primary", status=500)
+        assert chat(client, **bearer(bob))["X-FlexiAI-Tier"] == "cache"

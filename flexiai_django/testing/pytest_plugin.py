@@ -9,6 +9,7 @@ Load with ``-p flexiai_django.testing.pytest_plugin`` (addopts) or ``pytest_plug
   Ollama APIs, with fault injection; reset before every test.
 * ``make_provider``: Provider rows pointing at a fake-upstream scope.
 * ``flexiai_reset``: fresh breakers, provider cache and answer cache.
+* ``api_token``: a ``chat``-scoped API key's token (needs the database).
 * Browser (:mod:`flexiai_django.testing.browser`): ``chromium_executable``, ``chromium``
   (a headless Browser, one per test module), ``browser_context`` and ``browser_page``
   (fresh cookies per test). Under CI (``$CI`` set) a missing chromium or Playwright is an
@@ -117,6 +118,16 @@ def make_provider(fake_upstream: FakeUpstream, flexiai_reset: None) -> Callable[
         return provider
 
     return make
+
+
+@pytest.fixture
+def api_token(db: None) -> str:
+    """The token of a fresh ``chat``-scoped key with no rate limit."""
+    from flexiai_django import auth
+    from flexiai_django.testing.keys import issue_api_key
+
+    auth.forget_keys()
+    return issue_api_key()[1]
 
 
 def _in_ci() -> bool:

@@ -20,35 +20,19 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from flexiai_django import services
-from flexiai_django.auth import require_scope
+from flexiai_django import responses, services
+from flexiai_django.auth import cache_scope, principal_of, require_scope
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import BadRequest, NoProviderAvailable, StreamInterrupted
 from flexiai_django.ordering import UnknownModel
+from flexiai_django.responses import error_response, trace_headers, with_headers
 from flexiai_django.router import AsyncChatStream
 from flexiai_django.types import ChatResult
 from flexiai_django.validation import APIRequest, InvalidRequest, parse
 
 
-def error_response(status: int, message: str, *, type_: str = "invalid_request_error",
-                   code: str | None = None, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> HttpResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
-
-
 def unavailable(exc: NoProviderAvailable) -> HttpResponse:
-    return error_response(503, str(exc), type_="service_unavailable",
-                          code="no_provider_available",
-                          headers={"Retry-After": str(int(exc.retry_after))})
-
-
-def _trace(provider: str | None, tier: str, attempts: int) -> dict[str, str]:
-    return {"X-FlexiAI-Provider": provider or "", "X-FlexiAI-Tier": tier,
-            "X-FlexiAI-Attempts": str(attempts)}
+    return responses.unavailable(str(exc), exc.retry_after)
 
 
 def completion_body(result: ChatResult, requested: str | None) -> dict[str, Any]:
@@ -116,21 +100,23 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if too_big:
         return error_response(413, f"The body is larger than {limit} bytes.",
                               code="request_too_large")
+    settings = get_settings()
     try:
-        api = parse(request.body, max_tokens_limit=get_settings().MAX_TOKENS_LIMIT)
+        api = parse(request.body, max_tokens_limit=settings.MAX_TOKENS_LIMIT,
+                    max_messages=settings.MAX_MESSAGES)
     except InvalidRequest as exc:
         return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
+    params = {**_params(api), "cache_scope": cache_scope(principal_of(request))}
     try:
         if api.stream:
-            stream = await services.astream(api.chat.messages, **_params(api))
+            stream = await services.astream(api.chat.messages, **params)
             events = StreamingHttpResponse(sse_events(stream, api),
                                            content_type="text/event-stream")
             events["Cache-Control"] = "no-cache"
             events["X-Accel-Buffering"] = "no"
-            for name, value in _trace(stream.provider, stream.tier, stream.attempts).items():
-                events[name] = value
-            return events
-        result = await services.achat(api.chat.messages, **_params(api))
+            return with_headers(events, trace_headers(stream.provider, stream.tier,
+                                                      stream.attempts))
+        result = await services.achat(api.chat.messages, **params)
     except UnknownModel as exc:
         return error_response(404, f"The model '{exc}' does not exist or is not enabled.",
                               code="model_not_found", param="model")
@@ -140,9 +126,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         return unavailable(exc)
     response = HttpResponse(orjson.dumps(completion_body(result, api.chat.model)),
                             content_type="application/json")
-    for name, value in _trace(result.provider, result.tier, result.attempts).items():
-        response[name] = value
-    return response
+    return with_headers(response, trace_headers(result.provider, result.tier, result.attempts))
 
 
 def _params(api: APIRequest) -> dict[str, Any]:
