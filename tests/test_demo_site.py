@@ -5,8 +5,22 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from flexiai_django.models import Provider
+from flexiai_django.testing.keys import bearer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("_no_anonymous_access")]
+
+
+@pytest.fixture
+def _no_anonymous_access(settings):
+    settings.FLEXIAI = {**settings.FLEXIAI, "ALLOW_ANONYMOUS_LOOPBACK": False}
+
+
+@pytest.fixture
+def client(client, api_token):
+    """The demo's callers send a chat key, like any API client."""
+    client.defaults.update(bearer(api_token))
+    return client
 
 
 @pytest.fixture
@@ -35,7 +49,7 @@ def test_the_demo_fails_over(client, two, fake_upstream):
 def test_no_provider_is_a_503_with_retry_after(client, two, fake_upstream):
     fake_upstream.set_fault("primary", status=500)
     fake_upstream.set_fault("secondary", status=500)
-    with override_settings(FLEXIAI={"DEGRADED_MESSAGE": None}):
+    with override_settings(FLEXIAI={"DEGRADED_MESSAGE": None, "CACHE_ENABLED": False}):
         response = client.post("/chat/direct", {"message": "hi"},
                                content_type="application/json")
     assert response.status_code == 503
@@ -80,3 +94,44 @@ def test_the_demo_admin_login_works(client, tmp_path, settings, capsys):
     password = (tmp_path / "demo-admin-password").read_text()
     assert f"admin / {password}" in capsys.readouterr().out
     assert client.login(username="admin", password=password)
+
+
+@pytest.mark.parametrize("url", ["/chat/direct", "/chat/decorator"])
+def test_the_demo_views_refuse_callers_without_a_credential(two, fake_upstream, url):
+    from django.test import Client
+
+    response = Client().post(url, {"message": "hi", "topic": "hi"},
+                             content_type="application/json")
+    assert response.status_code == 401
+    assert fake_upstream.requests("primary") == []
+
+
+def test_a_logged_in_user_may_use_the_demo_with_the_pages_csrf_token(two, django_user_model):
+    from django.test import Client
+
+    user = django_user_model.objects.create_user("visitor", password="pw")
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    browser.get("/")
+    ask = {"path": "/chat/direct", "data": {"message": "hi"}, "content_type": "application/json"}
+    assert browser.post(**ask).status_code == 403
+    token = browser.cookies["csrftoken"].value
+    assert browser.post(**ask, HTTP_X_CSRFTOKEN=token).status_code == 200
+
+
+def test_the_demo_views_count_against_the_keys_rate_limit(client, two):
+    from flexiai_django.testing.keys import issue_api_key
+
+    _, token = issue_api_key("limited", rate_limit_per_minute=2)
+    calls = [client.post("/chat/direct", {"message": "hi"}, content_type="application/json",
+                         **bearer(token)).status_code for _ in range(3)]
+    assert calls == [200, 200, 429]
+
+
+def test_the_request_log_line_says_who_answered_a_demo_call(client, two, caplog):
+    import json
+
+    with caplog.at_level("INFO", logger="flexiai_django.requests"):
+        client.post("/chat/decorator", {"topic": "hi"}, content_type="application/json")
+    line = json.loads(caplog.records[-1].getMessage())
+    assert (line["provider"], line["tier"]) == ("primary", "provider")
