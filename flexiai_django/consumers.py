@@ -1,10 +1,13 @@
-"""The status page's WebSocket: staff only; a snapshot on connect, then every event live.
+"""The status page's WebSocket: staff who may see providers; a snapshot, then events live.
 
-Mount it behind ``AllowedHostsOriginValidator(AuthMiddlewareStack(...))`` (see
-:mod:`flexiai_django.routing`). It joins the same Channels group as the workers'
-listeners, so it sees every breaker transition in the deployment as it happens, and
-forwards it. Actions (reset, force open, disable) go to the shared store; the
-transition they cause comes back to every page through the group.
+Mount it behind ``OriginValidator(AuthMiddlewareStack(...))`` (see
+:mod:`flexiai_django.routing` and :mod:`flexiai_django.origins`). Connecting needs an
+active staff user with the view or change permission on providers (the same rule as the
+page); the buttons' actions need the change permission, checked here on every action.
+It joins the same Channels group as the workers' listeners, so it sees every breaker
+transition in the deployment as it happens, and forwards it. Actions (reset, force open,
+disable) go to the shared store; the transition they cause comes back to every page
+through the group.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ logger = logging.getLogger("flexiai_django")
 
 #: Close codes (4000–4999 are the application's): the page stops reconnecting on these.
 FORBIDDEN = 4403
+VIEW_PERMISSION = "flexiai_django.view_provider"
+CHANGE_PERMISSION = "flexiai_django.change_provider"
 
 
 class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -39,8 +44,7 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return self.scope.get("user")
 
     async def connect(self) -> None:
-        user = self._user()
-        if not (user is not None and user.is_active and user.is_staff):
+        if not await self._may_view():
             await self.close(code=FORBIDDEN)
             return
         group = get_settings().CHANNEL_GROUP
@@ -94,10 +98,16 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         await self._result(True, action=action, provider=provider, state=state.state.value)
 
+    async def _may_view(self) -> bool:
+        user = self._user()
+        if user is None or not (user.is_active and user.is_staff):
+            return False
+        return bool(await user.ahas_perm(VIEW_PERMISSION)
+                    or await user.ahas_perm(CHANGE_PERMISSION))
+
     def _may_change(self) -> bool:
         user = self._user()
-        return bool(user.is_active and user.is_staff
-                    and user.has_perm("flexiai_django.change_provider"))
+        return bool(user.is_active and user.is_staff and user.has_perm(CHANGE_PERMISSION))
 
     @staticmethod
     def _exists(provider: str) -> bool:

@@ -1,7 +1,7 @@
 """WebSocket routes: wrap them as the demo's ``asgi.py`` does.
 
     URLRouter(flexiai_django.routing.websocket_urlpatterns)
-inside ``AllowedHostsOriginValidator(AuthMiddlewareStack(...))``.
+inside ``flexiai_django.origins.OriginValidator(AuthMiddlewareStack(...))``.
 """
 
 from django.urls import path

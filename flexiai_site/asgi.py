@@ -10,17 +10,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flexiai_site.settings")
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 
 from flexiai_django.asgi import get_asgi_application
 
 django_application = get_asgi_application()  # sets Django up before the routes import models
 
 from flexiai_django import lifespan  # noqa: E402
+from flexiai_django.origins import OriginValidator  # noqa: E402
 from flexiai_django.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_application,
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     "lifespan": lifespan.application,  # uvicorn: workers leave the broadcast group on exit
 })

@@ -70,6 +70,16 @@ async def test_inactive_staff_are_refused() -> None:
     assert (ok, code) == (False, FORBIDDEN)
 
 
+async def test_staff_without_any_provider_permission_get_nothing(primary: Any) -> None:
+    def bare_staff() -> User:
+        return User.objects.create_user("clerk", password="pw", is_staff=True)
+
+    communicator = socket(await sync_to_async(bare_staff)())
+    ok, code = await communicator.connect(timeout=TIMEOUT)
+    assert (ok, code) == (False, FORBIDDEN)
+    assert await communicator.receive_nothing(timeout=0.2)
+
+
 async def test_staff_get_a_snapshot_of_every_provider_on_connect(staff: User,
                                                                  make_provider: Any) -> None:
     await sync_to_async(make_provider)("primary", priority=1)
