@@ -84,7 +84,8 @@ class Walk:
         if exc.retry_after is not None:
             self.retry_hints.append(exc.retry_after)
         logger.warning(
-            "provider attempt failed",
+            "provider %s attempt failed: %s%s", provider.name, exc.kind,
+            f" (HTTP {exc.status})" if exc.status else "",
             extra={"provider": provider.name, "error": exc.kind, "status": exc.status},
         )
         if not exc.fails_over:
@@ -243,8 +244,8 @@ class _StreamState:
         self.walk.observe(self.provider, ok=False)
         metrics.attempt_failed(self.provider.name, StreamInterrupted.kind)
         metrics.request_failed(self.provider.name, "interrupted")
-        logger.warning("stream interrupted", extra={"provider": self.provider.name,
-                                                    "error": exc.kind})
+        logger.warning("provider %s stream interrupted: %s", self.provider.name, exc.kind,
+                       extra={"provider": self.provider.name, "error": exc.kind})
         return StreamInterrupted(f"stream failed after it started ({exc.kind})",
                                  provider=self.provider.name)
 
