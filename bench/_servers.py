@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ import _setup
 import httpx
 
 CLOSE = {"connection": "close"}
+_SECRET_KEY = secrets.token_urlsafe(50)
 BREAKER = "llm:demo-primary"
 
 
@@ -72,6 +74,8 @@ def site_env(redis_url: str, **flexiai: Any) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "FLEXIAI_JSON": json.dumps(flexiai),
         "DJANGO_DEBUG": "0",
+        # Production settings refuse to start without a secret key of their own.
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or _SECRET_KEY,
         # The demo's anonymous access from 127.0.0.1 (no API key), explicitly.
         "FLEXIAI_ANONYMOUS_LOOPBACK": "1",
         "OPENAI_API_KEY": "",
