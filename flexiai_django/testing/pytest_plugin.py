@@ -146,6 +146,20 @@ def _browser_missing() -> str | None:
 
 
 @pytest.fixture(scope="session")
+def nginx_executable() -> str:
+    """Debian's nginx, for tests behind a real reverse proxy: fails under CI when missing."""
+    from flexiai_django.testing.nginx import INSTALL_HINT, find_nginx
+
+    path = find_nginx()
+    if path is None:
+        reason = f"nginx is not installed ({INSTALL_HINT})"
+        if _in_ci():
+            pytest.fail(f"nginx tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
 def chromium_executable() -> str:
     """The browser binary. The one place that decides: fail under CI, skip elsewhere."""
     reason = _browser_missing()

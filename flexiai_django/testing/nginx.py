@@ -1,0 +1,103 @@
+"""A real nginx in front of real servers, with the shipped ``deploy/nginx.conf``.
+
+The shipped file is a ``conf.d`` snippet for docker-compose (upstreams ``app1:8000``,
+``app2:8000``, ``listen 80``); :class:`NginxProxy` renders it with loopback upstreams and
+a free port, wraps it in a minimal main config whose files all live in a temporary
+directory, and runs ``nginx`` in the foreground until stopped. Needs Debian's ``nginx``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import httpx
+
+from flexiai_django.testing.redis_server import free_port
+
+SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+INSTALL_HINT = "apt-get install -y nginx"
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def render(conf: str, upstreams: list[str], port: int) -> str:
+    """The shipped snippet with its upstream servers and listen port replaced."""
+    servers = "".join(f"    server {urlsplit(u).netloc} max_fails=0;\n" for u in upstreams)
+    conf = re.sub(r"(upstream \w+ \{\n)(?:\s*server [^\n]*\n)+", rf"\g<1>{servers}", conf)
+    return re.sub(r"listen\s+\d+;", f"listen 127.0.0.1:{port};", conf)
+
+
+class NginxProxy:
+    def __init__(self, upstreams: list[str], conf: Path = SHIPPED) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = Path(tempfile.mkdtemp(prefix="flexiai-nginx-"))
+        self._site = render(conf.read_text(), upstreams, self.port)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _main_config(self) -> Path:
+        d = self._dir
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (d / sub).mkdir(exist_ok=True)
+        (d / "site.conf").write_text(self._site)
+        user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+        main = d / "nginx.conf"
+        main.write_text(
+            f"{user}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\n"
+            f"error_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n"
+            f"http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n"
+            f"  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n"
+            f"  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n"
+            f"  include {d}/site.conf;\n}}\n")
+        return main
+
+    def start(self, timeout: float = 15.0) -> NginxProxy:
+        binary = find_nginx()
+        if binary is None:
+            raise RuntimeError(f"nginx is not installed ({INSTALL_HINT})")
+        main = self._main_config()
+        self.process = subprocess.Popen([binary, "-p", str(self._dir), "-c", str(main)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self.errors()}")
+            try:
+                httpx.get(f"{self.url}/health/live", timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nginx did not answer within {timeout}s: {self.errors()}")
+
+    def errors(self) -> str:
+        log = self._dir / "error.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> NginxProxy:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
