@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,12 @@ async def flood(url: str, total: int, concurrency: int,
             batch = min(step, total - sent)
             queue = iter(range(sent, sent + batch))
 
-            async def worker() -> None:
-                for n in queue:
+            async def worker(numbers: Iterator[int]) -> None:
+                for n in numbers:
                     response = await send(client, n)
                     statuses[response.status_code] += 1
 
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(queue) for _ in range(concurrency)))
             sent += batch
             checkpoint(sent)
     return statuses
