@@ -1,105 +1,111 @@
-"""The ``FLEXIAI`` settings dict, merged over documented defaults.
+"""The ``FLEXIAI`` settings dict, merged over documented, typed defaults.
 
-Read through :func:`get_settings` only, never at import time: the merged result is
-cached and dropped whenever Django's ``setting_changed`` fires (``override_settings``).
+:class:`FlexiAISettings` is the one place a setting is declared: its type (so mypy checks
+every use), its default and its meaning. ``DEFAULTS`` and the system checks' list of
+known keys derive from it. Read settings through :func:`get_settings` only, never at
+import time: the merged result is cached and dropped whenever Django's
+``setting_changed`` fires (``override_settings``).
 """
 
 from __future__ import annotations
 
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-DEFAULTS: dict[str, Any] = {
-    # Where breaker state lives. The default keeps it in this process; the Redis
-    # store shares one state across the deployment.
-    "BREAKER_STORE": {
-        "BACKEND": "flexiai_django.breakers.memory.LocalBreakerStore",
-        "OPTIONS": {},
-    },
+
+def _local_store() -> dict[str, Any]:
+    return {"BACKEND": "flexiai_django.breakers.memory.LocalBreakerStore", "OPTIONS": {}}
+
+
+@dataclass(frozen=True)
+class FlexiAISettings:
+    """Every FLEXIAI key with its type and default. Values are as the project wrote them:
+    ``python manage.py check`` (flexiai.E0xx) reports the ones of the wrong type."""
+
+    # Where breaker state lives: a dotted path and its keyword arguments. The default
+    # keeps it in this process; RedisBreakerStore shares one state across the deployment.
+    BREAKER_STORE: dict[str, Any] = field(default_factory=_local_store)
     # Breaker defaults; each provider row may override them.
-    "FAILURE_THRESHOLD": 5,
-    "SUCCESS_THRESHOLD": 1,
-    "OPEN_SECONDS": 30.0,
-    "MAX_OPEN_SECONDS": 300.0,
-    "OPEN_JITTER": 0.1,
-    "HALF_OPEN_MAX_CALLS": 1,
-    "PROBE_TTL_SECONDS": 60.0,
+    FAILURE_THRESHOLD: int = 5
+    SUCCESS_THRESHOLD: int = 1
+    OPEN_SECONDS: float = 30.0
+    MAX_OPEN_SECONDS: float = 300.0
+    OPEN_JITTER: float = 0.1
+    HALF_OPEN_MAX_CALLS: int = 1
+    PROBE_TTL_SECONDS: float = 60.0
     # Provider calls.
-    "DEFAULT_TIMEOUT": 30.0,
-    "PROVIDER_REFRESH_SECONDS": 1.0,
-    "ADAPTERS": {},
-    "ASYNC_TRANSPORT": None,
-    "SYNC_TRANSPORT": None,
+    DEFAULT_TIMEOUT: float = 30.0
+    PROVIDER_REFRESH_SECONDS: float = 1.0
+    ADAPTERS: dict[str, str] = field(default_factory=dict)
+    ASYNC_TRANSPORT: str | None = None
+    SYNC_TRANSPORT: str | None = None
     # Fallback tiers.
-    "CACHE_ENABLED": True,
-    "CACHE_ALIAS": "default",
-    "CACHE_TTL": 24 * 3600,
-    "DEGRADED_MESSAGE": None,
-    "RETRY_AFTER_SECONDS": 30,
+    CACHE_ENABLED: bool = True
+    CACHE_ALIAS: str = "default"
+    CACHE_TTL: int | None = 24 * 3600
+    DEGRADED_MESSAGE: str | None = None
+    RETRY_AFTER_SECONDS: float = 30
     # Names a client may send as "model" that route to a group of providers
     # (None: every enabled provider), e.g. {"auto": None, "fast": ["groq", "ollama"]}.
-    "MODEL_ALIASES": {"auto": None},
+    MODEL_ALIASES: dict[str, list[str] | None] = field(default_factory=lambda: {"auto": None})
     # The HTTP API. Anonymous loopback access is for a laptop demo only: behind a proxy
     # on the same host every client looks like loopback (check flexiai.W003).
-    "ALLOW_ANONYMOUS_LOOPBACK": False,
-    "API_KEY_CACHE_SECONDS": 5.0,
+    ALLOW_ANONYMOUS_LOOPBACK: bool = False
+    API_KEY_CACHE_SECONDS: float = 5.0
     # Looked-up keys kept per worker (least recently used dropped first).
-    "API_KEY_CACHE_SIZE": 1024,
+    API_KEY_CACHE_SIZE: int = 1024
     # Requests per minute for logged-in users (each user) and for anonymous loopback
     # callers (one budget for all of them); 0 for no limit. Keys have their own limit.
-    "USER_RATE_LIMIT_PER_MINUTE": 60,
-    "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 60,
+    USER_RATE_LIMIT_PER_MINUTE: int = 60
+    ANONYMOUS_RATE_LIMIT_PER_MINUTE: int = 60
     # While Redis is down: "share" counts in each worker with its share of the limit
     # (limit / RATE_LIMIT_FALLBACK_WORKERS, or / the workers last heard from when None);
     # "refuse" answers 503 until the shared count is back.
-    "RATE_LIMIT_FALLBACK": "share",
-    "RATE_LIMIT_FALLBACK_WORKERS": None,
-    "MAX_BODY_BYTES": 1024 * 1024,
-    "MAX_TOKENS_LIMIT": 128_000,
-    "MAX_MESSAGES": 1000,
+    RATE_LIMIT_FALLBACK: Literal["share", "refuse"] = "share"
+    RATE_LIMIT_FALLBACK_WORKERS: int | None = None
+    MAX_BODY_BYTES: int = 1024 * 1024
+    MAX_TOKENS_LIMIT: int = 128_000
+    MAX_MESSAGES: int = 1000
     # The answer cache: "caller" keeps each API key's / user's answers apart, "shared"
     # lets every caller receive any caller's cached answer for the same request.
-    "CACHE_SCOPE": "caller",
+    CACHE_SCOPE: Literal["caller", "shared"] = "caller"
     # Origins (scheme://host[:port]) allowed to open the status page's WebSocket besides
     # the page's own origin. None: CSRF_TRUSTED_ORIGINS.
-    "WEBSOCKET_ALLOWED_ORIGINS": None,
+    WEBSOCKET_ALLOWED_ORIGINS: list[str] | None = None
     # Provider.api_key_env must match this: env-sourced keys can't name Django's
     # SECRET_KEY or any other variable that is not an API key.
-    "API_KEY_ENV_PATTERN": r"^[A-Z][A-Z0-9_]*_API_KEY$",
-    # Provider API keys are encrypted at rest with these keys (first one encrypts,
-    # all decrypt, for rotation). Empty: a key derived from SECRET_KEY.
-    "ENCRYPTION_KEYS": [],
+    API_KEY_ENV_PATTERN: str = r"^[A-Z][A-Z0-9_]*_API_KEY$"
+    # Provider API keys are encrypted at rest with these keys (first one encrypts, all
+    # decrypt, for rotation). Empty: a key derived from SECRET_KEY.
+    ENCRYPTION_KEYS: list[str] = field(default_factory=list, repr=False)
     # Shared state (used by the Redis store and broadcast).
-    "REDIS_ALIAS": "default",
-    "CHANNEL_LAYER": "default",
-    "CHANNEL_GROUP": "flexiai",
+    REDIS_ALIAS: str = "default"
+    CHANNEL_LAYER: str = "default"
+    CHANNEL_GROUP: str = "flexiai"
     # Seconds between a worker's full re-reads of shared breaker state (broadcasts are
     # at-most-once; this bounds how long a lost one can matter).
-    "RESYNC_SECONDS": 0.5,
+    RESYNC_SECONDS: float = 0.5
     # The admin status page: transitions kept in the database (oldest pruned; 0 keeps
     # none), and each worker's recent latency/success window, published this often.
-    "HISTORY_LIMIT": 1000,
-    "STATS_WINDOW_SECONDS": 60.0,
-    "STATS_PUBLISH_SECONDS": 2.0,
-}
-
-
-class FlexiAISettings:
-    """Attribute access over the merged dict, so typos fail loudly."""
-
-    def __init__(self, user: dict[str, Any]) -> None:
-        self._values = {**DEFAULTS, **user}
-        self.__dict__.update(self._values)
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"Unknown FLEXIAI setting {name!r}")
+    HISTORY_LIMIT: int = 1000
+    STATS_WINDOW_SECONDS: float = 60.0
+    STATS_PUBLISH_SECONDS: float = 2.0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self._values)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _default(f: Any) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+#: Every known key and its default, as a plain dict (checks, docs, tests).
+DEFAULTS: dict[str, Any] = {f.name: _default(f) for f in fields(FlexiAISettings)}
 
 
 def user_settings() -> Any:
@@ -109,8 +115,10 @@ def user_settings() -> Any:
 
 @cache
 def get_settings() -> FlexiAISettings:
+    """The merged settings; unknown keys are left out (check flexiai.W001 names them)."""
     user = user_settings()
-    return FlexiAISettings(user if isinstance(user, dict) else {})
+    known = {k: v for k, v in user.items() if k in DEFAULTS} if isinstance(user, dict) else {}
+    return FlexiAISettings(**known)
 
 
 @receiver(setting_changed)

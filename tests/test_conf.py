@@ -23,3 +23,17 @@ def test_a_settings_change_is_seen_at_once():
 def test_a_misspelt_attribute_fails_loudly():
     with pytest.raises(AttributeError, match="FAILURE_TRESHOLD"):
         get_settings().FAILURE_TRESHOLD  # noqa: B018
+
+
+def test_every_setting_has_exactly_one_system_check():
+    from flexiai_django.checks import RULES
+
+    keys = [rule.key for rule in RULES]
+    assert sorted(keys) == sorted(DEFAULTS) and len(set(keys)) == len(keys)
+
+
+def test_unknown_keys_are_left_out_and_secrets_stay_out_of_repr():
+    with override_settings(FLEXIAI={"ENCRYPTION_KEYS": ["k-very-secret-1"], "NOPE": 1}):
+        s = get_settings()
+        assert s.ENCRYPTION_KEYS == ["k-very-secret-1"]
+        assert "k-very-secret-1" not in repr(s) and "NOPE" not in s.as_dict()
