@@ -67,8 +67,10 @@ def llm(fn: Callable[P, Any] | None = None, /, *, system: str | None = None,
     """Turn a function that returns a prompt into a resilient LLM call.
 
     ``@llm`` or ``@llm(system="…", temperature=0.2)`` on a sync function returns a
-    :class:`ChatResult`; on an ``async def`` it returns an awaitable of one.
+    :class:`ChatResult`; on an ``async def`` it returns an awaitable of one. ``params``
+    are :func:`chat`'s; a misspelt one raises ``TypeError`` here, when decorating.
     """
+    ChatRequest.check_params(params)
 
     def decorate(func: Callable[P, Any]) -> Callable[P, Any]:
         if inspect.iscoroutinefunction(func):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Tier = Literal["provider", "cache", "degraded"]
 
@@ -28,11 +29,29 @@ class ChatRequest:
     #: Whose cached answers this request may fall back to ("" for everyone's); the HTTP
     #: API passes the caller's key or user id so tenants never see each other's answers.
     cache_scope: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    #: The keyword arguments ``chat()``, ``achat()``, ``stream()``, ``astream()`` and
+    #: ``llm()`` accept besides the messages.
+    PARAMS: ClassVar[tuple[str, ...]] = ("model", "temperature", "max_tokens", "top_p", "stop",
+                                         "user", "cache_scope")
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        """Raise ``TypeError`` naming any keyword argument that would otherwise be lost."""
+        unknown = sorted(set(params) - set(cls.PARAMS))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(map(repr, unknown))}; expected one of "
+                            f"{', '.join(cls.PARAMS)}")
 
     @classmethod
     def build(cls, messages: Any, **params: Any) -> ChatRequest:
-        """Accept a string, dicts or Message objects, as callers naturally write them."""
+        """Accept a string, dicts or Message objects, as callers naturally write them.
+
+        Raises ``TypeError`` for a keyword argument not in :attr:`PARAMS` (a misspelt
+        ``max_token=50`` must not be silently ignored).
+        """
+        cls.check_params(params)
         if isinstance(messages, str):
             msgs: tuple[Message, ...] = (Message("user", messages),)
         else:
@@ -45,9 +64,7 @@ class ChatRequest:
             stop = (stop,)
         elif stop is not None:
             stop = tuple(stop)
-        known = {k: params.pop(k) for k in ("model", "temperature", "max_tokens", "top_p", "user",
-                                            "cache_scope") if k in params}
-        return cls(messages=msgs, stop=stop, extra=params, **known)
+        return cls(messages=msgs, stop=stop, **params)
 
 
 @dataclass(frozen=True)

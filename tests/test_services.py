@@ -372,3 +372,29 @@ def test_no_log_line_or_error_carries_a_provider_key(make_provider, clock, fake_
     logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
     assert key not in logged
     assert key not in str(caught.value) and key not in repr(caught.value.errors)
+
+
+@pytest.mark.parametrize("call", ["chat", "stream"])
+def test_a_misspelt_parameter_is_a_type_error_naming_it(two, fake_upstream, call):
+    with pytest.raises(TypeError, match="'max_token'"):
+        getattr(flexiai_django, call)("hi", max_token=50)
+    assert fake_upstream.requests("primary") == []
+
+
+@pytest.mark.asyncio
+async def test_async_calls_refuse_a_misspelt_parameter_too(two):
+    with pytest.raises(TypeError, match="'temprature'"):
+        await flexiai_django.achat("hi", temprature=0)
+    with pytest.raises(TypeError, match="'max_token'"):
+        await flexiai_django.astream("hi", max_token=5)
+
+
+def test_the_decorator_refuses_a_misspelt_parameter_when_it_decorates():
+    with pytest.raises(TypeError, match="'temprature'"):
+        flexiai_django.llm(temprature=0)
+
+
+def test_the_package_is_typed_for_its_users():
+    from importlib import resources
+
+    assert resources.files("flexiai_django").joinpath("py.typed").is_file()
