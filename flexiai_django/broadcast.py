@@ -180,6 +180,11 @@ def listener() -> Listener | None:
         return _listener
 
 
+@receiver(signals.store_ready)
+def _start_with_the_store(**kwargs: Any) -> None:
+    listener()
+
+
 def leave(timeout: float = 1.0) -> bool:
     """Leave the group now, for a worker that is shutting down (gunicorn's ``worker_exit``).
 

@@ -10,3 +10,7 @@ breaker_transition = Signal()
 
 #: Sent after a provider row was saved or deleted in this process.
 providers_changed = Signal()
+
+#: Sent when this process builds its breaker store (first use, after a fork or a settings
+#: change): the broadcast listener starts then, so the store needn't know about it.
+store_ready = Signal()

@@ -54,9 +54,7 @@ def get_store() -> BreakerStore:
             backend = import_string(spec["BACKEND"])
             _store = (os.getpid(), backend(**spec.get("OPTIONS", {})))
         store = _store[1]
-    from flexiai_django import broadcast
-
-    broadcast.listener()
+    signals.store_ready.send(sender=type(store), store=store)
     return store
 
 

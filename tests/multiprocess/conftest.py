@@ -15,7 +15,9 @@ from flexiai_django.testing.servers import ServerProcess, manage
 BREAKER = "llm:demo-primary"
 GUNICORN_CONF = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
 FLEXIAI = {"FAILURE_THRESHOLD": 5, "OPEN_SECONDS": 60, "OPEN_JITTER": 0,
-           "HALF_OPEN_MAX_CALLS": 1, "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False}
+           "HALF_OPEN_MAX_CALLS": 1, "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False,
+           # These tests send hundreds of anonymous demo requests a minute on purpose.
+           "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}
 
 
 def site_env(tmp_path, redis_url=None, **flexiai):
