@@ -10,8 +10,6 @@ async request or a store call, and neither should wait on the database. Rows bey
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
@@ -22,22 +20,24 @@ from django.dispatch import receiver
 from flexiai_django import signals
 from flexiai_django.breakers.state import BreakerState
 from flexiai_django.conf import get_settings
+from flexiai_django.process_local import PerProcess
 from flexiai_django.worker import worker_id
 
 logger = logging.getLogger("flexiai_django")
 
-_lock = threading.Lock()
-_executor: tuple[int, ThreadPoolExecutor] | None = None
 _pending: set[Future[None]] = set()
 
 
+def _new_writer() -> ThreadPoolExecutor:
+    _pending.clear()  # a forked child inherits its parent's futures, never its thread
+    return ThreadPoolExecutor(1, thread_name_prefix="flexiai-history")
+
+
+_executor = PerProcess(_new_writer)
+
+
 def _writer() -> ThreadPoolExecutor:
-    global _executor
-    with _lock:
-        if _executor is None or _executor[0] != os.getpid():
-            _executor = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="flexiai-history"))
-            _pending.clear()
-        return _executor[1]
+    return _executor.get()
 
 
 def _when(timestamp: float | None) -> datetime:

@@ -8,11 +8,12 @@ heavy traffic it covers less than ``STATS_WINDOW_SECONDS``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import TypedDict
+
+from flexiai_django.process_local import PerProcess
 
 MAX_SAMPLES = 1000
 
@@ -57,12 +58,9 @@ class Stats:
         return result
 
 
-_stats: tuple[int, Stats] | None = None
+_stats = PerProcess(Stats)
 
 
 def local() -> Stats:
     """This process's window (a new one after a fork)."""
-    global _stats
-    if _stats is None or _stats[0] != os.getpid():
-        _stats = (os.getpid(), Stats())
-    return _stats[1]
+    return _stats.get()

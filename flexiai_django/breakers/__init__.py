@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -20,6 +18,7 @@ from django.utils.module_loading import import_string
 from flexiai_django import metrics, signals
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import CircuitOpen
+from flexiai_django.process_local import PerProcess
 
 from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
@@ -38,31 +37,28 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_store: tuple[int, BreakerStore] | None = None
-_store_lock = threading.Lock()
+def _build_store() -> BreakerStore:
+    spec = get_settings().BREAKER_STORE
+    backend = import_string(spec["BACKEND"])
+    store: BreakerStore = backend(**spec.get("OPTIONS", {}))
+    return store
+
+
+def _announce(store: BreakerStore) -> None:
+    signals.store_ready.send(sender=type(store), store=store)
+
+
+_store = PerProcess(_build_store, on_built=_announce)
 
 
 def get_store() -> BreakerStore:
     """This process's breaker store (rebuilt in a forked child: never share a client)."""
-    global _store
-    current = _store
-    if current is not None and current[0] == os.getpid():
-        return current[1]
-    with _store_lock:
-        if _store is None or _store[0] != os.getpid():
-            spec = get_settings().BREAKER_STORE
-            backend = import_string(spec["BACKEND"])
-            _store = (os.getpid(), backend(**spec.get("OPTIONS", {})))
-        store = _store[1]
-    signals.store_ready.send(sender=type(store), store=store)
-    return store
+    return _store.get()
 
 
 @receiver(signals.settings_reloaded)
 def _drop_store(**kwargs: Any) -> None:
-    global _store
-    with _store_lock:
-        _store = None
+    _store.reset()
     _config.cache_clear()
 
 
