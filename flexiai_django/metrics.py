@@ -1,6 +1,6 @@
 """Prometheus metrics: what the fallback chain and the breakers did, in every worker.
 
-Counters and the latency histogram are recorded where things happen: the router (every
+Counters and the latency histogram are recorded where things happen: the fallback chain (every
 ``chat``/``achat``/stream, HTTP or not) and breaker transitions. Gauges that describe
 shared state (breaker states, Redis) are set by ``/metrics`` just before it renders, from
 the shared store, so whichever worker answers a scrape reports the deployment's truth.
@@ -119,7 +119,7 @@ def outcome_of(kind: str) -> str:
     return kind if kind in ERROR_KINDS else errors.ProviderError.kind
 
 
-# -- recorded by the router (Walk) ----------------------------------------------------------
+# -- recorded by the fallback chain (Walk) ---------------------------------------------------
 
 
 def rejected(breaker: str) -> None:

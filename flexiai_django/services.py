@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeAlias, overload
 
-from flexiai_django import router
+from flexiai_django import chain, streams
 from flexiai_django.types import ChatRequest, ChatResult, Message
 
 P = ParamSpec("P")
@@ -25,22 +25,22 @@ def chat(messages: Messages, **params: Any) -> ChatResult:
     :class:`~flexiai_django.errors.NoProviderAvailable` when every tier fails and
     :class:`~flexiai_django.errors.BadRequest` when a provider rejects the request.
     """
-    return router.complete(ChatRequest.build(messages, **params))
+    return chain.complete(ChatRequest.build(messages, **params))
 
 
 async def achat(messages: Messages, **params: Any) -> ChatResult:
     """:func:`chat` for async code: no thread, no blocking call on the hot path."""
-    return await router.acomplete(ChatRequest.build(messages, **params))
+    return await chain.acomplete(ChatRequest.build(messages, **params))
 
 
-def stream(messages: Messages, **params: Any) -> router.ChatStream:
+def stream(messages: Messages, **params: Any) -> streams.ChatStream:
     """Text pieces as they arrive. Failover happens before this returns."""
-    return router.open_stream(ChatRequest.build(messages, **params))
+    return streams.open_stream(ChatRequest.build(messages, **params))
 
 
-async def astream(messages: Messages, **params: Any) -> router.AsyncChatStream:
+async def astream(messages: Messages, **params: Any) -> streams.AsyncChatStream:
     """``async for piece in await astream(...)``."""
-    return await router.aopen_stream(ChatRequest.build(messages, **params))
+    return await streams.aopen_stream(ChatRequest.build(messages, **params))
 
 
 def _with_system(prompt: Any, system: str | None) -> Messages:

@@ -1,4 +1,4 @@
-"""Plain value types shared by adapters, the router and the public API."""
+"""Plain value types shared by adapters, the fallback chain and the public API."""
 
 from __future__ import annotations
 

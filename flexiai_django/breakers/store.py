@@ -1,6 +1,6 @@
 """Where breaker state lives: the interface every store implements.
 
-Callers (the router, :class:`~flexiai_django.breakers.Breaker`) only see this
+Callers (the fallback chain, :class:`~flexiai_django.breakers.Breaker`) only see this
 interface, so the in-process store and the shared Redis store swap by setting.
 A store applies the pure rules of :mod:`.state` atomically and reports transitions.
 """

@@ -26,7 +26,7 @@ from flexiai_django.conf import get_settings
 from flexiai_django.errors import BadRequest, NoProviderAvailable, StreamInterrupted
 from flexiai_django.ordering import UnknownModel
 from flexiai_django.responses import error_response, trace_headers, with_headers
-from flexiai_django.router import AsyncChatStream
+from flexiai_django.streams import AsyncChatStream
 from flexiai_django.types import ChatResult
 from flexiai_django.validation import APIRequest, InvalidRequest, parse
 

@@ -1,0 +1,208 @@
+"""The fallback chain: providers in order → cached answer → degraded message → 503.
+
+Each attempt goes through the provider's breaker: an open breaker is skipped without
+a network call; a provider failure is recorded and the next provider is tried; a
+request error (the caller's fault) stops the chain at once. :class:`Walk` is one
+request's bookkeeping, shared by plain calls (here) and streams
+(:mod:`flexiai_django.streams`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flexiai_django import cache_tier, metrics, ordering, stats
+from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import Admission
+from flexiai_django.breakers.store import BreakerStore
+from flexiai_django.conf import get_settings
+from flexiai_django.errors import NoProviderAvailable, ProviderError
+from flexiai_django.providers import get_adapter
+from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.clients import async_client, sync_client
+from flexiai_django.registry import aget_providers, get_providers
+from flexiai_django.types import Attempt, ChatRequest, ChatResult, Completion
+
+logger = logging.getLogger("flexiai_django")
+
+
+def success_of(exc: ProviderError) -> bool | None:
+    """What the breaker records: ``False`` (a failure), or ``None`` for errors that are not
+    outages. ``True`` is for answers; the store's ``record(success=…)`` takes this."""
+    return False if exc.trips_breaker else None
+
+
+class Walk:
+    """Bookkeeping for one request's trip down the chain, shared by sync and async."""
+
+    def __init__(self, request: ChatRequest) -> None:
+        self.request = request
+        self.started = time.monotonic()
+        self.attempts = 0
+        self.attempt_started = self.started
+        self.trail: list[Attempt] = []
+        self.retry_hints: list[float] = []
+
+    def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
+        aliases = get_settings().MODEL_ALIASES
+        return ordering.order(ordering.select(providers, self.request.model, aliases))
+
+    @property
+    def latency_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
+
+    def attempt(self) -> None:
+        """A provider call starts now: its latency is measured from here."""
+        self.attempts += 1
+        self.attempt_started = time.monotonic()
+
+    def aborted(self, provider: ProviderConfig) -> None:
+        """The attempt ended with no verdict (cancelled, or an unexpected exception)."""
+        metrics.aborted(provider.name)
+
+    def observe(self, provider: ProviderConfig, ok: bool, seconds: float | None = None) -> float:
+        """Feed this worker's recent-figures window (status page); returns the latency."""
+        elapsed = time.monotonic() - self.attempt_started if seconds is None else seconds
+        stats.local().record(provider.name, ok, elapsed * 1000)
+        return elapsed
+
+    def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
+        metrics.rejected(provider.breaker_name)
+        self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
+        if admission.retry_after is not None:
+            self.retry_hints.append(admission.retry_after)
+
+    def failed(self, provider: ProviderConfig, exc: ProviderError) -> None:
+        """Note a failed attempt; re-raise it when the next provider must not be tried."""
+        self.trail.append(Attempt(provider.name, exc.kind))
+        if exc.fails_over:
+            self.observe(provider, ok=False)
+        metrics.attempt_failed(provider.name, exc.kind)
+        if exc.retry_after is not None:
+            self.retry_hints.append(exc.retry_after)
+        logger.warning(
+            "provider %s attempt failed: %s%s", provider.name, exc.kind,
+            f" (HTTP {exc.status})" if exc.status else "",
+            extra={"provider": provider.name, "error": exc.kind, "status": exc.status},
+        )
+        if not exc.fails_over:
+            metrics.request_failed(provider.name, metrics.outcome_of(exc.kind))
+            raise exc
+
+    def answered(self, provider: ProviderConfig, completion: Completion,
+                 seconds: float | None = None) -> ChatResult:
+        """``seconds``: the attempt's latency when not "until now" (a stream's first chunk)."""
+        self.trail.append(Attempt(provider.name, "ok"))
+        metrics.answered(provider.name, self.observe(provider, ok=True, seconds=seconds))
+        return ChatResult(
+            content=completion.content,
+            tier="provider",
+            provider=provider.name,
+            model=completion.model,
+            attempts=self.attempts,
+            latency_ms=self.latency_ms,
+            finish_reason=completion.finish_reason,
+            usage=completion.usage,
+            trail=tuple(self.trail),
+        )
+
+    def fallback(self, cached: dict[str, Any] | None) -> ChatResult:
+        """The cache tier, then the degraded tier, then NoProviderAvailable."""
+        if cached is not None:
+            metrics.fell_back("cache")
+            return ChatResult(
+                content=cached["content"], tier="cache", provider=cached.get("provider"),
+                model=cached.get("model"), attempts=self.attempts, latency_ms=self.latency_ms,
+                trail=tuple(self.trail),
+            )
+        settings = get_settings()
+        if settings.DEGRADED_MESSAGE:
+            metrics.fell_back("degraded")
+            return ChatResult(
+                content=settings.DEGRADED_MESSAGE, tier="degraded", provider=None, model=None,
+                attempts=self.attempts, latency_ms=self.latency_ms, finish_reason="stop",
+                trail=tuple(self.trail),
+            )
+        retry_after = min(self.retry_hints, default=settings.RETRY_AFTER_SECONDS)
+        metrics.fell_back("none")
+        raise NoProviderAvailable(
+            retry_after=max(1, round(retry_after)),
+            attempts=self.attempts,
+            errors=[f"{a.provider}: {a.outcome}" for a in self.trail],
+        )
+
+
+def complete(request: ChatRequest) -> ChatResult:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(get_providers()):
+        admission = store.acquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempt()
+        try:
+            completion = get_adapter(provider).complete(sync_client(provider.name), request)
+        except ProviderError as exc:
+            record(store, provider, admission, success_of(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            walk.aborted(provider)
+            record(store, provider, admission, None)
+            raise
+        record(store, provider, admission, True)
+        cache_tier.remember(request, provider.name, completion)
+        return walk.answered(provider, completion)
+    return walk.fallback(cache_tier.recall(request))
+
+
+async def acomplete(request: ChatRequest) -> ChatResult:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(await aget_providers()):
+        admission = await store.aacquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempt()
+        try:
+            completion = await get_adapter(provider).acomplete(
+                async_client(provider.name), request
+            )
+        except ProviderError as exc:
+            await arecord(store, provider, admission, success_of(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            walk.aborted(provider)
+            await arecord(store, provider, admission, None)
+            raise
+        await arecord(store, provider, admission, True)
+        cache_tier.remember_soon(request, provider.name, completion)
+        return walk.answered(provider, completion)
+    return walk.fallback(await cache_tier.arecall(request))
+
+
+def record(
+    store: BreakerStore,
+    provider: ProviderConfig,
+    admission: Admission,
+    success: bool | None,
+    error: str | None = None,
+) -> None:
+    if admission.recorded:
+        store.record(provider.breaker_name, provider.breaker, success=success,
+                     probe=admission.probe, error=error)
+
+
+async def arecord(
+    store: BreakerStore,
+    provider: ProviderConfig,
+    admission: Admission,
+    success: bool | None,
+    error: str | None = None,
+) -> None:
+    if admission.recorded:
+        await store.arecord(provider.breaker_name, provider.breaker, success=success,
+                            probe=admission.probe, error=error)

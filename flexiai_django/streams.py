@@ -1,0 +1,234 @@
+"""Streams through the fallback chain: failover before the first chunk, then one provider.
+
+:func:`open_stream` / :func:`aopen_stream` walk the chain until a provider yields its
+first piece (the point of no failover); the :class:`ChatStream` they return carries that
+provider's remaining pieces and records the outcome in its breaker when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from itertools import chain
+
+from flexiai_django import cache_tier, metrics
+from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import Admission
+from flexiai_django.chain import Walk, arecord, record, success_of
+from flexiai_django.errors import ProviderError, StreamInterrupted
+from flexiai_django.providers import get_adapter
+from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.clients import async_client, sync_client
+from flexiai_django.registry import aget_providers, get_providers
+from flexiai_django.types import Attempt, ChatRequest, ChatResult, Completion, StreamDelta, Usage
+
+logger = logging.getLogger("flexiai_django")
+
+
+class _StreamState:
+    """What a stream knows about itself; filled in as it goes, complete once it ends."""
+
+    def __init__(self, walk: Walk, provider: ProviderConfig | None,
+                 admission: Admission | None, head: list[StreamDelta]) -> None:
+        self.walk = walk
+        self.provider = provider
+        self.admission = admission
+        self.head = head
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.model: str | None = provider.model if provider else None
+        self.usage = Usage()
+        self.result: ChatResult | None = None
+        self.first_chunk_after = time.monotonic() - walk.attempt_started
+
+    def take(self, delta: StreamDelta) -> str:
+        self.parts.append(delta.content)
+        self.finish_reason = delta.finish_reason or self.finish_reason
+        self.model = delta.model or self.model
+        if delta.usage is not None:
+            self.usage = Usage(self.usage.prompt_tokens + delta.usage.prompt_tokens,
+                               self.usage.completion_tokens + delta.usage.completion_tokens)
+        return delta.content
+
+    def completion(self) -> Completion:
+        return Completion("".join(self.parts), self.model or "", self.finish_reason or "stop",
+                          self.usage)
+
+    def interrupted(self, exc: ProviderError) -> StreamInterrupted:
+        assert self.provider is not None
+        self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
+        self.walk.observe(self.provider, ok=False)
+        metrics.attempt_failed(self.provider.name, StreamInterrupted.kind)
+        metrics.request_failed(self.provider.name, "interrupted")
+        logger.warning("provider %s stream interrupted: %s", self.provider.name, exc.kind,
+                       extra={"provider": self.provider.name, "error": exc.kind})
+        return StreamInterrupted(f"stream failed after it started ({exc.kind})",
+                                 provider=self.provider.name)
+
+    def finish(self) -> None:
+        assert self.provider is not None
+        self.result = self.walk.answered(self.provider, self.completion(),
+                                         self.first_chunk_after)
+
+
+class ChatStream:
+    """Text pieces of one answer; ``provider``, ``tier`` and ``model`` are known before the first.
+
+    Failover has already happened by the time this object exists, so errors that leave
+    no provider raise from :func:`flexiai_django.stream` itself, not mid-iteration.
+    """
+
+    def __init__(self, state: _StreamState, deltas: Iterator[StreamDelta] | None,
+                 fallback: ChatResult | None = None) -> None:
+        self._state = state
+        self._deltas = deltas
+        self._fallback = fallback
+
+    @property
+    def provider(self) -> str | None:
+        if self._fallback is not None:
+            return self._fallback.provider
+        return self._state.provider.name if self._state.provider else None
+
+    @property
+    def tier(self) -> str:
+        return self._fallback.tier if self._fallback else "provider"
+
+    @property
+    def model(self) -> str | None:
+        return self._fallback.model if self._fallback else self._state.model
+
+    @property
+    def attempts(self) -> int:
+        return self._state.walk.attempts
+
+    @property
+    def result(self) -> ChatResult | None:
+        """The whole answer, once the stream has ended."""
+        return self._fallback or self._state.result
+
+    def __iter__(self) -> Iterator[str]:
+        if self._fallback is not None:
+            yield self._fallback.content
+            return
+        state, store = self._state, get_store()
+        assert state.provider and state.admission and self._deltas is not None
+        try:
+            for delta in chain(state.head, self._deltas):
+                if piece := state.take(delta):
+                    yield piece
+        except ProviderError as exc:
+            record(store, state.provider, state.admission, False, StreamInterrupted.kind)
+            raise state.interrupted(exc) from None
+        except GeneratorExit:
+            state.walk.aborted(state.provider)
+            record(store, state.provider, state.admission, True)
+            raise
+        record(store, state.provider, state.admission, True)
+        cache_tier.remember(state.walk.request, state.provider.name, state.completion())
+        state.finish()
+
+
+class AsyncChatStream(ChatStream):
+    """The async twin of :class:`ChatStream`: ``async for piece in stream``."""
+
+    def __init__(self, state: _StreamState, deltas: AsyncIterator[StreamDelta] | None,
+                 fallback: ChatResult | None = None) -> None:
+        super().__init__(state, None, fallback)
+        self._adeltas = deltas
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("use 'async for' on an async stream")
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        if self._fallback is not None:
+            yield self._fallback.content
+            return
+        state, store = self._state, get_store()
+        assert state.provider and state.admission and self._adeltas is not None
+        try:
+            for delta in state.head:
+                if piece := state.take(delta):
+                    yield piece
+            async for delta in self._adeltas:
+                if piece := state.take(delta):
+                    yield piece
+        except ProviderError as exc:
+            await arecord(store, state.provider, state.admission, False, StreamInterrupted.kind)
+            raise state.interrupted(exc) from None
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
+            state.walk.aborted(state.provider)
+            await arecord(store, state.provider, state.admission, True)
+            raise
+        await arecord(store, state.provider, state.admission, True)
+        cache_tier.remember_soon(state.walk.request, state.provider.name, state.completion())
+        state.finish()
+
+
+def _head(deltas: Iterator[StreamDelta]) -> list[StreamDelta]:
+    """Pull deltas up to the first with content (or the end): the point of no failover."""
+    head = []
+    for delta in deltas:
+        head.append(delta)
+        if delta.content or delta.final:
+            break
+    return head
+
+
+async def _ahead(deltas: AsyncIterator[StreamDelta]) -> list[StreamDelta]:
+    head = []
+    async for delta in deltas:
+        head.append(delta)
+        if delta.content or delta.final:
+            break
+    return head
+
+
+def open_stream(request: ChatRequest) -> ChatStream:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(get_providers()):
+        admission = store.acquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempt()
+        deltas = get_adapter(provider).stream(sync_client(provider.name), request)
+        try:
+            head = _head(deltas)
+        except ProviderError as exc:
+            record(store, provider, admission, success_of(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            walk.aborted(provider)
+            record(store, provider, admission, None)
+            raise
+        return ChatStream(_StreamState(walk, provider, admission, head), deltas)
+    result = walk.fallback(cache_tier.recall(request))
+    return ChatStream(_StreamState(walk, None, None, []), None, result)
+
+
+async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
+    walk, store = Walk(request), get_store()
+    for provider in walk.candidates(await aget_providers()):
+        admission = await store.aacquire(provider.breaker_name, provider.breaker)
+        if not admission.allowed:
+            walk.skipped(provider, admission)
+            continue
+        walk.attempt()
+        deltas = get_adapter(provider).astream(async_client(provider.name), request)
+        try:
+            head = await _ahead(deltas)
+        except ProviderError as exc:
+            await arecord(store, provider, admission, success_of(exc), exc.kind)
+            walk.failed(provider, exc)
+            continue
+        except BaseException:
+            walk.aborted(provider)
+            await arecord(store, provider, admission, None)
+            raise
+        return AsyncChatStream(_StreamState(walk, provider, admission, head), deltas)
+    result = walk.fallback(await cache_tier.arecall(request))
+    return AsyncChatStream(_StreamState(walk, None, None, []), None, result)
