@@ -18,7 +18,7 @@ _ORIGIN = re.compile(
     r"^https?://((\*\.)?[A-Za-z0-9.\-]+|\[[0-9a-fA-F:.]+\])(:\d{1,5})?$")
 
 
-def _number(value: Any) -> bool:
+def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -52,7 +52,7 @@ def _regex(value: Any) -> bool:
     return True
 
 
-def _store(value: Any) -> bool:
+def _store_spec(value: Any) -> bool:
     return (isinstance(value, dict) and _importable(value.get("BACKEND"))
             and isinstance(value.get("OPTIONS", {}), dict))
 
@@ -73,22 +73,22 @@ class Rule:
 
 
 RULES = (
-    Rule("BREAKER_STORE", "flexiai.E002", _store,
+    Rule("BREAKER_STORE", "flexiai.E002", _store_spec,
          'A dict {"BACKEND": "dotted.path.Store", "OPTIONS": {...}} whose BACKEND imports.'),
     Rule("FAILURE_THRESHOLD", "flexiai.E003", _positive_int, "An integer of at least 1."),
     Rule("SUCCESS_THRESHOLD", "flexiai.E004", _positive_int, "An integer of at least 1."),
-    Rule("OPEN_SECONDS", "flexiai.E005", lambda v: _number(v) and v >= 0,
+    Rule("OPEN_SECONDS", "flexiai.E005", lambda v: _is_number(v) and v >= 0,
          "A number of seconds, 0 or more."),
-    Rule("MAX_OPEN_SECONDS", "flexiai.E006", lambda v: _number(v) and v >= 0,
+    Rule("MAX_OPEN_SECONDS", "flexiai.E006", lambda v: _is_number(v) and v >= 0,
          "A number of seconds, 0 or more, and not below OPEN_SECONDS."),
-    Rule("OPEN_JITTER", "flexiai.E007", lambda v: _number(v) and 0 <= v < 1,
+    Rule("OPEN_JITTER", "flexiai.E007", lambda v: _is_number(v) and 0 <= v < 1,
          "A fraction from 0 (no jitter) to below 1."),
     Rule("HALF_OPEN_MAX_CALLS", "flexiai.E008", _positive_int, "An integer of at least 1."),
-    Rule("PROBE_TTL_SECONDS", "flexiai.E009", lambda v: _number(v) and v > 0,
+    Rule("PROBE_TTL_SECONDS", "flexiai.E009", lambda v: _is_number(v) and v > 0,
          "A positive number of seconds, longer than your slowest provider timeout."),
-    Rule("DEFAULT_TIMEOUT", "flexiai.E010", lambda v: _number(v) and v > 0,
+    Rule("DEFAULT_TIMEOUT", "flexiai.E010", lambda v: _is_number(v) and v > 0,
          "A positive number of seconds."),
-    Rule("PROVIDER_REFRESH_SECONDS", "flexiai.E011", lambda v: _number(v) and v >= 0,
+    Rule("PROVIDER_REFRESH_SECONDS", "flexiai.E011", lambda v: _is_number(v) and v >= 0,
          "A number of seconds, 0 or more."),
     Rule("ADAPTERS", "flexiai.E012", _adapters,
          'A dict {"kind": "dotted.path.AdapterClass"} whose paths import.'),
@@ -104,7 +104,7 @@ RULES = (
     Rule("DEGRADED_MESSAGE", "flexiai.E018",
          lambda v: v is None or (isinstance(v, str) and bool(v)),
          "None to skip the degraded tier, or a non-empty message."),
-    Rule("RETRY_AFTER_SECONDS", "flexiai.E019", lambda v: _number(v) and v > 0,
+    Rule("RETRY_AFTER_SECONDS", "flexiai.E019", lambda v: _is_number(v) and v > 0,
          "A positive number of seconds."),
     Rule("ENCRYPTION_KEYS", "flexiai.E020",
          lambda v: isinstance(v, list | tuple) and all(isinstance(k, str) and k for k in v),
@@ -118,7 +118,7 @@ RULES = (
     Rule("CHANNEL_LAYER", "flexiai.E023",
          lambda v: isinstance(v, str) and v in getattr(settings, "CHANNEL_LAYERS", {}),
          "The name of an entry in CHANNEL_LAYERS."),
-    Rule("RESYNC_SECONDS", "flexiai.E024", lambda v: _number(v) and v > 0,
+    Rule("RESYNC_SECONDS", "flexiai.E024", lambda v: _is_number(v) and v > 0,
          "A positive number of seconds (default 0.5)."),
     Rule("MODEL_ALIASES", "flexiai.E027",
          lambda v: isinstance(v, dict) and all(
@@ -128,13 +128,13 @@ RULES = (
          'A dict {"alias": None (all providers) or ["provider", ...]}.'),
     Rule("ALLOW_ANONYMOUS_LOOPBACK", "flexiai.E028", lambda v: isinstance(v, bool),
          "True or False."),
-    Rule("API_KEY_CACHE_SECONDS", "flexiai.E029", lambda v: _number(v) and v >= 0,
+    Rule("API_KEY_CACHE_SECONDS", "flexiai.E029", lambda v: _is_number(v) and v >= 0,
          "Seconds a worker trusts a looked-up API key (revocations take this long)."),
     Rule("HISTORY_LIMIT", "flexiai.E030", _int_at_least(0),
          "An integer of at least 0 (0 keeps no history)."),
-    Rule("STATS_WINDOW_SECONDS", "flexiai.E031", lambda v: _number(v) and v > 0,
+    Rule("STATS_WINDOW_SECONDS", "flexiai.E031", lambda v: _is_number(v) and v > 0,
          "A number of seconds above 0."),
-    Rule("STATS_PUBLISH_SECONDS", "flexiai.E032", lambda v: _number(v) and v > 0,
+    Rule("STATS_PUBLISH_SECONDS", "flexiai.E032", lambda v: _is_number(v) and v > 0,
          "A number of seconds above 0."),
     Rule("MAX_BODY_BYTES", "flexiai.E025", _positive_int,
          "A size in bytes; larger API request bodies get a 413."),
@@ -183,7 +183,7 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             errors.append(checks.Error(f"FLEXIAI[{rule.key!r}] is invalid: {shown}.",
                                        id=rule.id, hint=rule.hint))
     opened, capped = merged["OPEN_SECONDS"], merged["MAX_OPEN_SECONDS"]
-    if _number(opened) and _number(capped) and capped < opened:
+    if _is_number(opened) and _is_number(capped) and capped < opened:
         errors.append(checks.Error("FLEXIAI['MAX_OPEN_SECONDS'] is below OPEN_SECONDS.",
                                    id="flexiai.E006", hint=RULES[5].hint))
     return errors

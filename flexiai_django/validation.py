@@ -46,7 +46,7 @@ def _is_number(value: Any) -> bool:
             and math.isfinite(value))
 
 
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+def _bounded_number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
         return None
@@ -141,9 +141,9 @@ def parse(body: bytes, *, max_tokens_limit: int = 128_000,
     chat = ChatRequest(
         messages=_messages(data.get("messages"), max_messages),
         model=model,
-        temperature=_number(data, "temperature", 0, 2),
+        temperature=_bounded_number(data, "temperature", 0, 2),
         max_tokens=max_tokens,
-        top_p=_number(data, "top_p", 0, 1),
+        top_p=_bounded_number(data, "top_p", 0, 1),
         stop=_stop(data.get("stop")),
         user=user,
     )
