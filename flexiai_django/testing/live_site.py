@@ -84,12 +84,14 @@ class LiveSite:
     ``settings`` defaults to the caller's ``$DJANGO_SETTINGS_MODULE`` (pytest-django sets
     it), else the demo site's. Users: ``site.users["admin"]`` (superuser), ``["operator"]``
     (staff who may view and change providers), ``["staff"]`` (staff, no permissions),
-    ``["member"]`` (active, not staff).
+    ``["member"]`` (active, not staff). ``env`` adds to (or overrides) the servers'
+    environment, e.g. ``{"DJANGO_ALLOWED_HOSTS": "*"}``.
     """
 
     def __init__(self, directory: Path, upstream: FakeUpstream, *,
                  redis_url: str | None = None, flexiai: dict[str, Any] | None = None,
-                 api_workers: int = 2, settings: str | None = None) -> None:
+                 api_workers: int = 2, settings: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.directory = directory
         self.upstream = upstream
         self.env = {
@@ -102,6 +104,7 @@ class LiveSite:
             "DJANGO_DEBUG": "0",
             "OPENAI_API_KEY": "",
             "ANTHROPIC_API_KEY": "",
+            **(env or {}),
         }
         self.users = {
             "admin": SiteUser("admin", secrets.token_urlsafe(12), True, True),

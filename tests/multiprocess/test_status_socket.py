@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, _fake_upstream_server):
-    with LiveSite(tmp_path_factory.mktemp("socket-site"), _fake_upstream_server) as live:
+    # ALLOWED_HOSTS "*": the Origin check must not lean on it (it admits every host).
+    with LiveSite(tmp_path_factory.mktemp("socket-site"), _fake_upstream_server,
+                  env={"DJANGO_ALLOWED_HOSTS": "*"}) as live:
         yield live
 
 
@@ -45,17 +47,24 @@ def test_an_operator_gets_the_snapshot_and_live_events_from_a_uvicorn_worker(sit
     site.force("demo-primary", "closed")
 
 
-@pytest.mark.parametrize("who", [None, "member"])
-def test_anonymous_and_non_staff_sockets_are_refused_at_the_handshake(site, who):
+@pytest.mark.parametrize("who", [None, "member", "staff"])
+def test_anonymous_non_staff_and_permissionless_staff_sockets_are_refused(site, who):
     with pytest.raises(InvalidStatus) as refused:
         open_socket(site, who)
     assert refused.value.response.status_code == 403
 
 
-def test_a_socket_from_another_origin_is_refused(site):
+@pytest.mark.parametrize("origin", [
+    "http://evil.example",
+    "https://127.0.0.1:{port}",  # the right host and port, the wrong scheme
+    "http://127.0.0.1:1",        # the right host, another port
+    "http://localhost:{port}",   # an allowed host, not this page's
+])
+def test_a_socket_from_another_origin_is_refused(site, origin):
     cookie = site.session_cookie("operator")
     url = site.api.url.replace("http://", "ws://") + "/" + STATUS_SOCKET_PATH
-    with pytest.raises(InvalidStatus):
-        connect(url, additional_headers={"Origin": "http://evil.example",
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, additional_headers={"Origin": origin.format(port=site.api.port),
                                          "Cookie": f"{cookie['name']}={cookie['value']}"},
                 open_timeout=10)
+    assert refused.value.response.status_code == 403
