@@ -991,7 +991,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"fake upstream listening on {upstream.url}", flush=True)
     upstream.serve_forever()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
