@@ -31,6 +31,8 @@ from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from flexiai_django.testing.fake_upstream.faults import ArmedFault, Fault
+
 __all__ = ["DEFAULT_REPLY_PREFIX", "FakeUpstream", "Fault", "RecordedRequest", "main"]
 
 Api = Literal["openai", "anthropic", "ollama"]
@@ -46,66 +48,6 @@ _MAX_RECORDED = 1000
 _PAUSE_SLICE = 0.05
 _DISCONNECTS = (ConnectionError, TimeoutError)
 _WORD = re.compile(r"\s*\S+\s*")
-
-# name -> (accepted types, None allowed)
-_FAULT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
-    "status": ((int,), True),
-    "retry_after": ((int, float), True),
-    "delay": ((int, float), False),
-    "reset": ((bool,), False),
-    "malformed": ((bool,), False),
-    "truncated": ((bool,), False),
-    "stream_fail_after": ((int,), True),
-    "chunk_delay": ((int, float), False),
-    "times": ((int,), True),
-    "auth_key": ((str,), True),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Fault:
-    """How one scope misbehaves; fields combine (e.g. ``status=429, retry_after=1``)."""
-
-    status: int | None = None
-    retry_after: float | None = None
-    delay: float = 0.0
-    reset: bool = False
-    malformed: bool = False
-    truncated: bool = False
-    stream_fail_after: int | None = None
-    chunk_delay: float = 0.0
-    times: int | None = None
-    auth_key: str | None = None
-
-    def __post_init__(self) -> None:
-        """Reject bad values up front: a typo'd fault should fail the test setting it."""
-        for name, (types, nullable) in _FAULT_TYPES.items():
-            value = getattr(self, name)
-            if value is None and nullable:
-                continue
-            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-                raise ValueError(f"fault field {name!r} has invalid value {value!r}")
-        if self.status is not None and not 100 <= self.status <= 599:
-            raise ValueError(f"fault field 'status' must be 100..599, got {self.status}")
-        for name in ("retry_after", "delay", "chunk_delay", "stream_fail_after"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"fault field {name!r} must be >= 0, got {value}")
-        if self.times is not None and self.times < 1:
-            raise ValueError(f"fault field 'times' must be >= 1, got {self.times}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Fault:
-        """Build from JSON-ish data, naming any unknown field (used by the HTTP control API)."""
-        unknown = sorted(set(data) - set(_FAULT_TYPES))
-        if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, for ``/_stats``."""
-        return dataclasses.asdict(self)
-
 
 class _Headers(dict[str, str]):
     """Lower-cased header dict with case-insensitive lookups, so tests needn't guess casing."""
@@ -143,8 +85,7 @@ class RecordedRequest:
 @dataclasses.dataclass
 class _Scope:
     hits: int = 0
-    fault: Fault | None = None
-    remaining: int | None = None
+    armed: ArmedFault = dataclasses.field(default_factory=ArmedFault)
     reply_prefix: str = DEFAULT_REPLY_PREFIX
     recorded: deque[RecordedRequest] = dataclasses.field(
         default_factory=lambda: deque(maxlen=_MAX_RECORDED)
@@ -178,23 +119,16 @@ class _State:
             scope = self._scope(name)
             scope.hits += 1
             scope.recorded.append(record)
-            fault = scope.fault
-            if fault is not None and scope.remaining is not None:
-                scope.remaining -= 1
-                if scope.remaining <= 0:
-                    scope.fault = scope.remaining = None
-            return fault, scope.reply_prefix, next(self._ids)
+            return scope.armed.take(), scope.reply_prefix, next(self._ids)
 
     def set_fault(self, name: str, fault: Fault | None) -> None:
         with self._lock:
-            scope = self._scope(name)
-            scope.fault = fault
-            scope.remaining = fault.times if fault is not None else None
+            self._scope(name).armed.arm(fault)
 
     def clear_faults(self) -> None:
         with self._lock:
             for scope in self._scopes.values():
-                scope.fault = scope.remaining = None
+                scope.armed.clear()
 
     def set_reply_prefix(self, name: str, prefix: str) -> None:
         with self._lock:
@@ -220,8 +154,8 @@ class _State:
             scopes = {
                 name: {
                     "hits": scope.hits,
-                    "fault": scope.fault.to_dict() if scope.fault is not None else None,
-                    "remaining": scope.remaining,
+                    "fault": scope.armed.fault.to_dict() if scope.armed.fault is not None else None,
+                    "remaining": scope.armed.remaining,
                     "reply_prefix": scope.reply_prefix,
                 }
                 for name, scope in sorted(self._scopes.items())
