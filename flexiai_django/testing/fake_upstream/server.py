@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import re
 import select
 import socket
 import struct
@@ -24,30 +23,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
+from flexiai_django.testing.fake_upstream import formats
 from flexiai_django.testing.fake_upstream.faults import ArmedFault, Fault
+from flexiai_django.testing.fake_upstream.formats import Api, ApiFormat, Reply
 
 __all__ = ["DEFAULT_REPLY_PREFIX", "FakeUpstream", "Fault", "RecordedRequest", "main"]
 
-Api = Literal["openai", "anthropic", "ollama"]
-
 DEFAULT_REPLY_PREFIX = "echo: "
 
-_ENDPOINTS: tuple[tuple[str, Api], ...] = (
-    ("/v1/chat/completions", "openai"),
-    ("/v1/messages", "anthropic"),
-    ("/api/chat", "ollama"),
-)
 _MAX_RECORDED = 1000
 _PAUSE_SLICE = 0.05
 _DISCONNECTS = (ConnectionError, TimeoutError)
-_WORD = re.compile(r"\s*\S+\s*")
 
 class _Headers(dict[str, str]):
     """Lower-cased header dict with case-insensitive lookups, so tests needn't guess casing."""
@@ -185,269 +177,8 @@ class _State:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-# --- reply bodies ---------------------------------------------------------------------------
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict)]
-        return " ".join(p for p in parts if isinstance(p, str))
-    return ""
-
-
-def _last_user_text(payload: Mapping[str, Any]) -> str:
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                return _text_of(message.get("content"))
-    return ""
-
-
-def _prompt_tokens(payload: Mapping[str, Any]) -> int:
-    words = len(_text_of(payload.get("system")).split())
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict):
-                words += len(_text_of(message.get("content")).split())
-    return words
-
-
-def _pieces(content: str) -> list[str]:
-    """One piece per word with its trailing whitespace; joining them gives back ``content``."""
-    pieces = _WORD.findall(content)
-    return pieces or ([content] if content else [])
-
-
-def _sse(data: Any, event: str | None = None) -> bytes:
-    text = data if isinstance(data, str) else json.dumps(data)
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {text}\n\n".encode()
-
-
-def _ndjson(data: Any) -> bytes:
-    return (json.dumps(data) + "\n").encode()
-
-
-def _error_type(api: Api, status: int) -> str:
-    common = {
-        400: "invalid_request_error",
-        401: "authentication_error",
-        403: "permission_error",
-        404: "not_found_error",
-        429: "rate_limit_error",
-    }
-    if api == "anthropic":
-        extra = {413: "request_too_large", 529: "overloaded_error"}
-        return common.get(status) or extra.get(status, "api_error")
-    return common.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
-
-
-def _error_document(api: Api, status: int, message: str) -> dict[str, Any]:
-    kind = _error_type(api, status)
-    if api == "anthropic":
-        return {"type": "error", "error": {"type": kind, "message": message}}
-    if api == "ollama":
-        return {"error": message}
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
 def _control_error(message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error"}}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Reply:
-    """A deterministic answer, rendered in one API's shape, whole or as stream frames."""
-
-    api: Api
-    model: str
-    content: str
-    prompt_tokens: int
-    number: int
-    include_usage: bool = False
-
-    @property
-    def completion_tokens(self) -> int:
-        return len(self.content.split())
-
-    @property
-    def created(self) -> int:
-        return int(time.time())
-
-    @property
-    def message_id(self) -> str:
-        return f"msg_fake_{self.number}" if self.api == "anthropic" else self.chat_id
-
-    @property
-    def chat_id(self) -> str:
-        return f"chatcmpl-fake-{self.number}"
-
-    def _usage(self) -> dict[str, int]:
-        p, c = self.prompt_tokens, self.completion_tokens
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-
-    def _ollama(self, content: str, done: bool) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "model": self.model,
-            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "message": {"role": "assistant", "content": content},
-            "done": done,
-        }
-        if done:
-            doc |= {
-                "done_reason": "stop",
-                "prompt_eval_count": self.prompt_tokens,
-                "eval_count": self.completion_tokens,
-            }
-        return doc
-
-    def document(self) -> dict[str, Any]:
-        if self.api == "anthropic":
-            return {
-                "id": self.message_id,
-                "type": "message",
-                "role": "assistant",
-                "model": self.model,
-                "content": [{"type": "text", "text": self.content}],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {
-                    "input_tokens": self.prompt_tokens,
-                    "output_tokens": self.completion_tokens,
-                },
-            }
-        if self.api == "ollama":
-            return self._ollama(self.content, done=True)
-        return {
-            "id": self.chat_id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.content},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": self._usage(),
-        }
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
-        return _sse(
-            {
-                "id": self.chat_id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-        )
-
-    def frames(self) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        """Stream frames split as (preamble, one frame per content piece, epilogue)."""
-        pieces = _pieces(self.content)
-        if self.api == "anthropic":
-            start = {
-                "type": "message_start",
-                "message": {
-                    "id": self.message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": self.model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 0},
-                },
-            }
-            block = {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            }
-            preamble = [_sse(start, "message_start"), _sse(block, "content_block_start")]
-            body = [
-                _sse(
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": piece},
-                    },
-                    "content_block_delta",
-                )
-                for piece in pieces
-            ]
-            delta = {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": self.completion_tokens},
-            }
-            epilogue = [
-                _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-                _sse(delta, "message_delta"),
-                _sse({"type": "message_stop"}, "message_stop"),
-            ]
-            return preamble, body, epilogue
-        if self.api == "ollama":
-            return (
-                [],
-                [_ndjson(self._ollama(p, done=False)) for p in pieces],
-                [_ndjson(self._ollama("", done=True))],
-            )
-        preamble = [self._chunk({"role": "assistant", "content": ""}, None)]
-        body = [self._chunk({"content": piece}, None) for piece in pieces]
-        epilogue = [self._chunk({}, "stop")]
-        if self.include_usage:
-            epilogue.append(
-                _sse(
-                    {
-                        "id": self.chat_id,
-                        "object": "chat.completion.chunk",
-                        "created": self.created,
-                        "model": self.model,
-                        "choices": [],
-                        "usage": self._usage(),
-                    }
-                )
-            )
-        epilogue.append(_sse("[DONE]"))
-        return preamble, body, epilogue
-
-    def malformed_body(self) -> bytes:
-        if self.api == "anthropic":
-            return b'{"id": "msg_fake", "type": "message", "content": [{"type": "text", "te'
-        if self.api == "ollama":
-            return b'{"model": "fake", "message": {"role": "assistant", "content": <<<'
-        return b'{"choices": [{"index": 0, "message": {"role": "assistant", ###'
-
-    def malformed_frames(self) -> list[bytes]:
-        if self.api == "anthropic":
-            return [b'event: content_block_delta\ndata: {"type": "content_block_delta", ###\n\n']
-        if self.api == "ollama":
-            return [b'{"model": "fake", "message": {"content": ###\n']
-        return [b'data: {"choices": [{"delta": {"content": ###\n\n', _sse("[DONE]")]
-
-
-def _route(path: str) -> tuple[str, Api] | None:
-    for suffix, api in _ENDPOINTS:
-        if path.endswith(suffix):
-            return _norm_scope(path[: -len(suffix)]), api
-    return None
-
-
-def _authorized(api: Api, headers: Mapping[str, str], key: str) -> bool:
-    if api == "anthropic":
-        return headers.get("x-api-key") == key
-    return headers.get("authorization") == f"Bearer {key}"
-
-
-def _wants_stream(api: Api, payload: Mapping[str, Any]) -> bool:
-    return bool(payload.get("stream", api == "ollama"))
 
 
 # --- server ---------------------------------------------------------------------------------
@@ -506,17 +237,17 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 action(body)
             return
-        route = _route(parts.path)
+        route = formats.for_path(parts.path)
         if route is None:
             message = f"no route for {self.command} {parts.path}"
             self._send_json(404, {"error": {"message": message, "type": "not_found_error"}})
             return
         scope, api = route
         if self.command != "POST":
-            document = _error_document(api, 405, f"{self.command} not allowed; use POST")
+            document = api.error_document(405, f"{self.command} not allowed; use POST")
             self._send_json(405, document, {"Allow": "POST"})
             return
-        self._serve_api(scope, api, parts.path, parts.query, body)
+        self._serve_api(_norm_scope(scope), api, parts.path, parts.query, body)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -657,14 +388,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- LLM endpoints
 
-    def _serve_api(self, scope: str, api: Api, path: str, query: str, body: bytes) -> None:
+    def _serve_api(
+        self, scope: str, api: ApiFormat, path: str, query: str, body: bytes
+    ) -> None:
         payload: Any
         try:
             payload = json.loads(body)
         except ValueError:
             payload = None
         headers = _Headers(self.headers.items())
-        record = RecordedRequest(path, headers, payload, self.command, scope, api, query, body)
+        record = RecordedRequest(
+            path, headers, payload, self.command, scope, api.name, query, body
+        )
         fault, prefix, number = self.state.arrive(scope, record)
         fault = fault or Fault()
 
@@ -674,39 +409,31 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.reset:
             self._abort()
             return
-        if fault.auth_key is not None and not _authorized(api, headers, fault.auth_key):
-            self._send_json(401, _error_document(api, 401, "invalid or missing api key"))
+        if fault.auth_key is not None and not api.authorized(headers, fault.auth_key):
+            self._send_json(401, api.error_document(401, "invalid or missing api key"))
             return
         if fault.status is not None:
             extra = {}
             if fault.retry_after is not None:
                 extra["Retry-After"] = f"{fault.retry_after:g}"
             message = f"fake upstream error {fault.status}"
-            self._send_json(fault.status, _error_document(api, fault.status, message), extra)
+            self._send_json(fault.status, api.error_document(fault.status, message), extra)
             return
         if not isinstance(payload, dict):
             message = "request body must be a JSON object"
-            self._send_json(400, _error_document(api, 400, message))
+            self._send_json(400, api.error_document(400, message))
             return
 
-        options = payload.get("stream_options")
-        reply = _Reply(
-            api=api,
-            model=str(payload.get("model", "")),
-            content=prefix + _last_user_text(payload),
-            prompt_tokens=_prompt_tokens(payload),
-            number=number,
-            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
-        )
-        if _wants_stream(api, payload):
-            self._stream(reply, fault)
+        reply = api.reply(payload, prefix, number)
+        if api.wants_stream(payload):
+            self._stream(api, reply, fault)
         else:
-            self._reply_whole(reply, fault)
+            self._reply_whole(api, reply, fault)
 
-    def _reply_whole(self, reply: _Reply, fault: Fault) -> None:
-        body = json.dumps(reply.document()).encode()
+    def _reply_whole(self, api: ApiFormat, reply: Reply, fault: Fault) -> None:
+        body = json.dumps(api.document(reply)).encode()
         if fault.malformed:
-            body = reply.malformed_body()
+            body = api.malformed_body
         if not fault.truncated:
             self._send_raw(200, body)
             return
@@ -717,19 +444,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body[: len(body) // 2])
         self._hang_up()
 
-    def _stream(self, reply: _Reply, fault: Fault) -> None:
+    def _stream(self, api: ApiFormat, reply: Reply, fault: Fault) -> None:
         self.send_response(200)
-        content_type = "application/x-ndjson" if reply.api == "ollama" else "text/event-stream"
-        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Type", api.stream_content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         if fault.malformed:
-            for frame in reply.malformed_frames():
+            for frame in api.malformed_frames:
                 self._write_chunk(frame)
             self.wfile.write(b"0\r\n\r\n")
             return
-        preamble, pieces, epilogue = reply.frames()
+        preamble, pieces, epilogue = api.frames(reply)
         for frame in preamble:
             self._write_chunk(frame)
         frames: list[bytes | None] = [*pieces, None]
@@ -870,11 +596,10 @@ class FakeUpstream:
 
     def base_url(self, scope: str = "", api: str = "openai") -> str:
         """What to put in a provider's base URL field for ``scope``."""
-        if api not in ("openai", "anthropic", "ollama"):
-            raise ValueError(f"unknown api {api!r}; expected openai, anthropic or ollama")
+        path = formats.named(api).base_path
         scope = _norm_scope(scope)
         root = f"{self.url}/{scope}" if scope else self.url
-        return f"{root}/v1" if api == "openai" else root
+        return root + path
 
     # -- faults and observations
 
