@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import itertools
 import json
 import select
 import socket
@@ -21,8 +20,7 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from types import TracebackType
@@ -30,152 +28,20 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flexiai_django.testing.fake_upstream import formats
-from flexiai_django.testing.fake_upstream.faults import ArmedFault, Fault
-from flexiai_django.testing.fake_upstream.formats import Api, ApiFormat, Reply
+from flexiai_django.testing.fake_upstream.faults import Fault
+from flexiai_django.testing.fake_upstream.formats import ApiFormat, Reply
+from flexiai_django.testing.fake_upstream.state import (
+    DEFAULT_REPLY_PREFIX,
+    Headers,
+    RecordedRequest,
+    State,
+    norm_scope,
+)
 
 __all__ = ["DEFAULT_REPLY_PREFIX", "FakeUpstream", "Fault", "RecordedRequest", "main"]
 
-DEFAULT_REPLY_PREFIX = "echo: "
-
-_MAX_RECORDED = 1000
 _PAUSE_SLICE = 0.05
 _DISCONNECTS = (ConnectionError, TimeoutError)
-
-class _Headers(dict[str, str]):
-    """Lower-cased header dict with case-insensitive lookups, so tests needn't guess casing."""
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__()
-        for key, value in items:
-            lower = key.lower()
-            self[lower] = f"{self[lower]}, {value}" if lower in self else value
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-
-@dataclasses.dataclass(frozen=True)
-class RecordedRequest:
-    """What a scope's endpoint received, so tests can check keys, bodies and routing."""
-
-    path: str
-    headers: dict[str, str]
-    json: Any
-    method: str = "POST"
-    scope: str = ""
-    api: Api = "openai"
-    query: str = ""
-    body: bytes = b""
-
-
-@dataclasses.dataclass
-class _Scope:
-    hits: int = 0
-    armed: ArmedFault = dataclasses.field(default_factory=ArmedFault)
-    reply_prefix: str = DEFAULT_REPLY_PREFIX
-    recorded: deque[RecordedRequest] = dataclasses.field(
-        default_factory=lambda: deque(maxlen=_MAX_RECORDED)
-    )
-
-
-def _norm_scope(scope: str) -> str:
-    return scope.strip("/")
-
-
-class _State:
-    """Everything the handler threads share, behind one lock."""
-
-    def __init__(self) -> None:
-        self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._scopes: dict[str, _Scope] = {}
-        self._ids = itertools.count(1)
-        self._connections = 0
-        self._open: set[socket.socket] = set()
-
-    def _scope(self, name: str) -> _Scope:
-        scope = self._scopes.get(name)
-        if scope is None:
-            scope = self._scopes[name] = _Scope()
-        return scope
-
-    def arrive(self, name: str, record: RecordedRequest) -> tuple[Fault | None, str, int]:
-        """Count and record a request, consuming one use of a ``times``-limited fault."""
-        with self._lock:
-            scope = self._scope(name)
-            scope.hits += 1
-            scope.recorded.append(record)
-            return scope.armed.take(), scope.reply_prefix, next(self._ids)
-
-    def set_fault(self, name: str, fault: Fault | None) -> None:
-        with self._lock:
-            self._scope(name).armed.arm(fault)
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            for scope in self._scopes.values():
-                scope.armed.clear()
-
-    def set_reply_prefix(self, name: str, prefix: str) -> None:
-        with self._lock:
-            self._scope(name).reply_prefix = prefix
-
-    def hits(self, name: str) -> int:
-        with self._lock:
-            scope = self._scopes.get(name)
-            return scope.hits if scope is not None else 0
-
-    def requests(self, name: str) -> list[RecordedRequest]:
-        with self._lock:
-            scope = self._scopes.get(name)
-            return list(scope.recorded) if scope is not None else []
-
-    def reset(self) -> None:
-        with self._lock:
-            self._scopes.clear()
-            self._connections = 0
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            scopes = {
-                name: {
-                    "hits": scope.hits,
-                    "fault": scope.armed.fault.to_dict() if scope.armed.fault is not None else None,
-                    "remaining": scope.armed.remaining,
-                    "reply_prefix": scope.reply_prefix,
-                }
-                for name, scope in sorted(self._scopes.items())
-            }
-            return {"scopes": scopes, "connections": self._connections}
-
-    @property
-    def connections(self) -> int:
-        with self._lock:
-            return self._connections
-
-    def opened(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._connections += 1
-            self._open.add(sock)
-
-    def closed(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.discard(sock)
-
-    def drop_connections(self) -> None:
-        """Wake handler threads parked on idle keep-alive connections so stop() is prompt."""
-        with self._lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
 
 def _control_error(message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error"}}
@@ -191,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     @property
-    def state(self) -> _State:
+    def state(self) -> State:
         return cast(_Server, self.server).state
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -247,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             document = api.error_document(405, f"{self.command} not allowed; use POST")
             self._send_json(405, document, {"Allow": "POST"})
             return
-        self._serve_api(_norm_scope(scope), api, parts.path, parts.query, body)
+        self._serve_api(norm_scope(scope), api, parts.path, parts.query, body)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -363,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(scope, str) or not isinstance(prefix, str | None):
             self._send_json(400, _control_error("'scope' and 'reply_prefix' must be strings"))
             return
-        scope = _norm_scope(scope)
+        scope = norm_scope(scope)
         try:
             fault = None if clear or not data else Fault.from_dict(data)
         except (TypeError, ValueError) as exc:
@@ -396,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.loads(body)
         except ValueError:
             payload = None
-        headers = _Headers(self.headers.items())
+        headers = Headers(self.headers.items())
         record = RecordedRequest(
             path, headers, payload, self.command, scope, api.name, query, body
         )
@@ -481,7 +347,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], state: _State) -> None:
+    def __init__(self, address: tuple[str, int], state: State) -> None:
         self.state = state
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -520,7 +386,7 @@ class FakeUpstream:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._state = _State()
+        self._state = State()
         self._server = _Server((host, port), self._state)
         self.host: str = host
         self.port: int = int(self._server.server_address[1])
@@ -597,7 +463,7 @@ class FakeUpstream:
     def base_url(self, scope: str = "", api: str = "openai") -> str:
         """What to put in a provider's base URL field for ``scope``."""
         path = formats.named(api).base_path
-        scope = _norm_scope(scope)
+        scope = norm_scope(scope)
         root = f"{self.url}/{scope}" if scope else self.url
         return root + path
 
@@ -607,21 +473,21 @@ class FakeUpstream:
         """Make ``scope`` misbehave; keyword fields override ``fault``'s. No fault → healthy."""
         if fields:
             fault = dataclasses.replace(fault or Fault(), **fields)
-        self._state.set_fault(_norm_scope(scope), fault)
+        self._state.set_fault(norm_scope(scope), fault)
 
     def clear_faults(self) -> None:
         self._state.clear_faults()
 
     def set_reply_prefix(self, scope: str, prefix: str) -> None:
-        self._state.set_reply_prefix(_norm_scope(scope), prefix)
+        self._state.set_reply_prefix(norm_scope(scope), prefix)
 
     def hits(self, scope: str = "") -> int:
         """Requests that reached ``scope``'s endpoints, counted before any fault applied."""
-        return self._state.hits(_norm_scope(scope))
+        return self._state.hits(norm_scope(scope))
 
     def requests(self, scope: str = "") -> list[RecordedRequest]:
         """The last requests ``scope`` received, oldest first."""
-        return self._state.requests(_norm_scope(scope))
+        return self._state.requests(norm_scope(scope))
 
     def stats(self) -> dict[str, Any]:
         """Same document as ``GET /_stats``."""
