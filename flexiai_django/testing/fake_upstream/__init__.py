@@ -11,13 +11,14 @@ Modules, one job each: ``faults`` (the Fault model and how a scope's fault is us
 ``state`` (scopes, recordings, counters, behind one lock), ``formats`` (one module per API
 format behind ``formats.base.ApiFormat``), ``transport`` (HTTP/1.1 plumbing), ``control``
 (the ``/_fault``, ``/_reset``, ``/_stats``, ``/_health`` endpoints), ``handler`` (routing
-and acting on faults), ``server`` (``FakeUpstream``, ``main``).
+and acting on faults), ``server`` (``FakeUpstream``), ``cli`` (``main``).
 """
 
 from __future__ import annotations
 
+from flexiai_django.testing.fake_upstream.cli import main
 from flexiai_django.testing.fake_upstream.faults import Fault
-from flexiai_django.testing.fake_upstream.server import FakeUpstream, main
+from flexiai_django.testing.fake_upstream.server import FakeUpstream
 from flexiai_django.testing.fake_upstream.state import DEFAULT_REPLY_PREFIX, RecordedRequest
 
 __all__ = ["DEFAULT_REPLY_PREFIX", "FakeUpstream", "Fault", "RecordedRequest", "main"]

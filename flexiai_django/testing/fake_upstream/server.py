@@ -1,4 +1,4 @@
-"""``FakeUpstream``: start, stop and steer a fake upstream from Python (and ``main``).
+"""``FakeUpstream``: start, stop and steer a fake upstream from Python.
 
 The object tests and benchmarks hold: it binds the port, runs the server thread (or the
 foreground loop), shuts it down promptly, and offers the Python side of what the HTTP
@@ -7,10 +7,8 @@ control API does (faults, reply prefixes, hits, recordings, stats) on the shared
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import threading
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -144,18 +142,3 @@ class FakeUpstream:
     def reset(self) -> None:
         """Back to a fresh server: no faults, counters, recordings or custom prefixes."""
         self._state.reset()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the fake upstream in the foreground, for the demo and manual poking."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flexiai_django.testing.fake_upstream",
-        description="Fake OpenAI/Anthropic/Ollama upstream with run-time fault injection.",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    args = parser.parse_args(argv)
-    upstream = FakeUpstream(args.host, args.port)
-    print(f"fake upstream listening on {upstream.url}", flush=True)
-    upstream.serve_forever()
-    return 0
