@@ -23,22 +23,8 @@ from flexiai_django.testing.fake_upstream.transport import Connection
 class Handler(Connection):
     """Serves the control API and the OpenAI, Anthropic and Ollama chat endpoints."""
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
     def _dispatch(self) -> None:
+        """Every method goes through here: control paths, API paths or a 404."""
         body = self._read_body()
         if body is None:
             self.close_connection = True
@@ -65,6 +51,8 @@ class Handler(Connection):
             self._send_json(405, document, {"Allow": "POST"})
             return
         self._serve_api(norm_scope(scope), fmt, parts.path, parts.query, body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
     def _serve_api(
         self, scope: str, fmt: ApiFormat, path: str, query: str, body: bytes
