@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from flexiai_django.testing.fake_upstream.faults import Fault
+from flexiai_django.testing.fake_upstream.faults import Fault, shown
 from flexiai_django.testing.fake_upstream.state import State, norm_scope
 
 Answer = tuple[int, dict[str, Any]]
@@ -44,8 +44,7 @@ def _fault(state: State, body: bytes) -> Answer:
         state.set_reply_prefix(scope, prefix)
     if clear or data or prefix is None:
         state.set_fault(scope, fault)
-    shown = fault.to_dict() if fault is not None else None
-    return 200, {"ok": True, "scope": scope, "fault": shown}
+    return 200, {"ok": True, "scope": scope, "fault": shown(fault)}
 
 
 def _reset(state: State, body: bytes) -> Answer:

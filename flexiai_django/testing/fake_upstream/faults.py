@@ -71,6 +71,11 @@ class Fault:
         return dataclasses.asdict(self)
 
 
+def shown(fault: Fault | None) -> dict[str, Any] | None:
+    """A fault as ``/_fault`` and ``/_stats`` show it: its fields, or None when healthy."""
+    return fault.to_dict() if fault is not None else None
+
+
 @dataclasses.dataclass
 class ArmedFault:
     """The fault one scope currently has, and how many more requests it applies to.

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from flexiai_django.testing.fake_upstream.faults import ArmedFault, Fault
+from flexiai_django.testing.fake_upstream.faults import ArmedFault, Fault, shown
 from flexiai_django.testing.fake_upstream.formats import Api
 
 DEFAULT_REPLY_PREFIX = "echo: "
@@ -129,7 +129,7 @@ class State:
             scopes = {
                 name: {
                     "hits": scope.hits,
-                    "fault": scope.armed.fault.to_dict() if scope.armed.fault is not None else None,
+                    "fault": shown(scope.armed.fault),
                     "remaining": scope.armed.remaining,
                     "reply_prefix": scope.reply_prefix,
                 }
