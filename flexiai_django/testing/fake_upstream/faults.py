@@ -1,0 +1,104 @@
+"""The fault model: what a scope of the fake upstream does wrong, and for how many requests.
+
+Kept apart from the server so a new kind of fault is one field here (plus the code in
+``handler`` that acts on it), and so the rules for picking a request's fault — an armed
+fault applies until its ``times`` are used up — live in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+# name -> (accepted types, None allowed)
+_FAULT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "status": ((int,), True),
+    "retry_after": ((int, float), True),
+    "delay": ((int, float), False),
+    "reset": ((bool,), False),
+    "malformed": ((bool,), False),
+    "truncated": ((bool,), False),
+    "stream_fail_after": ((int,), True),
+    "chunk_delay": ((int, float), False),
+    "times": ((int,), True),
+    "auth_key": ((str,), True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """How one scope misbehaves; fields combine (e.g. ``status=429, retry_after=1``)."""
+
+    status: int | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    reset: bool = False
+    malformed: bool = False
+    truncated: bool = False
+    stream_fail_after: int | None = None
+    chunk_delay: float = 0.0
+    times: int | None = None
+    auth_key: str | None = None
+
+    def __post_init__(self) -> None:
+        """Reject bad values up front: a typo'd fault should fail the test setting it."""
+        for name, (types, nullable) in _FAULT_TYPES.items():
+            value = getattr(self, name)
+            if value is None and nullable:
+                continue
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                raise ValueError(f"fault field {name!r} has invalid value {value!r}")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError(f"fault field 'status' must be 100..599, got {self.status}")
+        for name in ("retry_after", "delay", "chunk_delay", "stream_fail_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"fault field {name!r} must be >= 0, got {value}")
+        if self.times is not None and self.times < 1:
+            raise ValueError(f"fault field 'times' must be >= 1, got {self.times}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fault:
+        """Build from JSON-ish data, naming any unknown field (used by the HTTP control API)."""
+        unknown = sorted(set(data) - set(_FAULT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for ``/_stats``."""
+        return dataclasses.asdict(self)
+
+
+def shown(fault: Fault | None) -> dict[str, Any] | None:
+    """A fault as ``/_fault`` and ``/_stats`` show it: its fields, or None when healthy."""
+    return fault.to_dict() if fault is not None else None
+
+
+@dataclasses.dataclass
+class ArmedFault:
+    """The fault one scope currently has, and how many more requests it applies to.
+
+    Not locked: the caller (the server's shared state) holds its own lock around every use.
+    """
+
+    fault: Fault | None = None
+    remaining: int | None = None
+
+    def arm(self, fault: Fault | None) -> None:
+        """Apply ``fault`` (None: healthy) to the next ``fault.times`` requests, or all."""
+        self.fault = fault
+        self.remaining = fault.times if fault is not None else None
+
+    def clear(self) -> None:
+        self.fault = self.remaining = None
+
+    def take(self) -> Fault | None:
+        """The fault for one arriving request, using up one of a ``times``-limited fault."""
+        fault = self.fault
+        if fault is not None and self.remaining is not None:
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.clear()
+        return fault

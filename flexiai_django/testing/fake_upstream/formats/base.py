@@ -1,0 +1,145 @@
+"""The one interface every API format of the fake upstream implements, and what they share.
+
+The server reads a request, picks its fault and writes bytes; everything that depends on
+which API is spoken (the endpoint, auth header, request fields, reply, stream and error
+shapes, broken bodies) sits behind ``ApiFormat``. Teaching the fake something new about
+one API (tool calls, say) touches that API's module only.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+Api = Literal["openai", "anthropic", "ollama"]
+
+# A stream as (preamble, one frame per content piece, epilogue): the server can fail or
+# slow down between pieces without knowing the format.
+Frames = tuple[list[bytes], list[bytes], list[bytes]]
+
+COMMON_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+_WORD = re.compile(r"\s*\S+\s*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A deterministic answer to one request, before a format renders it whole or streamed."""
+
+    model: str
+    content: str
+    prompt_tokens: int
+    number: int
+    include_usage: bool = False
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.content.split())
+
+    @property
+    def created(self) -> int:
+        return int(time.time())
+
+    def pieces(self) -> list[str]:
+        """One piece per word with its trailing whitespace; joining them gives the content."""
+        pieces = _WORD.findall(self.content)
+        return pieces or ([self.content] if self.content else [])
+
+
+class ApiFormat(abc.ABC):
+    """How one API is spoken: its endpoint, its request fields and its documents."""
+
+    name: ClassVar[Api]
+    path: ClassVar[str]
+    """Endpoint path after the scope, e.g. ``/v1/chat/completions``."""
+    base_path: ClassVar[str] = ""
+    """What a client's base URL adds after the scope (the SDK appends the rest)."""
+    stream_by_default: ClassVar[bool] = False
+    stream_content_type: ClassVar[str] = "text/event-stream"
+    malformed_body: ClassVar[bytes]
+    malformed_frames: ClassVar[tuple[bytes, ...]]
+
+    # -- requests
+
+    def reply(self, payload: Mapping[str, Any], prefix: str, number: int) -> Reply:
+        """The answer to ``payload``: ``prefix`` plus the last user message, echoed."""
+        options = payload.get("stream_options")
+        return Reply(
+            model=str(payload.get("model", "")),
+            content=prefix + last_user_text(payload),
+            prompt_tokens=prompt_tokens(payload),
+            number=number,
+            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+        )
+
+    def wants_stream(self, payload: Mapping[str, Any]) -> bool:
+        return bool(payload.get("stream", self.stream_by_default))
+
+    def authorized(self, headers: Mapping[str, str], key: str) -> bool:
+        return headers.get("authorization") == f"Bearer {key}"
+
+    # -- documents
+
+    def error_type(self, status: int) -> str:
+        fallback = "server_error" if status >= 500 else "invalid_request_error"
+        return COMMON_ERROR_TYPES.get(status) or fallback
+
+    @abc.abstractmethod
+    def error_document(self, status: int, message: str) -> dict[str, Any]:
+        """The body of an error response with ``status``."""
+
+    @abc.abstractmethod
+    def document(self, reply: Reply) -> dict[str, Any]:
+        """The whole (non-streamed) reply."""
+
+    @abc.abstractmethod
+    def frames(self, reply: Reply) -> Frames:
+        """The streamed reply, as frames ready to send."""
+
+
+def text_of(content: Any) -> str:
+    """A message's text, whether a plain string or a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def last_user_text(payload: Mapping[str, Any]) -> str:
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return text_of(message.get("content"))
+    return ""
+
+
+def prompt_tokens(payload: Mapping[str, Any]) -> int:
+    """Words in the system prompt and all messages: a stand-in for a tokenizer."""
+    words = len(text_of(payload.get("system")).split())
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                words += len(text_of(message.get("content")).split())
+    return words
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event; ``data`` is JSON-encoded unless already a string."""
+    text = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {text}\n\n".encode()

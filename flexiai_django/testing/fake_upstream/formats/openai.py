@@ -1,0 +1,75 @@
+"""The OpenAI chat completions format (``/v1/chat/completions``), whole and streamed.
+
+Also what OpenAI-compatible providers speak; see ``base`` for why formats are separate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flexiai_django.testing.fake_upstream.formats.base import ApiFormat, Frames, Reply, sse
+
+_DONE = sse("[DONE]")
+
+
+class OpenAI(ApiFormat):
+    name = "openai"
+    path = "/v1/chat/completions"
+    base_path = "/v1"
+    malformed_body = b'{"choices": [{"index": 0, "message": {"role": "assistant", ###'
+    malformed_frames = (b'data: {"choices": [{"delta": {"content": ###\n\n', _DONE)
+
+    def error_document(self, status: int, message: str) -> dict[str, Any]:
+        kind = self.error_type(status)
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+    def document(self, reply: Reply) -> dict[str, Any]:
+        return {
+            "id": _chat_id(reply),
+            "object": "chat.completion",
+            "created": reply.created,
+            "model": reply.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(reply),
+        }
+
+    def frames(self, reply: Reply) -> Frames:
+        preamble = [_chunk(reply, {"role": "assistant", "content": ""})]
+        body = [_chunk(reply, {"content": piece}) for piece in reply.pieces()]
+        epilogue = [_chunk(reply, {}, "stop")]
+        if reply.include_usage:
+            epilogue.append(_chunk_document(reply, [], usage=_usage(reply)))
+        epilogue.append(_DONE)
+        return preamble, body, epilogue
+
+
+def _chat_id(reply: Reply) -> str:
+    return f"chatcmpl-fake-{reply.number}"
+
+
+def _usage(reply: Reply) -> dict[str, int]:
+    p, c = reply.prompt_tokens, reply.completion_tokens
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def _chunk(reply: Reply, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return _chunk_document(reply, [{"index": 0, "delta": delta, "finish_reason": finish}])
+
+
+def _chunk_document(reply: Reply, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+    return sse(
+        {
+            "id": _chat_id(reply),
+            "object": "chat.completion.chunk",
+            "created": reply.created,
+            "model": reply.model,
+            "choices": choices,
+            **extra,
+        }
+    )
