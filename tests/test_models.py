@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
@@ -55,8 +56,8 @@ def test_the_snapshot_carries_the_key_but_never_shows_it():
 def test_keys_survive_a_secret_key_rotation_through_fallbacks():
     provider = make()
     provider.set_api_key(KEY)
-    with override_settings(SECRET_KEY="brand-new-secret", SECRET_KEY_FALLBACKS=[
-            "insecure-demo-key-change-me-in-production"]):
+    with override_settings(SECRET_KEY="brand-new-secret",
+                           SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
         assert provider.resolve_api_key() == KEY
 
 
