@@ -19,3 +19,7 @@ from flexiai_site.settings import *  # noqa: F403
 # Anonymous loopback with DEBUG off is what flexiai.W003 warns about: deliberate here.
 # Tests of the warning use flexiai_site.settings itself.
 SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "flexiai.W003"]
+
+# The suite sends many anonymous requests a minute from loopback on purpose; the limit
+# itself is tested with its own settings (tests/test_auth.py).
+FLEXIAI = {**FLEXIAI, "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}  # noqa: F405
