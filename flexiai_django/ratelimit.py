@@ -278,8 +278,7 @@ class RateLimiter:
                     args=[per_minute, self._now_arg(), uuid.uuid4().hex[:16]])
             except REDIS_ERRORS as exc:
                 self._failed(exc)
-            else:
-                self._succeeded()
+            else:  # not an end of outage: only the probe in _uses_redis ends one
                 return RateDecision(bool(allowed), per_minute, int(remaining),
                                     int(retry_us) / 1e6)
         return self._hit_during_outage(key, per_minute)

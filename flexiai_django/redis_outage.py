@@ -71,10 +71,13 @@ class RedisOutage:
             logger.warning(self._lost, type(exc).__name__)
 
     def succeeded(self) -> bool:
-        """Redis answered; True when that ends an outage (the caller drops its local state).
+        """A probe write passed; True when that ends an outage (the caller drops its
+        local state).
 
-        Call it only after something that proves Redis usable (a write, see
-        :func:`probe_writes`), or while connected.
+        Only a probe (:func:`probe_writes`) run while disconnected may call this: a read
+        proves nothing on an OOM or read-only server, and a call that began before
+        another thread's failure would end the outage it just started (a flap, logged
+        twice).
         """
         if self.connected and not self._down_until:  # the hot path: no lock
             return False

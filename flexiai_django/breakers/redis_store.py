@@ -177,6 +177,8 @@ class RedisBreakerStore(BreakerStore):
         self._outage.failed(exc)
 
     def _succeeded(self) -> None:
+        """A probe write passed (only that ends an outage: a read, or a call that began
+        before another thread's failure, proves nothing)."""
         if self._outage.succeeded():
             self._snapshots.clear()
             self._local.clear()
@@ -204,7 +206,6 @@ class RedisBreakerStore(BreakerStore):
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
-        self._succeeded()
         result: dict[str, Any] = orjson.loads(raw)
         return result
 
@@ -373,7 +374,6 @@ class RedisBreakerStore(BreakerStore):
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
-                self._succeeded()
                 return state
         return self._local.get(name)
 
@@ -385,7 +385,6 @@ class RedisBreakerStore(BreakerStore):
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
-                self._succeeded()
                 return states
         return {**{n: s for n, (_, s) in self._snapshots.items()}, **self._local.all()}
 
