@@ -9,6 +9,7 @@ once, and everything must go shared again when Redis takes writes.
 """
 
 import json
+import time
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ import redis
 
 from flexiai_django.testing.redis_server import RedisServer, free_port
 
-from .conftest import FLEXIAI, Load, load, start, wait_until_every_worker
+from .conftest import FLEXIAI, Load, start, wait_until_every_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -50,6 +51,34 @@ FAULTS = [("OutOfMemoryError", start_oom, end_oom),
           ("ReadOnlyError", start_readonly, end_readonly)]
 
 
+def chat(url):
+    """POST /chat/direct; a non-JSON answer (Django's HTML 500 page) is kept as text."""
+    try:
+        response = httpx.post(f"{url}/chat/direct", json={"message": "hi"},
+                              headers={"connection": "close"}, timeout=15)
+    except httpx.TransportError as exc:
+        return 0, {"error": type(exc).__name__}
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, {"text": response.text[:200]}
+
+
+class Traffic(Load):
+    """conftest's Load, with an answer that is not JSON counted rather than killing a
+    sender thread, and a bound on the wait so a broken site fails instead of hanging."""
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.results.append(chat(self.url))
+
+    def wait_for(self, more, timeout=60.0):
+        target, deadline = len(self.results) + more, time.monotonic() + timeout
+        while len(self.results) < target:
+            assert time.monotonic() < deadline, f"no progress: {self.results[-3:]}"
+            time.sleep(0.01)
+
+
 def redis_connected(value):
     return lambda view: view.get("redis_connected") is value
 
@@ -72,14 +101,15 @@ def test_a_redis_refusing_writes_degrades_and_never_answers_500(seeded, fake_ups
                      FLEXIAI_ANONYMOUS_LOOPBACK="1", FLEXIAI_JSON=json.dumps(SETTINGS))
         try:
             fake_upstream.set_fault("demo-primary", status=500)
-            warm = load(site.url, total=6, concurrency=2)  # the breaker keys now exist
+            warm = [chat(site.url) for _ in range(6)]  # the breaker keys now exist
             assert [status for status, _ in warm] == [200] * 6, warm
             wait_until_every_worker(site.url, 2, redis_connected(True), path="/health")
             seen = []
             for kind, start_fault, end_fault in FAULTS:
                 start_fault(admin)
-                with Load(site.url, concurrency=2) as traffic:
+                with Traffic(site.url, concurrency=2) as traffic:
                     traffic.wait_for(10)
+                    assert traffic.failures == [], traffic.failures[:2]
                     wait_until_every_worker(site.url, 2, redis_connected(False), path="/health")
                     health = httpx.get(f"{site.url}/health").json()
                     assert health["status"] == "degraded" and health["redis_connected"] is False
@@ -92,7 +122,7 @@ def test_a_redis_refusing_writes_degrades_and_never_answers_500(seeded, fake_ups
                 seen.append((kind, len(traffic.results)))
 
                 end_fault(admin)
-                with Load(site.url, concurrency=2) as traffic:
+                with Traffic(site.url, concurrency=2) as traffic:
                     wait_until_every_worker(site.url, 2, redis_connected(True), path="/health")
                     traffic.wait_for(10)
                 assert traffic.failures == [], site.output()[-3000:]
