@@ -363,3 +363,31 @@ def test_the_answer_cache_misses_quietly_on_a_server_refusing_writes_and_comes_b
         assert cache_tier.recall(before)["content"] == "kept"
     assert cache_tier.connected()
     assert warnings_of(caplog, "answer cache") == ["answer cache working again"]
+
+
+# -- what /health reads ----------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_shared_state_status_names_each_part_that_lost_redis():
+    from django.conf import settings
+
+    from flexiai_django.breakers import get_store
+    from flexiai_django.ratelimit import get_limiter
+    from flexiai_django.redis_outage import shared_state_status
+
+    # Fresh store and limiter on the test settings, dropped again on exit.
+    with override_settings(FLEXIAI=dict(settings.FLEXIAI)):
+        assert get_store().describe()["shared"] and get_limiter().describe()["shared"]
+        assert shared_state_status() == {"breaker_store": True, "rate_limiter": True,
+                                         "answer_cache": True}
+        get_limiter()._failed(redis_lib.exceptions.ReadOnlyError())
+        assert shared_state_status() == {"breaker_store": True, "rate_limiter": False,
+                                         "answer_cache": True}
+        cache_tier._outage.failed(redis_lib.exceptions.OutOfMemoryError())
+        get_store()._failed(redis_lib.exceptions.OutOfMemoryError())
+        assert shared_state_status() == {"breaker_store": False, "rate_limiter": False,
+                                         "answer_cache": False}
+    assert cache_tier.connected(), "a settings change starts the cache tier afresh"
+    with override_settings(FLEXIAI={}):  # no Redis configured: nothing to lose
+        assert shared_state_status() == {"breaker_store": True, "rate_limiter": True,
+                                         "answer_cache": True}
