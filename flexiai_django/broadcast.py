@@ -180,12 +180,6 @@ def listener() -> Listener | None:
         return _listener
 
 
-def running_listener() -> Listener | None:
-    """This process's listener if it has been started, without starting one."""
-    current = _listener
-    return current if current is not None and current.pid == os.getpid() else None
-
-
 def leave(timeout: float = 1.0) -> bool:
     """Leave the group now, for a worker that is shutting down (gunicorn's ``worker_exit``).
 
@@ -203,6 +197,12 @@ def leave(timeout: float = 1.0) -> bool:
         logger.warning("could not leave the broadcast group (%s)", type(exc).__name__)
         return False
     return True
+
+
+def running_listener() -> Listener | None:
+    """This process's listener if it has been started, without starting one."""
+    current = _listener
+    return current if current is not None and current.pid == os.getpid() else None
 
 
 def stop_listener_for_tests() -> None:
