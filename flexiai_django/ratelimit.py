@@ -297,7 +297,9 @@ def _workers_heard_now() -> int:
 
     shared = broadcast.running_listener()
     heard = dict(shared.worker_stats) if shared is not None else {}
-    last = {worker: float(message.get("sent_at") or 0.0) for worker, message in heard.items()}
+    # Runs on a request's error path: a malformed message is skipped, never raised.
+    last = {worker: float(message["sent_at"]) for worker, message in heard.items()
+            if isinstance(message.get("sent_at"), int | float)}
     # A worker publishes its figures when they change, so an active one speaks at least
     # once per stats window: twice that is "lately".
     within = 2 * float(get_settings().STATS_WINDOW_SECONDS)

@@ -263,6 +263,7 @@ def test_share_mode_counts_the_workers_heard_before_the_outage_and_keeps_that_co
             "host:102": {"worker": "host:102", "sent_at": time.time() - 50},
             "host:103": {"worker": "host:103", "sent_at": time.time() - 1},
             "host:99": {"worker": "host:99", "sent_at": time.time() - 3600},  # long gone
+            "host:98": {"worker": "host:98", "sent_at": "soon"},  # malformed: skipped
             worker_id(): {"worker": worker_id(), "sent_at": time.time()},  # this process
         }
 
