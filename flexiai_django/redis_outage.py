@@ -88,24 +88,3 @@ class RedisOutage:
             self.connected = True
         logger.warning(self._back)
         return True
-
-
-def shared_state_status() -> dict[str, bool]:
-    """For ``/health``: whether each part that keeps state in a shared backend works now.
-
-    ``breaker_store`` and ``rate_limiter`` are True when they count in Redis, or when
-    they were never configured to (in-process only); ``answer_cache`` is False while the
-    Django cache behind the answer cache is failing. All True means nothing is degraded
-    by a Redis problem. Reads only in-process flags: no I/O.
-    """
-    from flexiai_django import cache_tier  # these import this module: not at the top
-    from flexiai_django.breakers import get_store
-    from flexiai_django.ratelimit import get_limiter
-
-    store = get_store().describe()
-    limiter = get_limiter().describe()
-    return {
-        "breaker_store": not store["shared"] or bool(store["connected"]),
-        "rate_limiter": not limiter["shared"] or bool(limiter["connected"]),
-        "answer_cache": cache_tier.connected(),
-    }

@@ -374,7 +374,7 @@ def test_shared_state_status_names_each_part_that_lost_redis():
 
     from flexiai_django.breakers import get_store
     from flexiai_django.ratelimit import get_limiter
-    from flexiai_django.redis_outage import shared_state_status
+    from flexiai_django.shared_state import shared_state_status
 
     # Fresh store and limiter on the test settings, dropped again on exit.
     with override_settings(FLEXIAI=dict(settings.FLEXIAI)):
