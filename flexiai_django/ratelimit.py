@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
-import os
 import threading
 import time
 import uuid
@@ -54,8 +53,9 @@ import redis
 from django.dispatch import receiver
 
 from flexiai_django import signals
-from flexiai_django.breakers.redis_store import fail_fast_client
 from flexiai_django.conf import get_settings
+from flexiai_django.process_local import PerProcess
+from flexiai_django.redis_clients import fail_fast_client
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
 from flexiai_django.worker import worker_id
 
@@ -309,30 +309,26 @@ def _workers_heard_now() -> int:
 # -- the process-wide limiter ------------------------------------------------------------
 
 _OPTIONS = ("alias", "url", "key_prefix", "socket_timeout", "connect_timeout", "retry_seconds")
-_limiter: tuple[int, RateLimiter] | None = None
-_limiter_lock = threading.Lock()
 
 
-def get_limiter() -> RateLimiter:
-    """This process's limiter: on the breaker store's Redis when that store is shared,
-    in-process otherwise. Rebuilt in a forked child, like the breaker store."""
-    global _limiter
-    current = _limiter
-    if current is not None and current[0] == os.getpid():
-        return current[1]
+def _build_limiter() -> RateLimiter:
+    """On the breaker store's Redis when that store is shared, in-process otherwise."""
     from flexiai_django.breakers import get_store
 
     shared = bool(get_store().describe()["shared"])
-    with _limiter_lock:
-        if _limiter is None or _limiter[0] != os.getpid():
-            options = get_settings().BREAKER_STORE.get("OPTIONS", {}) if shared else {}
-            chosen = {name: options[name] for name in _OPTIONS if name in options}
-            _limiter = (os.getpid(), RateLimiter(shared=shared, **chosen))
-        return _limiter[1]
+    options = get_settings().BREAKER_STORE.get("OPTIONS", {}) if shared else {}
+    chosen = {name: options[name] for name in _OPTIONS if name in options}
+    return RateLimiter(shared=shared, **chosen)
+
+
+_limiter = PerProcess(_build_limiter)
+
+
+def get_limiter() -> RateLimiter:
+    """This process's limiter, rebuilt in a forked child like the breaker store."""
+    return _limiter.get()
 
 
 @receiver(signals.settings_reloaded)
 def _drop_limiter(**kwargs: Any) -> None:
-    global _limiter
-    with _limiter_lock:
-        _limiter = None
+    _limiter.reset()

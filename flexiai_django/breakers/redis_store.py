@@ -28,11 +28,8 @@ from typing import Any
 
 import orjson
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 
-from flexiai_django.conf import get_settings
+from flexiai_django.redis_clients import fail_fast_client
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
 from flexiai_django.worker import worker_id
 
@@ -41,41 +38,11 @@ from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
 
 logger = logging.getLogger("flexiai_django")
-__all__ = ["REDIS_ERRORS", "RedisBreakerStore", "fail_fast_client"]
+__all__ = ["REDIS_ERRORS", "RedisBreakerStore"]
 
 
 def _script_source() -> str:
     return resources.files("flexiai_django.breakers").joinpath("breaker.lua").read_text()
-
-
-def client_for_alias(alias: str, socket_timeout: float, connect_timeout: float) -> redis.Redis:
-    """A client on the same server as django-redis's ``alias``, with its own fail-fast pool."""
-    from django_redis import get_redis_connection
-
-    pool = get_redis_connection(alias).connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.update(socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
-                  retry=Retry(NoBackoff(), 0))
-    if isinstance(pool, SentinelConnectionPool):
-        kwargs.pop("connection_class", None)
-        fresh: redis.ConnectionPool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
-            pool.service_name, pool.sentinel_manager, **kwargs)
-    else:
-        fresh = type(pool)(connection_class=pool.connection_class,
-                           max_connections=pool.max_connections, **kwargs)
-    return redis.Redis(connection_pool=fresh)
-
-
-def fail_fast_client(url: str | None, alias: str | None, socket_timeout: float,
-                     connect_timeout: float) -> redis.Redis:
-    """A client for ``url``, else for django-redis's ``alias`` (default REDIS_ALIAS):
-    short timeouts and no retries, so a dead Redis costs one short wait."""
-    if url:
-        return redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                    socket_connect_timeout=connect_timeout,
-                                    retry=Retry(NoBackoff(), 0))
-    return client_for_alias(alias or get_settings().REDIS_ALIAS, socket_timeout,
-                            connect_timeout)
 
 
 def _number(value: Any) -> float | None:
