@@ -86,7 +86,9 @@ class Provider(models.Model):
 
     #: Set by save(): the stored key was removed because the endpoint changed.
     key_dropped = False
-    _key_entered = False
+    #: The ciphertext set_api_key() produced, until saved: a key typed for this save.
+    #: (A value, not a flag: after refresh_from_db() it no longer matches.)
+    _entered: str | None = None
 
     class Meta:
         ordering = ("priority", "name")
@@ -104,8 +106,8 @@ class Provider(models.Model):
         """
         self.key_dropped = False
         touched: set[str] = set()
-        if self._key_entered or (
-                self._state.adding and not self.api_key_endpoint):
+        entered = self._entered is not None and self._entered == self.api_key_encrypted
+        if entered or (self._state.adding and not self.api_key_endpoint):
             self.api_key_endpoint = self.endpoint if self.api_key_encrypted else ""
             touched = {"api_key_encrypted", "api_key_endpoint"}
         elif self.api_key_encrypted and self.api_key_endpoint != self.endpoint:
@@ -116,7 +118,7 @@ class Provider(models.Model):
         if update_fields is not None and touched:
             kwargs["update_fields"] = {*update_fields, *touched}
         super().save(*args, **kwargs)
-        self._key_entered = False
+        self._entered = None
 
     @property
     def endpoint(self) -> str:
@@ -131,7 +133,7 @@ class Provider(models.Model):
         """
         self.api_key_encrypted = crypto.encrypt(plaintext) if plaintext else ""
         self.api_key_endpoint = self.endpoint if plaintext else ""
-        self._key_entered = True
+        self._entered = self.api_key_encrypted
 
     def clean(self) -> None:
         super().clean()

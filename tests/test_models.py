@@ -155,6 +155,14 @@ def test_a_key_entered_in_the_same_save_is_kept_for_the_new_endpoint(stored, ord
     assert Provider.objects.get(pk=stored.pk).resolve_api_key() == "sk-new-key-123456"
 
 
+def test_a_key_entered_then_discarded_does_not_excuse_a_move(stored):
+    stored.set_api_key("sk-never-saved-123456")
+    stored.refresh_from_db()
+    stored.base_url = CAPTURE
+    stored.save()
+    assert stored.key_dropped and Provider.objects.get(pk=stored.pk).api_key_encrypted == ""
+
+
 def test_a_key_entered_once_does_not_excuse_a_later_move(stored):
     stored.set_api_key("sk-new-key-123456")
     stored.save()
