@@ -12,7 +12,7 @@ Guarantee: for a secret made of the usual key characters (letters, digits, ``-``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 #: What replaces every removed run. ``*`` is not a key character, so removed runs
 #: never join their neighbours into a new piece of a key.
@@ -39,9 +39,20 @@ _PATTERNS = (
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/=_\-]{24,}")
 
 
-def _lower(text: str) -> str:
-    """Lower-case without changing the length, so positions still line up."""
-    return "".join(low if len(low := c.lower()) == 1 else c for c in text)
+def _folded(text: str, fold: Callable[[str], str]) -> tuple[str, list[int]]:
+    """``text`` folded one character at a time, and for each folded character the index of
+    the character of ``text`` it came from (``ß`` → ``ss``, ``İ`` → ``i̇``)."""
+    out: list[str] = []
+    origin: list[int] = []
+    for i, c in enumerate(text):
+        f = fold(c)
+        out.append(f)
+        origin.extend([i] * len(f))
+    return "".join(out), origin
+
+
+def _mark(marked: bytearray, start: int, end: int) -> None:
+    marked[start:end] = b"\1" * (end - start)
 
 
 def _looks_random(run: str) -> bool:
@@ -52,18 +63,21 @@ def _looks_random(run: str) -> bool:
 def _mark_secret(text: str, secret: str, marked: bytearray) -> None:
     """Mark every stretch of ``text`` that is a piece (≥ MIN_PIECE chars) of ``secret``.
 
-    Every such piece is covered by its MIN_PIECE-long windows, each of which is itself a
-    piece of the secret, so marking matching windows marks exactly the pieces.
+    In lower case and case-folded (so ``SK-…``, ``ſk-…`` and the Kelvin sign count). Every
+    such piece is covered by its MIN_PIECE-long windows, each of which is itself a piece
+    of the secret, so marking matching windows marks exactly the pieces.
     """
-    low, sec = _lower(text), _lower(secret)
-    if len(sec) < MIN_PIECE:
-        for match in re.finditer(re.escape(sec), low):
-            marked[match.start():match.end()] = b"\1" * len(sec)
-        return
-    windows = {sec[i:i + MIN_PIECE] for i in range(len(sec) - MIN_PIECE + 1)}
-    for i in range(len(low) - MIN_PIECE + 1):
-        if low[i:i + MIN_PIECE] in windows:
-            marked[i:i + MIN_PIECE] = b"\1" * MIN_PIECE
+    for fold in (str.lower, str.casefold):
+        low, origin = _folded(text, fold)
+        sec = fold(secret)
+        if len(sec) < MIN_PIECE:
+            spans = [(m.start(), m.end()) for m in re.finditer(re.escape(sec), low)]
+        else:
+            windows = {sec[i:i + MIN_PIECE] for i in range(len(sec) - MIN_PIECE + 1)}
+            spans = [(i, i + MIN_PIECE) for i in range(len(low) - MIN_PIECE + 1)
+                     if low[i:i + MIN_PIECE] in windows]
+        for start, end in spans:
+            _mark(marked, origin[start], origin[end - 1] + 1)
 
 
 def redact(text: str, secrets: Iterable[str] = (), *, limit: int = 300) -> str:
@@ -79,10 +93,10 @@ def redact(text: str, secrets: Iterable[str] = (), *, limit: int = 300) -> str:
             _mark_secret(text, secret, marked)
     for pattern in _PATTERNS:
         for match in pattern.finditer(text):
-            marked[match.start():match.end()] = b"\1" * (match.end() - match.start())
+            _mark(marked, match.start(), match.end())
     for match in _LONG_RUN.finditer(text):
         if _looks_random(match.group()):
-            marked[match.start():match.end()] = b"\1" * (match.end() - match.start())
+            _mark(marked, match.start(), match.end())
     pieces: list[str] = []
     i = 0
     while i < len(text):

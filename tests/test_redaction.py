@@ -1,5 +1,6 @@
 """Upstream text loses every piece of our key, in any case, before it is cut to length."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,9 +18,20 @@ def pieces(key):
 
 
 def assert_clean(output, key):
-    low = output.lower()
-    leaked = [p for p in pieces(key) if p in low]
-    assert not leaked, f"{leaked[:3]} leaked in {output!r}"
+    for low in (output.lower(), output.casefold()):
+        leaked = [p for p in pieces(key) if p in low]
+        assert not leaked, f"{leaked[:3]} leaked in {output!r}"
+
+
+@pytest.mark.parametrize("text", [
+    "here: \u017fk-live-qwertyuiop",     # long s: folds to s
+    "\u212aey-abcdei",                    # Kelvin sign: folds to k
+    "x abcde\u0130 y",                    # dotted capital I: lower() gives i + a dot
+    "x ke\u00dfabcd y",                   # sharp s: casefold() gives ss
+])
+def test_lookalike_letters_count_as_the_letters_they_fold_to(text):
+    key = "sk-live-QWERTYUIOP-key-abcdei-kessabcd"
+    assert_clean(redact(text, [key]), key)
 
 
 @st.composite
@@ -52,6 +64,15 @@ def test_many_pieces_in_many_cases(key, chunks):
     text = "".join(s + (key[len(key) // 3:] if upper else key[: -1]).swapcase()
                    for s, upper in chunks)
     assert_clean(redact(text, [key], limit=10_000), key)
+
+
+@given(keys, st.text(alphabet=KEY_ALPHABET + "\u0130\u0131\u00df\u017f\u212a *.…", max_size=300),
+       st.integers(0, 300), st.integers(5, 400))
+@settings(max_examples=300, deadline=None)
+def test_key_like_surroundings_and_lookalike_letters(key, noise, at, limit):
+    """Surroundings made of key characters and letters that fold into them."""
+    text = noise[:at] + key.swapcase() + noise[at:]
+    assert_clean(redact(text, [key], limit=limit), key)
 
 
 def test_the_truncation_boundary_no_longer_leaks_half_a_key():
