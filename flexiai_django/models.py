@@ -57,7 +57,8 @@ class Provider(models.Model):
     api_key_env = models.CharField(
         _("API key environment variable"), max_length=200, blank=True,
         help_text=_("Read the key from this environment variable at call time. "
-                    "Takes precedence over a stored key."),
+                    "Takes precedence over a stored key. Only names matching "
+                    "FLEXIAI[\"API_KEY_ENV_PATTERN\"] (by default …_API_KEY)."),
     )
     api_key_encrypted = models.TextField(blank=True, editable=False)
     api_key_endpoint = models.CharField(

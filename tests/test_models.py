@@ -252,3 +252,32 @@ def test_provider_overrides_reach_its_breaker_config():
     config = make(failure_threshold=2, open_seconds=5).to_config()
     assert (config.breaker.failure_threshold, config.breaker.open_seconds) == (2, 5)
     assert config.breaker.success_threshold == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keys_stored_before_the_upgrade_keep_working():
+    """Migration 0004 binds each existing key to its row's current endpoint."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from flexiai_django import crypto
+
+    before = [("flexiai_django", "0003_transitions_and_status")]
+    after = [("flexiai_django", "0004_provider_api_key_endpoint")]
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        state = executor.loader.project_state(before)
+        old = state.apps.get_model("flexiai_django", "Provider")
+        old.objects.create(name="legacy", kind="openai", model="m", priority=1, weight=1,
+                           timeout=30, base_url="https://api.example.com/v1/",
+                           api_key_encrypted=crypto.encrypt(KEY))
+        old.objects.create(name="keyless", kind="ollama", model="m", priority=1, weight=1,
+                           timeout=30)
+        MigrationExecutor(connection).migrate(after)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    legacy = Provider.objects.get(name="legacy")
+    assert legacy.api_key_endpoint == "openai https://api.example.com/v1"
+    assert legacy.resolve_api_key() == KEY and legacy.misconfiguration() is None
+    assert Provider.objects.get(name="keyless").api_key_endpoint == ""

@@ -1,4 +1,4 @@
-"""Each stored provider key records the endpoint it was entered for.
+"""Each stored provider key records the endpoint it was entered for; env names follow a pattern.
 
 Keys stored before this migration are taken to belong to the row's current kind and
 base URL (the best that can be known), so they keep working.
@@ -33,4 +33,14 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(bind_existing_keys, migrations.RunPython.noop, elidable=True),
+        migrations.AlterField(
+            model_name="provider",
+            name="api_key_env",
+            field=models.CharField(
+                blank=True, max_length=200, verbose_name="API key environment variable",
+                help_text="Read the key from this environment variable at call time. Takes "
+                          "precedence over a stored key. Only names matching "
+                          'FLEXIAI["API_KEY_ENV_PATTERN"] (by default …_API_KEY).',
+            ),
+        ),
     ]
