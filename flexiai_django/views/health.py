@@ -20,6 +20,7 @@ from flexiai_django.auth import Principal, authenticate
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, available
 from flexiai_django.registry import aget_snapshot
+from flexiai_django.shared_state import shared_state_status
 from flexiai_django.worker import worker_id
 
 
@@ -76,10 +77,14 @@ async def may_see_detail(request: HttpRequest) -> bool:
 
 
 def sync_status() -> dict[str, Any]:
+    """Shared-state health: Redis behind the store, the limiter and the answer cache."""
     described = get_store().describe()
     listener = broadcast.listener()
+    parts = shared_state_status()
     return {
-        "redis_connected": bool(described["shared"] and described["connected"]),
+        "redis_connected": bool(described["shared"] and parts["breaker_store"]
+                                and parts["rate_limiter"]),
+        "answer_cache_ok": parts["answer_cache"],
         "sync_enabled": bool(described["shared"] and listener and listener.connected),
         "store": described["backend"],
     }
@@ -92,8 +97,8 @@ async def health(request: HttpRequest) -> JsonResponse:
     up = [p for p in providers if p["available"]]
     if not up:
         status = "unhealthy"
-    elif len(up) < len(providers) or (get_store().describe()["shared"]
-                                       and not sync["redis_connected"]):
+    elif (len(up) < len(providers) or not sync["answer_cache_ok"]
+          or (get_store().describe()["shared"] and not sync["redis_connected"])):
         status = "degraded"
     else:
         status = "healthy"

@@ -86,7 +86,7 @@ def bearer(scopes):
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
 
-NO_DETAIL = {"status", "worker_id", "redis_connected", "sync_enabled", "store"}
+NO_DETAIL = {"status", "worker_id", "redis_connected", "answer_cache_ok", "sync_enabled", "store"}
 
 
 @pytest.mark.parametrize("caller", [
@@ -158,3 +158,17 @@ def test_only_misconfigured_providers_is_unhealthy(client):
     health = client.get("/health")
     assert health.status_code == 503 and health.json()["status"] == "unhealthy"
     assert client.get("/health/ready").status_code == 503
+
+
+def test_a_failing_answer_cache_makes_health_degraded(client, make_provider, settings):
+    from flexiai_django import cache_tier
+    from flexiai_django.types import ChatRequest, Completion
+
+    make_provider("primary")
+    settings.CACHES = {**settings.CACHES, "broken": {
+        "BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.1, "SOCKET_TIMEOUT": 0.1}}}
+    settings.FLEXIAI = {**settings.FLEXIAI, "CACHE_ALIAS": "broken"}
+    cache_tier.remember(ChatRequest.build("hi"), "primary", Completion("hello", "m"))
+    body = client.get("/health").json()
+    assert (body["status"], body["answer_cache_ok"]) == ("degraded", False)
