@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from flexiai_django.types import ChatRequest, Message
+from flexiai_django.chat_types import ChatRequest, Message
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 MAX_STOP_SEQUENCES = 4

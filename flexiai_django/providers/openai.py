@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from flexiai_django.types import ChatRequest, Completion, StreamDelta, Usage
+from flexiai_django.chat_types import ChatRequest, Completion, StreamDelta, Usage
 
 from .base import ProviderAdapter, messages_as_dicts
 

@@ -22,12 +22,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from flexiai_django import responses, services
 from flexiai_django.auth import cache_scope, principal_of, require_scope
+from flexiai_django.chat_types import ChatResult
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import BadRequest, NoProviderAvailable, StreamInterrupted
 from flexiai_django.ordering import UnknownModel
 from flexiai_django.responses import error_response, trace_headers, with_headers
 from flexiai_django.streams import AsyncChatStream
-from flexiai_django.types import ChatResult
 from flexiai_django.validation import APIRequest, InvalidRequest, parse
 
 
