@@ -27,28 +27,17 @@ from flexiai_django.ratelimit import (
     workers_heard,
 )
 from flexiai_django.testing.clock import FakeClock
-from flexiai_django.testing.redis_server import RedisServer, free_port
+from flexiai_django.testing.redis_server import (
+    RedisServer,
+    end_oom,
+    end_readonly,
+    start_oom,
+    start_readonly,
+)
 from flexiai_django.worker import worker_id
 
 CFG = BreakerConfig(failure_threshold=3, success_threshold=1, open_seconds=10, jitter=0.0)
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-
-
-def start_oom(admin):
-    admin.config_set("maxmemory-policy", "noeviction")
-    admin.config_set("maxmemory", 1)
-
-
-def end_oom(admin):
-    admin.config_set("maxmemory", 0)
-
-
-def start_readonly(admin):
-    admin.replicaof("127.0.0.1", free_port())  # a closed port: never syncs, keeps its data
-
-
-def end_readonly(admin):
-    admin.replicaof("NO", "ONE")
 
 
 # fault name: (break it, mend it, the error type the log names, words of the server's text)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 
@@ -35,6 +36,30 @@ def ping(url: str, timeout: float = 0.5) -> bool:
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+# A live Redis that refuses writes but still answers reads and PING: what an outage looks
+# like when the server is full or has been demoted. ``admin`` is a redis-py client of a
+# throwaway server (never a shared one). Each pair starts and ends one such fault.
+
+
+def start_oom(admin: Any) -> None:
+    """Every write answers ``OOM command not allowed`` (``maxmemory`` 1, no eviction)."""
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+
+
+def end_oom(admin: Any) -> None:
+    admin.config_set("maxmemory", 0)
+
+
+def start_readonly(admin: Any) -> None:
+    """Every write answers ``READONLY``: a replica of a closed port keeps its data."""
+    admin.replicaof("127.0.0.1", free_port())
+
+
+def end_readonly(admin: Any) -> None:
+    admin.replicaof("NO", "ONE")
 
 
 class RedisServer:

@@ -15,7 +15,13 @@ import httpx
 import pytest
 import redis
 
-from flexiai_django.testing.redis_server import RedisServer, free_port
+from flexiai_django.testing.redis_server import (
+    RedisServer,
+    end_oom,
+    end_readonly,
+    start_oom,
+    start_readonly,
+)
 
 from .conftest import FLEXIAI, Load, start, wait_until_every_worker
 
@@ -28,23 +34,6 @@ SETTINGS = {
     "DEGRADED_MESSAGE": "degraded answer",
     "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 1_000_000,  # counted, never refused
 }
-
-
-def start_oom(admin):
-    admin.config_set("maxmemory-policy", "noeviction")
-    admin.config_set("maxmemory", 1)
-
-
-def end_oom(admin):
-    admin.config_set("maxmemory", 0)
-
-
-def start_readonly(admin):
-    admin.replicaof("127.0.0.1", free_port())  # nothing listens there: never syncs
-
-
-def end_readonly(admin):
-    admin.replicaof("NO", "ONE")
 
 
 FAULTS = [("OutOfMemoryError", start_oom, end_oom),
