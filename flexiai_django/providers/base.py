@@ -7,13 +7,16 @@ the error taxonomy:
 * :meth:`ProviderAdapter.payload` — the request body for this API;
 * :meth:`ProviderAdapter.parse` — a decoded JSON reply into a :class:`Completion`;
 * :meth:`ProviderAdapter.parse_event` — one streamed event into a :class:`StreamDelta`.
+
+and declares which optional request fields it can carry (:attr:`ProviderAdapter.honours`):
+the chain does not send a request to a provider that would lose part of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -75,6 +78,8 @@ class ProviderAdapter:
     chat_path: ClassVar[str] = ""
     #: "sse" for ``data:`` events, "ndjson" for one JSON object per line.
     stream_format: ClassVar[str] = "sse"
+    #: The optional fields (names from :meth:`ChatRequest.options_set`) this kind carries.
+    honours: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -95,6 +100,21 @@ class ProviderAdapter:
     def parse_event(self, event: str | None, data: str) -> StreamDelta | None:
         """One streamed event; ``None`` to skip it, ``StreamDelta(final=True)`` at the end."""
         raise NotImplementedError
+
+    def parse_reply(self, data: Any, request: ChatRequest) -> Completion:
+        """:meth:`parse`, for a kind whose reply reads differently by request (Anthropic's
+        JSON answer given as a forced tool's input)."""
+        return self.parse(data)
+
+    def event_parser(self, request: ChatRequest) -> Callable[[str | None, str],
+                                                             StreamDelta | None]:
+        """What parses one stream's events: :meth:`parse_event`, or a fresh stateful
+        parser for a kind whose events refer to earlier ones (Anthropic's block indexes)."""
+        return self.parse_event
+
+    def unsupported(self, request: ChatRequest) -> tuple[str, ...]:
+        """The request's fields this kind cannot carry, so the chain can skip it or say so."""
+        return tuple(name for name in request.options_set() if name not in self.honours)
 
     # -- machinery -----------------------------------------------------------------------
 
@@ -162,9 +182,9 @@ class ProviderAdapter:
             message = message.replace(self.config.api_key, "***")
         return message or "no details"
 
-    def _completion(self, body: bytes) -> Completion:
+    def _completion(self, body: bytes, request: ChatRequest) -> Completion:
         try:
-            return self.parse(orjson.loads(body))
+            return self.parse_reply(orjson.loads(body), request)
         except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError,
                 AttributeError) as exc:
             raise MalformedReply(
@@ -184,7 +204,7 @@ class ProviderAdapter:
         except Exception as exc:
             raise self._error(exc) from None
         self.check_status(response.status_code, response.headers, bytes(body))
-        return self._completion(bytes(body))
+        return self._completion(bytes(body), request)
 
     async def acomplete(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
         try:
@@ -193,12 +213,13 @@ class ProviderAdapter:
         except Exception as exc:
             raise self._error(exc) from None
         self.check_status(response.status_code, response.headers, response.content)
-        return self._completion(response.content)
+        return self._completion(response.content, request)
 
-    def _deltas(self, decoder: LineDecoder, line: str) -> Iterator[StreamDelta]:
+    def _deltas(self, decoder: LineDecoder, line: str,
+                parser: Callable[[str | None, str], StreamDelta | None]) -> Iterator[StreamDelta]:
         for event, data in decoder.feed(line):
             try:
-                delta = self.parse_event(event, data)
+                delta = parser(event, data)
             except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError,
                     AttributeError) as exc:
                 raise MalformedReply(
@@ -213,7 +234,7 @@ class ProviderAdapter:
 
     def stream(self, client: httpx.Client, request: ChatRequest) -> Iterator[StreamDelta]:
         """Deltas until the final one; any failure raises a ProviderError."""
-        decoder = LineDecoder(self.stream_format)
+        decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
         try:
             with client.stream("POST", **self._request_args(request, stream=True)) as response:
                 if response.status_code >= 300:
@@ -221,7 +242,7 @@ class ProviderAdapter:
                 final = None
                 for line in response.iter_lines():
                     if final is None:  # after the end marker, drain: the connection is reused
-                        for delta in self._deltas(decoder, line):
+                        for delta in self._deltas(decoder, line, parser):
                             if delta.final:
                                 final = delta
                                 break
@@ -235,7 +256,7 @@ class ProviderAdapter:
     async def astream(
         self, client: httpx.AsyncClient, request: ChatRequest
     ) -> AsyncIterator[StreamDelta]:
-        decoder = LineDecoder(self.stream_format)
+        decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
         try:
             async with client.stream("POST", **self._request_args(request, stream=True)) as resp:
                 if resp.status_code >= 300:
@@ -243,7 +264,7 @@ class ProviderAdapter:
                 final = None
                 async for line in resp.aiter_lines():
                     if final is None:
-                        for delta in self._deltas(decoder, line):
+                        for delta in self._deltas(decoder, line, parser):
                             if delta.final:
                                 final = delta
                                 break

@@ -129,3 +129,8 @@ def tool_call_delta(delta: ToolCallDelta) -> dict[str, Any]:
     out["function"] = fn
     return out
 
+
+
+def whole_call_delta(index: int, call: ToolCall) -> ToolCallDelta:
+    """A call that arrived whole (Ollama), as the one piece of its stream."""
+    return ToolCallDelta(index, call.id, call.name, call.arguments)

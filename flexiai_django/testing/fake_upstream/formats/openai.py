@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flexiai_django.testing.fake_upstream.formats.base import ApiFormat, Frames, Reply, sse
+from flexiai_django.testing.fake_upstream.formats.base import (
+    ApiFormat,
+    FakeCall,
+    Frames,
+    Reply,
+    sse,
+)
 
 _DONE = sse("[DONE]")
 
@@ -32,8 +38,8 @@ class OpenAI(ApiFormat):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.content},
-                    "finish_reason": "stop",
+                    "message": _message(reply),
+                    "finish_reason": _finish(reply),
                 }
             ],
             "usage": _usage(reply),
@@ -42,11 +48,37 @@ class OpenAI(ApiFormat):
     def frames(self, reply: Reply) -> Frames:
         preamble = [_chunk(reply, {"role": "assistant", "content": ""})]
         body = [_chunk(reply, {"content": piece}) for piece in reply.pieces()]
-        epilogue = [_chunk(reply, {}, "stop")]
+        for index, call in enumerate(reply.tool_calls):
+            body += _call_chunks(reply, index, call)
+        epilogue = [_chunk(reply, {}, _finish(reply))]
         if reply.include_usage:
             epilogue.append(_chunk_document(reply, [], usage=_usage(reply)))
         epilogue.append(_DONE)
         return preamble, body, epilogue
+
+
+def _message(reply: Reply) -> dict[str, Any]:
+    if not reply.tool_calls:
+        return {"role": "assistant", "content": reply.content}
+    calls = [{"id": c.id, "type": "function",
+              "function": {"name": c.name, "arguments": c.arguments_json}}
+             for c in reply.tool_calls]
+    return {"role": "assistant", "content": reply.content or None, "tool_calls": calls}
+
+
+def _finish(reply: Reply) -> str:
+    return "tool_calls" if reply.tool_calls else "stop"
+
+
+def _call_chunks(reply: Reply, index: int, call: FakeCall) -> list[bytes]:
+    """A streamed call as OpenAI sends it: id and name first, then the arguments in pieces."""
+    first = {"index": index, "id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": ""}}
+    chunks = [_chunk(reply, {"tool_calls": [first]})]
+    for piece in call.argument_pieces():
+        chunks.append(_chunk(reply, {"tool_calls": [{"index": index,
+                                                     "function": {"arguments": piece}}]}))
+    return chunks
 
 
 def _chat_id(reply: Reply) -> str:
