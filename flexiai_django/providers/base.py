@@ -26,6 +26,7 @@ import orjson
 from flexiai_django.breakers.state import BreakerConfig
 from flexiai_django.errors import (
     BadRequest,
+    ContextLengthExceeded,
     MalformedReply,
     ProviderAuthError,
     ProviderError,
@@ -36,6 +37,7 @@ from flexiai_django.errors import (
 )
 from flexiai_django.types import ChatRequest, Completion, StreamDelta
 
+from .rejections import is_context_length
 from .sse import LineDecoder
 
 BREAKER_PREFIX = "llm:"
@@ -153,7 +155,8 @@ class ProviderAdapter:
             raise RateLimited("rate limited (HTTP 429)", provider=name, status=status,
                               retry_after=retry_after)
         if status in (400, 413, 422):
-            raise BadRequest(
+            refusal = ContextLengthExceeded if is_context_length(body) else BadRequest
+            raise refusal(
                 f"provider rejected the request (HTTP {status}): {self._upstream_message(body)}",
                 provider=name,
                 status=status,

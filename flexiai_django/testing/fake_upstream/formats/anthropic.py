@@ -27,6 +27,7 @@ class Anthropic(ApiFormat):
     name = "anthropic"
     path = "/v1/messages"
     call_id_prefix = "toolu_fake_"
+    too_long_message = "prompt is too long: 210000 tokens > 200000 maximum"
     malformed_body = b'{"id": "msg_fake", "type": "message", "content": [{"type": "text", "te'
     malformed_frames = (
         b'event: content_block_delta\ndata: {"type": "content_block_delta", ###\n\n',

@@ -158,6 +158,14 @@ class ApiFormat(abc.ABC):
     def error_document(self, status: int, message: str) -> dict[str, Any]:
         """The body of an error response with ``status``."""
 
+    #: How this API says a prompt is longer than the model's context window.
+    too_long_message: ClassVar[str] = (
+        "This model's maximum context length is 4096 tokens; your messages are longer.")
+
+    def too_long_document(self) -> dict[str, Any]:
+        """The 400 body refusing a prompt longer than the context window."""
+        return self.error_document(400, self.too_long_message)
+
     @abc.abstractmethod
     def document(self, reply: Reply) -> dict[str, Any]:
         """The whole (non-streamed) reply."""

@@ -18,6 +18,7 @@ class Ollama(ApiFormat):
     path = "/api/chat"
     stream_by_default = True
     stream_content_type = "application/x-ndjson"
+    too_long_message = "the input length exceeds the context length"
     malformed_body = b'{"model": "fake", "message": {"role": "assistant", "content": <<<'
     malformed_frames = (b'{"model": "fake", "message": {"content": ###\n',)
 

@@ -29,6 +29,11 @@ class OpenAI(ApiFormat):
         kind = self.error_type(status)
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
+    def too_long_document(self) -> dict[str, Any]:
+        document = self.error_document(400, self.too_long_message)
+        document["error"] |= {"param": "messages", "code": "context_length_exceeded"}
+        return document
+
     def document(self, reply: Reply) -> dict[str, Any]:
         return {
             "id": _chat_id(reply),
