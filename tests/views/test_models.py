@@ -1,0 +1,57 @@
+"""GET /v1/models in OpenAI's list shape, and JSON errors on every /v1/... path."""
+
+import pytest
+
+from flexiai_django.testing.keys import bearer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def client(client, api_token):
+    client.defaults.update(bearer(api_token))
+    return client
+
+
+def test_models_lists_aliases_providers_and_their_models(client, make_provider, settings):
+    make_provider("primary", model="gpt-x")
+    make_provider("secondary", kind="anthropic", model="claude-x")
+    make_provider("off", enabled=False)
+    settings.FLEXIAI = {**settings.FLEXIAI,
+                        "MODEL_ALIASES": {"auto": None, "smart": ["secondary"], "gone": ["off"]}}
+    response = client.get("/v1/models")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "list"
+    assert [(m["id"], m["owned_by"]) for m in body["data"]] == [
+        ("auto", "flexiai"), ("smart", "flexiai"), ("primary", "openai"),
+        ("secondary", "anthropic"), ("gpt-x", "openai"), ("claude-x", "anthropic")]
+    assert all(m["object"] == "model" for m in body["data"])
+    assert client.get("/v1/models/claude-x").json()["owned_by"] == "anthropic"
+    missing = client.get("/v1/models/off")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_models_needs_a_chat_key(client, make_provider):
+    client.defaults.pop("HTTP_AUTHORIZATION")
+    response = client.get("/v1/models", REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("get", "/v1/nothing", 404),
+    ("post", "/v1/embeddings", 404),
+    ("delete", "/v1/chat/completions/abc", 404),
+    ("get", "/v1", 404),
+    ("post", "/v1/chat/completions/", 404),
+    ("post", "/v1/models", 405),
+    ("delete", "/v1/models/gpt-x", 405),
+    ("get", "/v1/chat/completions", 405),
+])
+def test_every_v1_path_answers_openai_shaped_json(client, method, path, status):
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
