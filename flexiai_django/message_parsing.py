@@ -80,6 +80,8 @@ def _tool_calls(value: Any, where: str) -> tuple[ToolCall, ...]:
 
 
 def _message(item: Any, where: str) -> Message:
+    if isinstance(item, Message):  # built in Python by the caller: taken as it is
+        return item
     if not isinstance(item, dict):
         raise InvalidRequest(f"'{where}' must be an object.", param=where)
     role = item.get("role")

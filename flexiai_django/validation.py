@@ -8,6 +8,7 @@ this module does the body and its options.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from flexiai_django.message_parsing import ROLES, parse_messages
 from flexiai_django.request_errors import InvalidRequest
 from flexiai_django.types import ChatRequest, ResponseFormat, Tool, ToolChoice
 
-__all__ = ["ROLES", "APIRequest", "InvalidRequest", "parse"]
+__all__ = ["ROLES", "APIRequest", "InvalidRequest", "chat_request", "from_dict", "parse"]
 
 MAX_STOP_SEQUENCES = 4
 MAX_TOOLS = 128
@@ -200,6 +201,39 @@ def parse(body: bytes, *, max_tokens_limit: int = 128_000,
                              param=None) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The body must be a JSON object.", code="invalid_json")
+    return from_dict(data, max_tokens_limit=max_tokens_limit, max_messages=max_messages)
+
+
+#: Python callers are not held to the HTTP API's limits.
+_NO_LIMIT = 2**31 - 1
+
+
+def chat_request(messages: Any, **params: Any) -> ChatRequest:
+    """The request ``chat()``, ``stream()`` and ``llm()`` send, checked as the HTTP API
+    checks a body.
+
+    ``messages``: a prompt string, or a list of OpenAI-style message dicts and
+    :class:`~flexiai_django.types.Message` objects. ``params`` take OpenAI's names and
+    shapes (``tools`` as a list of ``{"type": "function", ...}`` dicts, ``tool_choice``,
+    ``response_format``...), plus ``cache_scope`` and ``include_usage``. Raises
+    ``TypeError`` for a misspelt keyword and :class:`InvalidRequest` (a ``ValueError``)
+    naming a bad value.
+    """
+    ChatRequest.check_params(params)
+    local = {name: params.pop(name) for name in ("cache_scope", "include_usage")
+             if name in params}
+    if isinstance(params.get("stop"), tuple):
+        params["stop"] = list(params["stop"])
+    params["messages"] = ([{"role": "user", "content": messages}] if isinstance(messages, str)
+                          else list(messages))
+    chat = from_dict(params, max_tokens_limit=_NO_LIMIT, max_messages=_NO_LIMIT).chat
+    return dataclasses.replace(chat, cache_scope=str(local.get("cache_scope", "")),
+                               include_usage=bool(local.get("include_usage", False)))
+
+
+def from_dict(data: dict[str, Any], *, max_tokens_limit: int,
+              max_messages: int) -> APIRequest:
+    """Validate a decoded body; raises :class:`InvalidRequest`."""
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise InvalidRequest("'model' must be a non-empty string.", param="model")
