@@ -229,3 +229,22 @@ def test_an_unsupported_field_is_a_bad_request_naming_it(sdk):
     with pytest.raises(openai.BadRequestError, match="logit_bias"):
         sdk.chat.completions.create(model="demo-secondary", messages=ASK,
                                     logit_bias={"50256": -100})
+
+
+def test_refusal_and_logprobs_reach_the_sdk(sdk, fake_upstream):
+    reply = sdk.chat.completions.create(model="demo-primary", messages=ASK, logprobs=True,
+                                        top_logprobs=1)
+    tokens = [t.token for t in reply.choices[0].logprobs.content]
+    assert "".join(tokens) == reply.choices[0].message.content
+    chunks = list(sdk.chat.completions.create(model="demo-primary", messages=ASK,
+                                              logprobs=True, stream=True))
+    streamed = [t.token for c in chunks for ch in c.choices if ch.logprobs
+                for t in ch.logprobs.content]
+    assert "".join(streamed) == "echo: weather in Paris"
+
+    fake_upstream.set_fault("demo-primary", refusal=True)
+    message = sdk.chat.completions.create(model="demo-primary", messages=ASK).choices[0].message
+    assert (message.content, message.refusal) == (None, "I can't help with that.")
+    chunks = list(sdk.chat.completions.create(model="demo-primary", messages=ASK, stream=True))
+    assert "".join(ch.delta.refusal or "" for c in chunks for ch in c.choices) == (
+        "I can't help with that.")

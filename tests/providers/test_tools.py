@@ -207,3 +207,26 @@ def test_a_stream_names_the_provider_model_before_its_first_piece(kind, adapter,
     deltas = list(adapter(kind).stream(client, request(ASK)))
     first = next(i for i, d in enumerate(deltas) if d.content)
     assert f"{kind}-model" in [d.model for d in deltas[:first + 1]]
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
+def test_a_refusal_is_an_answer_whole_and_streamed(kind, adapter, client, fake_upstream):
+    fake_upstream.set_fault("up", refusal=True)
+    completion = adapter(kind).complete(client, request(ASK))
+    assert (completion.content, completion.refusal) == ("", "I can't help with that.")
+    deltas = list(adapter(kind).stream(client, request(ASK)))
+    assert "".join(d.refusal for d in deltas) == "I can't help with that."
+
+
+def test_an_anthropic_refusal_finishes_as_content_filter(adapter, client, fake_upstream):
+    fake_upstream.set_fault("up", refusal=True)
+    assert adapter("anthropic").complete(client, request(ASK)).finish_reason == "content_filter"
+
+
+def test_logprobs_come_back_whole_and_per_streamed_piece(adapter, client):
+    chat = request(ASK, logprobs=True, top_logprobs=1)
+    completion = adapter("openai").complete(client, chat)
+    tokens = [t["token"] for t in completion.logprobs["content"]]
+    assert "".join(tokens) == completion.content
+    deltas = [d for d in adapter("openai").stream(client, chat) if d.content]
+    assert all(d.logprobs["content"][0]["token"] == d.content for d in deltas)

@@ -94,6 +94,8 @@ class Handler(Connection):
             return
 
         reply = fmt.reply(payload, prefix, number)
+        if fault.refusal:
+            reply = reply.refused()
         if fmt.wants_stream(payload):
             self._stream(fmt, reply, fault)
         else:

@@ -103,6 +103,8 @@ class Anthropic(ApiFormat):
 
 
 def _stop_reason(reply: Reply) -> str:
+    if reply.refusal:
+        return "refusal"
     return "tool_use" if reply.tool_calls else "end_turn"
 
 

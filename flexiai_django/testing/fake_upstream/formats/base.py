@@ -67,6 +67,14 @@ class Reply:
     number: int
     include_usage: bool = False
     tool_calls: tuple[FakeCall, ...] = ()
+    refusal: str | None = None
+    #: The request asked for log probabilities (OpenAI): each word gets one.
+    logprobs: bool = False
+
+    def refused(self) -> Reply:
+        """This reply as a refusal: no content, no tool call."""
+        return dataclasses.replace(self, content="", tool_calls=(),
+                                   refusal="I can't help with that.")
 
     @property
     def completion_tokens(self) -> int:
@@ -122,6 +130,7 @@ class ApiFormat(abc.ABC):
             number=number,
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
             tool_calls=calls,
+            logprobs=payload.get("logprobs") is True,
         )
 
     def tool_result(self, payload: Mapping[str, Any]) -> str | None:

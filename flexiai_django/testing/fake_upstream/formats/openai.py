@@ -45,6 +45,7 @@ class OpenAI(ApiFormat):
                     "index": 0,
                     "message": _message(reply),
                     "finish_reason": _finish(reply),
+                    "logprobs": _logprobs(reply.pieces()) if reply.logprobs else None,
                 }
             ],
             "usage": _usage(reply),
@@ -52,7 +53,10 @@ class OpenAI(ApiFormat):
 
     def frames(self, reply: Reply) -> Frames:
         preamble = [_chunk(reply, {"role": "assistant", "content": ""})]
-        body = [_chunk(reply, {"content": piece}) for piece in reply.pieces()]
+        body = [_chunk(reply, {"content": piece}, logprobs=_logprobs([piece]) if reply.logprobs
+                       else None) for piece in reply.pieces()]
+        if reply.refusal:
+            body.append(_chunk(reply, {"refusal": reply.refusal}))
         for index, call in enumerate(reply.tool_calls):
             body += _call_chunks(reply, index, call)
         epilogue = [_chunk(reply, {}, _finish(reply))]
@@ -63,12 +67,21 @@ class OpenAI(ApiFormat):
 
 
 def _message(reply: Reply) -> dict[str, Any]:
+    if reply.refusal:
+        return {"role": "assistant", "content": None, "refusal": reply.refusal}
     if not reply.tool_calls:
         return {"role": "assistant", "content": reply.content}
     calls = [{"id": c.id, "type": "function",
               "function": {"name": c.name, "arguments": c.arguments_json}}
              for c in reply.tool_calls]
     return {"role": "assistant", "content": reply.content or None, "tool_calls": calls}
+
+
+def _logprobs(pieces: list[str]) -> dict[str, Any]:
+    """A made-up log probability for each word, in OpenAI's shape."""
+    tokens = [{"token": p, "logprob": -0.25, "bytes": list(p.encode()), "top_logprobs": []}
+              for p in pieces]
+    return {"content": tokens, "refusal": None}
 
 
 def _finish(reply: Reply) -> str:
@@ -95,8 +108,12 @@ def _usage(reply: Reply) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def _chunk(reply: Reply, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    return _chunk_document(reply, [{"index": 0, "delta": delta, "finish_reason": finish}])
+def _chunk(reply: Reply, delta: dict[str, Any], finish: str | None = None,
+           logprobs: dict[str, Any] | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
+    return _chunk_document(reply, [choice])
 
 
 def _chunk_document(reply: Reply, choices: list[dict[str, Any]], **extra: Any) -> bytes:
