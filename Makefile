@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The demo on a laptop: DEBUG on (the settings default to off and then demand a real
+# DJANGO_SECRET_KEY) and curl answered without an API key from 127.0.0.1 (off by default).
+run: export DJANGO_DEBUG = 1
+run: export FLEXIAI_ANONYMOUS_LOOPBACK = 1
 run: $(STAMP)
 	@mkdir -p var
 	$(BIN)/python manage.py migrate --noinput -v0

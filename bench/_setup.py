@@ -12,6 +12,7 @@ import atexit
 import math
 import os
 import platform
+import secrets
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,8 @@ def configure_django(*, redis: bool = False) -> None:
     os.environ["FLEXIAI_VAR_DIR"] = tmp
     # Production-like: with DEBUG on, Django keeps a log of every SQL query in memory.
     os.environ.setdefault("DJANGO_DEBUG", "0")
+    # With DEBUG off the settings refuse to load without a secret key of their own.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     if redis:
         if not os.environ.get("REDIS_URL"):
             from flexiai_django.testing.redis_server import RedisServer

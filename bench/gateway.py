@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -193,7 +194,11 @@ def main() -> None:
         env = {"DJANGO_SETTINGS_MODULE": "flexiai_site.settings",
                "FLEXIAI_DB": str(tmp / "db.sqlite3"), "FLEXIAI_VAR_DIR": str(tmp),
                "REDIS_URL": redis.url, "DJANGO_DEBUG": "0", "OPENAI_API_KEY": "",
-               "ANTHROPIC_API_KEY": "", "FLEXIAI_JSON": json.dumps({"CACHE_ENABLED": True}),
+               "ANTHROPIC_API_KEY": "", "FLEXIAI_JSON": json.dumps({
+                   "CACHE_ENABLED": True, "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}),
+               # Production settings need a secret; the load is anonymous from loopback.
+               "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+               "FLEXIAI_ANONYMOUS_LOOPBACK": "1",
                "FLEXIAI_LEAN_MIDDLEWARE": "1" if args.lean else "0"}
         manage("migrate", "--noinput", env=env, cwd=ROOT)
         manage("flexiai_seed_demo", "--upstream", f"http://127.0.0.1:{upstream_port}",

@@ -5,12 +5,18 @@
 Each worker process starts its own breaker listener lazily on first use; ``worker_exit``
 only makes an exiting worker leave the broadcast group at once.
 
+Bind: ``127.0.0.1:8000`` unless ``BIND`` says otherwise. Serve it behind nginx on the
+same host (nginx buffers slow clients; gunicorn's workers should not wait on them); the
+container image sets ``BIND=0.0.0.0:8000`` because nginx runs in another container.
+
 Prometheus: each worker writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` and
 ``GET /metrics`` adds them up. The variable must be set before a worker imports
 prometheus_client, so it is set here, in the master, whose environment the workers
-inherit: the operator's directory if given, else a private one for this master. Files
-left by an earlier run are wiped when the master starts (their counts would be added to
-this run's), and ``child_exit`` drops a dead worker's live gauges.
+inherit: the operator's directory if given, else a private one for this master, made
+with ``mkdtemp`` (mode 0700, an unpredictable name: another local user cannot plant or
+read metric files there). Files left by an earlier run are wiped when the master starts
+(their counts would be added to this run's), and ``child_exit`` drops a dead worker's
+live gauges. A private directory is removed when the master exits; the operator's never.
 """
 
 import multiprocessing
@@ -19,10 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-# Production defaults, unless set: DEBUG off (the demo settings default to DEBUG on).
-os.environ.setdefault("DJANGO_DEBUG", "0")
-
-bind = os.environ.get("BIND", "0.0.0.0:8000")
+bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = os.environ.get("WORKER_CLASS", "uvicorn_worker.UvicornWorker")
 reuse_port = True  # the kernel spreads connections evenly across workers
@@ -34,17 +37,28 @@ keepalive = 5
 # per request. ACCESS_LOG=- turns it back on.
 accesslog = os.environ.get("ACCESS_LOG") or None
 
-# Named after this master's pid: stable across `kill -HUP` (which re-reads this file),
-# distinct for two masters on one host.
-_PRIVATE_METRICS_DIR = os.path.join(tempfile.gettempdir(), f"flexiai-prometheus-{os.getpid()}")
-METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _PRIVATE_METRICS_DIR))
+# `kill -HUP` re-reads this file in the same master: the environment keeps the directory
+# stable, and _PRIVATE_DIR_VARIABLE remembers that this file made it (so only then is it
+# removed at exit).
+_PRIVATE_DIR_VARIABLE = "FLEXIAI_PRIVATE_PROMETHEUS_DIR"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flexiai-prometheus-")
+    os.environ[_PRIVATE_DIR_VARIABLE] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+PRIVATE_METRICS_DIR = os.environ.get(_PRIVATE_DIR_VARIABLE) == str(METRICS_DIR)
+
+
+def _alone(server):
+    """No other master shares the directory (``kill -USR2`` starts a new one beside us)."""
+    return server.reexec_pid == server.master_pid == 0
 
 
 def on_starting(server):
     """Once per master, before any worker: an empty metrics directory."""
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
-    for stale in METRICS_DIR.glob("*.db"):
-        stale.unlink()
+    if _alone(server):  # not while an upgraded master's old workers still write there
+        for stale in METRICS_DIR.glob("*.db"):
+            stale.unlink()
 
 
 def child_exit(server, worker):
@@ -65,5 +79,6 @@ def worker_exit(server, worker):
 
 
 def on_exit(server):
-    if str(METRICS_DIR) == _PRIVATE_METRICS_DIR:
+    """Remove the directory this file made, unless a re-executed master still uses it."""
+    if PRIVATE_METRICS_DIR and _alone(server):
         shutil.rmtree(METRICS_DIR, ignore_errors=True)

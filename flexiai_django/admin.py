@@ -19,7 +19,16 @@ from django.utils.translation import gettext_lazy as _
 
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, State
-from flexiai_django.models import ApiKey, BreakerTransition, Provider, Scope, Status
+from flexiai_django.models import (
+    ENV_NAME_REFUSED,
+    KEY_ENDPOINT_CHANGED,
+    KEY_UNDECRYPTABLE,
+    ApiKey,
+    BreakerTransition,
+    Provider,
+    Scope,
+    Status,
+)
 from flexiai_django.routing import STATUS_SOCKET_PATH
 
 STATE_COLOURS = {
@@ -42,7 +51,8 @@ class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]
         label=_("API key"), required=False, strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=_("Write-only: stored encrypted, never shown again. Leave blank to keep "
-                    "the current key."),
+                    "the current key. Changing the kind or base URL removes the stored key "
+                    "unless you enter it again here."),
     )
     clear_api_key = forms.BooleanField(label=_("Remove the stored key"), required=False)
 
@@ -90,10 +100,26 @@ class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _state(self, obj: Provider) -> BreakerState:
         return get_store().get(obj.breaker_name)
 
+    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.key_dropped:
+            self.message_user(request, _(
+                "%(name)s: the stored key was removed because the endpoint (kind or base URL) "
+                "changed; enter it again.") % {"name": obj.name}, messages.WARNING)
+
     @admin.display(description=_("API key"))
     def key_status(self, obj: Provider) -> str:
+        """Where the key comes from, and (in red) why it can't be used; never the key."""
+        problem = obj.misconfiguration()
         if obj.api_key_env:
-            return f"from ${obj.api_key_env}" + ("" if obj.has_api_key else " (not set)")
+            text = f"from ${obj.api_key_env}"
+            if problem == ENV_NAME_REFUSED:
+                return _problem(text, _("refused: the name does not match API_KEY_ENV_PATTERN"))
+            return text + ("" if obj.has_api_key else " (not set)")
+        if problem == KEY_UNDECRYPTABLE:
+            return _problem(_("stored"), _("cannot be decrypted (SECRET_KEY changed?)"))
+        if problem == KEY_ENDPOINT_CHANGED:
+            return _problem(_("stored"), _("entered for another endpoint: enter it again"))
         return "stored (encrypted)" if obj.api_key_encrypted else "none"
 
     @admin.display(description=_("Breaker"))
@@ -115,15 +141,15 @@ class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             names.append(provider.name)
         self.message_user(request, f"{verb}: {', '.join(names)}", messages.SUCCESS)
 
-    @admin.action(description=_("Reset breaker (closed)"))
+    @admin.action(description=_("Reset breaker (closed)"), permissions=["change"])
     def reset_breakers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         self._force(request, queryset, State.CLOSED, "Breaker reset")
 
-    @admin.action(description=_("Force breaker open"))
+    @admin.action(description=_("Force breaker open"), permissions=["change"])
     def force_open_breakers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         self._force(request, queryset, State.FORCED_OPEN, "Breaker forced open")
 
-    @admin.action(description=_("Disable breaker (always allow)"))
+    @admin.action(description=_("Disable breaker (always allow)"), permissions=["change"])
     def disable_breakers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         self._force(request, queryset, State.DISABLED, "Breaker disabled")
 
@@ -171,7 +197,8 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return super().response_add(request, obj, post_url_continue)
         return self._show_once(request, [(obj, token)])
 
-    @admin.action(description=_("Rotate: issue new tokens (old ones stop working)"))
+    @admin.action(description=_("Rotate: issue new tokens (old ones stop working)"),
+                  permissions=["change"])
     def rotate(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse:
         issued = []
         for key in queryset:
@@ -190,17 +217,24 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(BreakerTransition)
 class BreakerTransitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Read-only: the history is written by the workers, never edited."""
+    """Read-only: the history is written by the workers, never edited or deleted here.
+
+    (Pruning is ``HISTORY_LIMIT``'s job; deleting rows would hide an outage.)
+    """
 
     list_display = ("at", "breaker", "from_state", "to_state", "failures", "error", "worker")
     list_filter = ("to_state", "breaker")
     search_fields = ("breaker", "worker", "error")
     date_hierarchy = "at"
+    actions = None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -241,6 +275,11 @@ class StatusAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "colours": {state.value: colour for state, colour in STATE_COLOURS.items()},
         }
         return TemplateResponse(request, "flexiai_django/status.html", context)
+
+
+def _problem(source: Any, reason: Any) -> str:
+    return format_html('{} <strong class="flexiai-key-problem" style="color:#cf222e">{}</strong>',
+                       source, reason)
 
 
 @cache

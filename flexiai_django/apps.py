@@ -1,4 +1,10 @@
+import inspect
+import logging
+import sys
+
 from django.apps import AppConfig
+
+logger = logging.getLogger("flexiai_django")
 
 
 class FlexiAIConfig(AppConfig):
@@ -18,3 +24,39 @@ class FlexiAIConfig(AppConfig):
 
         post_save.connect(forget_keys, sender=ApiKey, dispatch_uid="flexiai-key-save")
         post_delete.connect(forget_keys, sender=ApiKey, dispatch_uid="flexiai-key-delete")
+        if not _inside_management_command():
+            warn_at_start()
+
+
+def warn_at_start() -> None:
+    """Log the security checks that system checks would show, for servers that skip them.
+
+    Django runs system checks only in management commands; gunicorn, uvicorn and daphne
+    import the application without them, so a production server with anonymous loopback
+    on would start silently. One line per message, once per process start.
+    """
+    from flexiai_django.checks import check_anonymous
+
+    for message in check_anonymous():
+        if not message.is_silenced():
+            logger.warning("%s: %s HINT: %s", message.id, message.msg, message.hint)
+
+
+def _inside_management_command() -> bool:
+    """True while ``manage.py``/``django-admin`` sets Django up (they run the checks).
+
+    Looks for ``ManagementUtility.execute`` on the call stack, which is how every command
+    line reaches ``django.setup()``: manage.py, django-admin, ``python -m django`` and
+    wrapper scripts alike, where ``sys.argv[0]`` would know only the first two names. Not
+    importable yet means not inside it. A miss only costs a duplicate line.
+    """
+    management = sys.modules.get("django.core.management")
+    if management is None:
+        return False
+    execute = management.ManagementUtility.execute.__code__
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code is execute:
+            return True
+        frame = frame.f_back
+    return False

@@ -204,6 +204,12 @@ def leave(timeout: float = 1.0) -> bool:
     return True
 
 
+def running_listener() -> Listener | None:
+    """This process's listener if it has been started, without starting one."""
+    current = _listener
+    return current if current is not None and current.pid == os.getpid() else None
+
+
 def stop_listener_for_tests() -> None:
     global _listener
     with _lock:

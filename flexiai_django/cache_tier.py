@@ -1,25 +1,41 @@
 """The cache tier: the last good answer for the same normalised request.
 
 Written after every provider answer, read only when every provider failed. A broken
-cache backend is logged and treated as a miss: a fallback must never add an outage.
+cache backend is treated as a miss: a fallback must never add an outage. Any error
+from it (django-redis's ``ConnectionInterrupted``, a redis ``ResponseError`` such as OOM
+or READONLY, …) starts an outage, logged once: the cache is left alone for
+``RETRY_SECONDS``, then a probe write is tried (reads still succeed on an OOM or
+read-only Redis) and the cache is used again once one succeeds. :func:`connected`
+says whether it is working, for ``/health``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import weakref
 from typing import Any
 
 import orjson
 from django.core.cache import BaseCache, caches
+from django.dispatch import receiver
 
+from flexiai_django import signals
 from flexiai_django.conf import get_settings
+from flexiai_django.redis_outage import RedisOutage
 from flexiai_django.types import ChatRequest, Completion, Message
 
-logger = logging.getLogger("flexiai_django")
 PREFIX = "flexiai:answer:"
+PROBE_KEY = "flexiai:answer-cache-probe"
+RETRY_SECONDS = 1.0
+
+
+def _new_outage() -> RedisOutage:
+    return RedisOutage("answer cache failing (%s); serving without it",
+                       "answer cache working again", RETRY_SECONDS)
+
+
+_outage = _new_outage()
 
 
 def _message_key(m: Message) -> list[Any]:
@@ -53,6 +69,39 @@ def _cache() -> BaseCache | None:
     return caches[s.CACHE_ALIAS] if s.CACHE_ENABLED else None
 
 
+def connected() -> bool:
+    """False while the answer cache is failing (its backend raised; a retry is pending
+    or a probe write failed); True when it works, and when it is disabled."""
+    return _outage.connected
+
+
+def _usable() -> BaseCache | None:
+    """The cache if it may be used now: enabled, not inside the back-off, and after a
+    failure only once a probe write succeeded."""
+    cache = _cache()
+    if cache is None or not _outage.retry_due:
+        return None
+    if not _outage.connected:
+        try:
+            cache.set(PROBE_KEY, 1, 10)
+        except Exception as exc:
+            _outage.failed(exc)
+            return None
+        _outage.succeeded()
+    return cache
+
+
+def forget_outage() -> None:
+    """Start again as connected (tests; also when the settings change)."""
+    global _outage
+    _outage = _new_outage()
+
+
+@receiver(signals.settings_reloaded)
+def _settings_reloaded(**kwargs: Any) -> None:
+    forget_outage()
+
+
 def _pack(provider: str, completion: Completion) -> dict[str, Any]:
     packed: dict[str, Any] = {"content": completion.content, "provider": provider,
                               "model": completion.model}
@@ -63,13 +112,13 @@ def _pack(provider: str, completion: Completion) -> dict[str, Any]:
 
 
 def remember(request: ChatRequest, provider: str, completion: Completion) -> None:
-    cache = _cache()
+    cache = _usable()
     if cache is None:
         return
     try:
         cache.set(cache_key(request), _pack(provider, completion), get_settings().CACHE_TTL)
     except Exception as exc:
-        logger.warning("answer cache write failed: %s", type(exc).__name__)
+        _outage.failed(exc)
 
 
 MAX_PENDING_WRITES = 64
@@ -113,13 +162,13 @@ _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (
 
 
 def _write_many(batch: dict[str, dict[str, Any]]) -> None:
-    cache = _cache()
+    cache = _usable()
     if cache is None:
         return
     try:
         cache.set_many(batch, get_settings().CACHE_TTL)
     except Exception as exc:
-        logger.warning("answer cache write failed: %s", type(exc).__name__)
+        _outage.failed(exc)
 
 
 def remember_soon(request: ChatRequest, provider: str, completion: Completion) -> None:
@@ -147,13 +196,13 @@ async def drain() -> None:
 
 
 def recall(request: ChatRequest) -> dict[str, Any] | None:
-    cache = _cache()
+    cache = _usable()
     if cache is None:
         return None
     try:
         value: dict[str, Any] | None = cache.get(cache_key(request))
     except Exception as exc:
-        logger.warning("answer cache read failed: %s", type(exc).__name__)
+        _outage.failed(exc)
         return None
     return value
 

@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from flexiai_django import crypto
 from flexiai_django.breakers import default_config
+from flexiai_django.conf import get_settings
+from flexiai_django.errors import ConfigurationError
 from flexiai_django.providers.base import ProviderConfig, breaker_name_for, provider_of
+
+#: Why a provider can't be used; shown in the admin, the status page and /health.
+#: Fixed texts: they never carry key material or an environment variable's value.
+KEY_UNDECRYPTABLE = "API key cannot be decrypted (SECRET_KEY changed?)"
+ENV_NAME_REFUSED = "api_key_env does not match API_KEY_ENV_PATTERN"
+KEY_ENDPOINT_CHANGED = "API key was entered for another endpoint (base URL or kind changed)"
+
+
+def env_name_allowed(name: str) -> bool:
+    """May a provider's key be read from the environment variable ``name``?
+
+    Only names matching ``FLEXIAI["API_KEY_ENV_PATTERN"]`` (whole name): otherwise a user
+    who may edit providers could send ``DJANGO_SECRET_KEY`` to a server of theirs.
+    """
+    try:
+        return re.fullmatch(get_settings().API_KEY_ENV_PATTERN, name) is not None
+    except (re.error, TypeError):
+        return False
 
 
 class ProviderKind(models.TextChoices):
@@ -35,9 +57,15 @@ class Provider(models.Model):
     api_key_env = models.CharField(
         _("API key environment variable"), max_length=200, blank=True,
         help_text=_("Read the key from this environment variable at call time. "
-                    "Takes precedence over a stored key."),
+                    "Takes precedence over a stored key. Only names matching "
+                    "FLEXIAI[\"API_KEY_ENV_PATTERN\"] (by default …_API_KEY)."),
     )
     api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_endpoint = models.CharField(
+        max_length=600, blank=True, editable=False,
+        help_text=_("The kind and base URL the stored key was entered for; it is only ever "
+                    "sent there."),
+    )
     priority = models.PositiveIntegerField(
         default=100, help_text=_("Lower goes first."))
     weight = models.PositiveIntegerField(
@@ -57,26 +85,98 @@ class Provider(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    #: Set by save(): the stored key was removed because the endpoint changed.
+    key_dropped = False
+    #: The ciphertext set_api_key() produced, until saved: a key typed for this save.
+    #: (A value, not a flag: after refresh_from_db() it no longer matches.)
+    _entered: str | None = None
+
     class Meta:
         ordering = ("priority", "name")
 
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Drop the stored key when the kind or base URL changed and no key was entered.
+
+        Otherwise whoever may edit a provider could point it at their own server and
+        receive the key. Each stored key records the endpoint it was entered for, so this
+        holds on every path that saves a row (admin, shell, API). After a drop,
+        ``key_dropped`` is True (the admin says so).
+        """
+        self.key_dropped = False
+        touched: set[str] = set()
+        entered = self._entered is not None and self._entered == self.api_key_encrypted
+        if entered or (self._state.adding and not self.api_key_endpoint):
+            self.api_key_endpoint = self.endpoint if self.api_key_encrypted else ""
+            touched = {"api_key_encrypted", "api_key_endpoint"}
+        elif self.api_key_encrypted and self.api_key_endpoint != self.endpoint:
+            self.api_key_encrypted = self.api_key_endpoint = ""
+            self.key_dropped = True
+            touched = {"api_key_encrypted", "api_key_endpoint"}
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and touched:
+            kwargs["update_fields"] = {*update_fields, *touched}
+        super().save(*args, **kwargs)
+        self._entered = None
+
+    @property
+    def endpoint(self) -> str:
+        """Where this row's key goes: its kind and base URL (trailing ``/`` ignored)."""
+        return f"{self.kind} {self.base_url.rstrip('/')}"
+
     def set_api_key(self, plaintext: str | None) -> None:
-        """Store a key encrypted; ``None`` or ``""`` removes it."""
+        """Store a key encrypted, for this row's endpoint; ``None`` or ``""`` removes it.
+
+        The key counts as entered for whatever kind and base URL the row has when it is
+        next saved.
+        """
         self.api_key_encrypted = crypto.encrypt(plaintext) if plaintext else ""
+        self.api_key_endpoint = self.endpoint if plaintext else ""
+        self._entered = self.api_key_encrypted
+
+    def clean(self) -> None:
+        super().clean()
+        if self.api_key_env and not env_name_allowed(self.api_key_env):
+            pattern = get_settings().API_KEY_ENV_PATTERN
+            raise ValidationError({"api_key_env": ValidationError(
+                _("Only variables holding an API key may be named here: the name must "
+                  "match API_KEY_ENV_PATTERN %(pattern)s (for example OPENAI_API_KEY)."),
+                code="api_key_env_refused", params={"pattern": pattern})})
 
     @property
     def has_api_key(self) -> bool:
         if self.api_key_env:
-            return bool(os.environ.get(self.api_key_env))
+            return env_name_allowed(self.api_key_env) and bool(os.environ.get(self.api_key_env))
         return bool(self.api_key_encrypted)
 
     def resolve_api_key(self) -> str:
+        """The key to send, or ConfigurationError with a reason that is safe to show.
+
+        A refused environment name is never read; a stored key is only given out for the
+        endpoint it was entered for (a row moved by ``QuerySet.update()`` or raw SQL).
+        """
         if self.api_key_env:
+            if not env_name_allowed(self.api_key_env):
+                raise ConfigurationError(ENV_NAME_REFUSED)
             return os.environ.get(self.api_key_env, "")
-        return crypto.decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
+        if not self.api_key_encrypted:
+            return ""
+        if self.api_key_endpoint != self.endpoint:
+            raise ConfigurationError(KEY_ENDPOINT_CHANGED)
+        try:
+            return crypto.decrypt(self.api_key_encrypted)
+        except ConfigurationError:
+            raise ConfigurationError(KEY_UNDECRYPTABLE) from None
+
+    def misconfiguration(self) -> str | None:
+        """Why this row can't be used as configured, or None. Never key material."""
+        try:
+            self.resolve_api_key()
+        except ConfigurationError as exc:
+            return str(exc)
+        return None
 
     @property
     def breaker_name(self) -> str:

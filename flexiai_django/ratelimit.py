@@ -18,31 +18,46 @@ another request takes the freed slot first.
   microseconds, because Lua turns numbers into strings with only 14 digits. The key
   expires 60 s after its last admission, so an idle client leaves nothing behind.
   Memory per active key grows with ``per_minute``: that is what exactness costs.
-* If Redis cannot be reached, each process counts on its own with the same rule
-  (:func:`decide`) for ``retry_seconds``, then tries Redis again. Until it answers,
-  the guarantee holds in each process, not across them. Requests admitted in a process
-  are not copied to Redis when it comes back.
+* If Redis fails in any way (unreachable, timing out, out of memory, read-only, any
+  ``RedisError``), the limiter stops asking it for ``retry_seconds``, then tries a
+  write again (an OOM or read-only server still answers reads). Meanwhile
+  ``RATE_LIMIT_FALLBACK`` decides, read at each call:
+
+  - ``"share"`` (default): each process counts on its own with the same rule
+    (:func:`decide`) and its share of the limit, ``ceil(limit / workers)``
+    (:func:`fallback_share`); ``workers`` is ``RATE_LIMIT_FALLBACK_WORKERS``, or when
+    that is ``None`` the workers this process heard from through the broadcast
+    listener shortly before the outage, itself included (:func:`workers_heard`; frozen
+    for the outage, as the broadcast rides on the same Redis). With the right worker
+    count the deployment as a whole stays near the limit; the exact guarantee holds in
+    each process, not across them.
+  - ``"refuse"``: every limited request is refused with ``unavailable=True`` and
+    ``retry_after`` = the time until Redis is tried again (the HTTP layer answers 503).
+
+  Requests admitted in a process are not copied to Redis when it comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import os
+import math
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.dispatch import receiver
 
 from flexiai_django import signals
-from flexiai_django.breakers.redis_store import REDIS_ERRORS, fail_fast_client
 from flexiai_django.conf import get_settings
-from flexiai_django.redis_outage import RedisOutage
+from flexiai_django.process_local import PerProcess
+from flexiai_django.redis_clients import fail_fast_client
+from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
+from flexiai_django.worker import worker_id
 
 WINDOW_US = 60_000_000
 """The window in microseconds. Timestamps are whole microseconds in both paths."""
@@ -78,6 +93,9 @@ class RateDecision:
     limit: int
     remaining: int
     retry_after: float  # seconds until a request would be admitted (0 when allowed)
+    # Refused because the shared count is unavailable (Redis down, RATE_LIMIT_FALLBACK
+    # "refuse"), not because the client used its budget: a 503, not a 429.
+    unavailable: bool = False
 
 
 def decide(log: list[int], limit: int, now: int) -> RateDecision:
@@ -92,6 +110,23 @@ def decide(log: list[int], limit: int, now: int) -> RateDecision:
         bisect.insort(log, now)
         return RateDecision(True, limit, limit - used - 1, 0.0)
     return RateDecision(False, limit, 0, (log[used - limit] + WINDOW_US - now) / 1e6)
+
+
+def fallback_share(limit: int, workers: int) -> int:
+    """One worker's part of ``limit`` while Redis is down: ``ceil(limit / workers)``.
+
+    Rounded up so every worker admits at least one request; the deployment may then
+    admit a little more than ``limit`` (at most ``workers - 1`` more), never less.
+    """
+    return math.ceil(limit / max(1, workers))
+
+
+def workers_heard(last_heard: dict[str, float], me: str, now: float, within: float) -> int:
+    """Distinct workers heard from in the last ``within`` seconds, ``me`` always included.
+
+    ``last_heard`` maps a worker id to when it last spoke (its broadcast's ``sent_at``).
+    """
+    return len({w for w, at in last_heard.items() if now - at <= within} | {me})
 
 
 def _micros(seconds: float) -> int:
@@ -131,6 +166,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._local: dict[str, list[int]] = {}
         self._swept = 0
+        self._workers_at_outage: int | None = None
 
     # -- Redis ---------------------------------------------------------------------------
 
@@ -144,6 +180,10 @@ class RateLimiter:
                     self._script = client.register_script(_SCRIPT)
         return self._script
 
+    def _redis_client(self) -> redis.Redis:
+        self._redis()
+        return cast(redis.Redis, self._client)
+
     def key_name(self, key: str) -> str:
         """The Redis key for ``key``; the braces keep it on one Redis Cluster slot."""
         return f"{self._prefix}:rate:{{{key}}}"
@@ -152,16 +192,42 @@ class RateLimiter:
     def connected(self) -> bool:
         return self._outage.connected
 
-    def _uses_redis(self) -> bool:
+    def describe(self) -> dict[str, Any]:
+        """``shared``: counts through Redis when it answers; ``connected``: it does now."""
+        return {"shared": self._shared, "connected": self.connected,
+                "fallback": get_settings().RATE_LIMIT_FALLBACK}
+
+    def _may_use_redis(self) -> bool:
+        """No I/O: whether :meth:`hit` would try Redis now."""
         return self._shared and self._outage.retry_due
 
+    def _uses_redis(self) -> bool:
+        """Whether to count in Redis now; after an outage, only once a write probe passed
+        (an OOM or read-only server still answers reads but refuses the script's ZADD)."""
+        if not self._may_use_redis():
+            return False
+        if self._outage.connected:
+            return True
+        try:
+            probe_writes(self._redis_client(), f"{self._prefix}:probe")
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return False
+        self._succeeded()
+        return True
+
     def _failed(self, exc: BaseException) -> None:
+        starts_outage = self._outage.connected
         self._outage.failed(exc)
+        if starts_outage:
+            # Before the broadcast (which rides on the same Redis) goes quiet too.
+            self._workers_at_outage = _workers_heard_now()
 
     def _succeeded(self) -> None:
         if self._outage.succeeded():
             with self._lock:
                 self._local.clear()
+                self._workers_at_outage = None
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(_micros(self._clock()))
@@ -178,12 +244,33 @@ class RateLimiter:
                     del self._local[idle]
             return decide(self._local.setdefault(key, []), per_minute, now)
 
+    def _fallback_workers(self) -> int:
+        """How many workers share the limit while Redis is down (see the module docstring)."""
+        configured = get_settings().RATE_LIMIT_FALLBACK_WORKERS
+        if configured is not None:
+            return max(1, int(configured))
+        if self._workers_at_outage is None:  # Redis was down from the start
+            self._workers_at_outage = _workers_heard_now()
+        return self._workers_at_outage
+
+    def _hit_during_outage(self, key: str, per_minute: int) -> RateDecision:
+        if get_settings().RATE_LIMIT_FALLBACK == "refuse":
+            wait = self._outage.retry_in or self._outage.retry_seconds
+            return RateDecision(False, per_minute, 0, wait, unavailable=True)
+        return self._hit_locally(key, fallback_share(per_minute, self._fallback_workers()))
+
     # -- public --------------------------------------------------------------------------
 
     def hit(self, key: str, per_minute: int) -> RateDecision:
-        """Count one request for ``key``; ``per_minute <= 0`` means no limit (no Redis call)."""
+        """Count one request for ``key``; ``per_minute <= 0`` means no limit (no Redis call).
+
+        While Redis is down the decision follows ``RATE_LIMIT_FALLBACK``: in ``"share"``
+        mode ``limit`` is this worker's share, not the key's whole limit.
+        """
         if per_minute <= 0:
             return RateDecision(True, 0, 0, 0.0)
+        if not self._shared:
+            return self._hit_locally(key, per_minute)
         if self._uses_redis():
             try:
                 allowed, remaining, retry_us = self._redis()(
@@ -191,46 +278,57 @@ class RateLimiter:
                     args=[per_minute, self._now_arg(), uuid.uuid4().hex[:16]])
             except REDIS_ERRORS as exc:
                 self._failed(exc)
-            else:
-                self._succeeded()
+            else:  # not an end of outage: only the probe in _uses_redis ends one
                 return RateDecision(bool(allowed), per_minute, int(remaining),
                                     int(retry_us) / 1e6)
-        return self._hit_locally(key, per_minute)
+        return self._hit_during_outage(key, per_minute)
 
     async def ahit(self, key: str, per_minute: int) -> RateDecision:
         """:meth:`hit` for async code: Redis I/O runs in a thread, never on the loop."""
-        if per_minute <= 0 or not self._uses_redis():
+        if per_minute <= 0 or not self._may_use_redis():
             return self.hit(key, per_minute)  # no I/O on this path
         return await asyncio.to_thread(self.hit, key, per_minute)
+
+
+def _workers_heard_now() -> int:
+    """Workers this process heard from through the broadcast listener lately, itself
+    included; 1 when there is no listener (one process, or no shared channel layer)."""
+    from flexiai_django import broadcast  # imports the breakers: not at module level
+
+    shared = broadcast.running_listener()
+    heard = dict(shared.worker_stats) if shared is not None else {}
+    # Runs on a request's error path: a malformed message is skipped, never raised.
+    last = {worker: float(message["sent_at"]) for worker, message in heard.items()
+            if isinstance(message.get("sent_at"), int | float)}
+    # A worker publishes its figures when they change, so an active one speaks at least
+    # once per stats window: twice that is "lately".
+    within = 2 * float(get_settings().STATS_WINDOW_SECONDS)
+    return workers_heard(last, worker_id(), time.time(), within)
 
 
 # -- the process-wide limiter ------------------------------------------------------------
 
 _OPTIONS = ("alias", "url", "key_prefix", "socket_timeout", "connect_timeout", "retry_seconds")
-_limiter: tuple[int, RateLimiter] | None = None
-_limiter_lock = threading.Lock()
 
 
-def get_limiter() -> RateLimiter:
-    """This process's limiter: on the breaker store's Redis when that store is shared,
-    in-process otherwise. Rebuilt in a forked child, like the breaker store."""
-    global _limiter
-    current = _limiter
-    if current is not None and current[0] == os.getpid():
-        return current[1]
+def _build_limiter() -> RateLimiter:
+    """On the breaker store's Redis when that store is shared, in-process otherwise."""
     from flexiai_django.breakers import get_store
 
     shared = bool(get_store().describe()["shared"])
-    with _limiter_lock:
-        if _limiter is None or _limiter[0] != os.getpid():
-            options = get_settings().BREAKER_STORE.get("OPTIONS", {}) if shared else {}
-            chosen = {name: options[name] for name in _OPTIONS if name in options}
-            _limiter = (os.getpid(), RateLimiter(shared=shared, **chosen))
-        return _limiter[1]
+    options = get_settings().BREAKER_STORE.get("OPTIONS", {}) if shared else {}
+    chosen = {name: options[name] for name in _OPTIONS if name in options}
+    return RateLimiter(shared=shared, **chosen)
+
+
+_limiter = PerProcess(_build_limiter)
+
+
+def get_limiter() -> RateLimiter:
+    """This process's limiter, rebuilt in a forked child like the breaker store."""
+    return _limiter.get()
 
 
 @receiver(signals.settings_reloaded)
 def _drop_limiter(**kwargs: Any) -> None:
-    global _limiter
-    with _limiter_lock:
-        _limiter = None
+    _limiter.reset()

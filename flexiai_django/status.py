@@ -2,7 +2,8 @@
 
 The snapshot is read from the shared store (the truth for every worker), the provider
 table and the transition history; it carries ``server_time`` so the browser can count
-down to half-open with its own clock.
+down to half-open with its own clock. A provider that can't be used as configured (a key
+that can't be decrypted…) carries ``misconfigured: "<reason>"`` so it is never invisible.
 """
 
 from __future__ import annotations
@@ -43,11 +44,22 @@ def transition_dict(row: Any) -> dict[str, Any]:
     }
 
 
+def provider_row(provider: Any) -> dict[str, Any]:
+    """What the page shows of one provider; ``misconfigured`` is why it can't be used."""
+    return {
+        "name": provider.name,
+        "kind": provider.kind,
+        "model": provider.model,
+        "priority": provider.priority,
+        "enabled": provider.enabled,
+        "misconfigured": provider.misconfiguration(),
+    }
+
+
 def _read_tables() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from flexiai_django.models import BreakerTransition, Provider
 
-    rows = Provider.objects.order_by("priority", "name")
-    providers = [dict(row) for row in rows.values("name", "kind", "model", "priority", "enabled")]
+    providers = [provider_row(row) for row in Provider.objects.order_by("priority", "name")]
     recent = [transition_dict(row) for row in BreakerTransition.objects.all()[:TIMELINE_LENGTH]]
     return providers, recent
 

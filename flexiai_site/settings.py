@@ -3,6 +3,11 @@
 Embedded default: with no REDIS_URL, SQLite + local-memory cache + in-memory channel
 layer (one process, no services). With REDIS_URL, django-redis and channels-redis:
 the same code path, a shared store.
+
+Safe by default: DEBUG is off unless ``DJANGO_DEBUG=1`` (``make run`` sets it), and with
+DEBUG off the settings refuse to load without a real ``DJANGO_SECRET_KEY``. The production
+profile (``DJANGO_DEBUG=0``, a strong ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS`` and,
+behind TLS, ``DJANGO_HTTPS=1``) passes ``manage.py check --deploy`` without warnings.
 """
 
 import importlib.util
@@ -10,15 +15,71 @@ import json
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FLEXIAI_VAR_DIR", BASE_DIR / "var"))
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-demo-key-change-me-in-production")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    """A comma-separated variable as a list, blanks dropped."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _https_origin(host: str) -> str | None:
+    """The origin a browser sends for an ALLOWED_HOSTS entry ('.x.org' -> any subdomain)."""
+    if host in ("*", "testserver"):
+        return None
+    return f"https://*{host}" if host.startswith(".") else f"https://{host}"
+
+
+SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# Known to everyone who read this file: fine on a laptop, never with DEBUG off.
+DEMO_SECRET_KEY = "insecure-demo-key-change-me-in-production"  # noqa: S105
+
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if SECRET_KEY in ("", DEMO_SECRET_KEY):
+    if not DEBUG:
+        # A missing key must not silently become a public one: sessions, CSRF tokens,
+        # password resets and the provider-key encryption all derive from it.
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set (or is the public demo key) and DEBUG is off. "
+            "Set DJANGO_SECRET_KEY to a long random secret, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, "
+            "or set DJANGO_DEBUG=1 for local development.")
+    SECRET_KEY = DEMO_SECRET_KEY
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+
+# DJANGO_HTTPS=1 once TLS terminates in front of the app (nginx, an ingress, a load
+# balancer) and that proxy sets X-Forwarded-Proto (overwriting what clients send).
+HTTPS = os.environ.get("DJANGO_HTTPS", "0") == "1"
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Load balancer and kubelet probes, and Prometheus scrapes, talk plain HTTP to the pod:
+    # a redirect would fail them. (Matched against the path without its leading slash.)
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Preloading is a decision about the whole registrable domain, hard to take back
+    # (https://hstspreload.org/#removal): the operator opts in, we never claim it.
+    SECURE_HSTS_PRELOAD = os.environ.get("DJANGO_HSTS_PRELOAD", "0") == "1"
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")  # "not preloaded": deliberate, above
+# Origins allowed to POST with a session (admin, demo page). Behind TLS the allowed hosts
+# over https; set DJANGO_CSRF_TRUSTED_ORIGINS when the public origin differs (a port).
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS") or [
+    origin for origin in map(_https_origin, ALLOWED_HOSTS) if origin and HTTPS]
+
+# The technical error pages (DEBUG on) and error e-mails hide passwords inside URLs too,
+# e.g. REDIS_URL's.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "flexiai_django.reporting.SafeExceptionReporterFilter"
 
 INSTALLED_APPS = [
     "daphne",
@@ -49,7 +110,7 @@ MIDDLEWARE = [
 # and the admin need the full stack.
 if os.environ.get("FLEXIAI_LEAN_MIDDLEWARE") == "1":
     MIDDLEWARE = ["flexiai_django.middleware.FlexiAIMiddleware"]
-    SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]  # no admin here
+    SILENCED_SYSTEM_CHECKS += ["admin.E408", "admin.E409", "admin.E410"]  # no admin here
 
 ROOT_URLCONF = "flexiai_site.urls"
 TEMPLATES = [
@@ -114,8 +175,9 @@ FLEXIAI = {
         else "flexiai_django.breakers.memory.LocalBreakerStore",
         "OPTIONS": {},
     },
-    # The demo answers curl without a key on 127.0.0.1 only; issue keys in the admin otherwise.
-    "ALLOW_ANONYMOUS_LOOPBACK": os.environ.get("FLEXIAI_ANONYMOUS_LOOPBACK", "1") == "1",
+    # Off unless set: `make run` sets FLEXIAI_ANONYMOUS_LOOPBACK=1 so the demo answers curl
+    # without a key on 127.0.0.1. Behind a proxy every client is loopback (flexiai.W003).
+    "ALLOW_ANONYMOUS_LOOPBACK": os.environ.get("FLEXIAI_ANONYMOUS_LOOPBACK", "0") == "1",
     "DEGRADED_MESSAGE": os.environ.get(
         "FLEXIAI_DEGRADED_MESSAGE",
         "Our assistant is busy right now. Please try again in a minute.",

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import runpy
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -466,6 +467,9 @@ def gunicorn_conf():
     return runpy.run_path(str(ROOT / "deploy/gunicorn.conf.py"))
 
 
+ARBITER = SimpleNamespace(reexec_pid=0, master_pid=0)  # a master alone (no USR2 upgrade)
+
+
 def test_gunicorn_starts_with_no_stale_metrics_and_drops_a_dead_workers_live_gauges(
         tmp_path, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
@@ -473,7 +477,7 @@ def test_gunicorn_starts_with_no_stale_metrics_and_drops_a_dead_workers_live_gau
         (tmp_path / name).write_bytes(b"")
     conf = gunicorn_conf()
 
-    conf["on_starting"](None)
+    conf["on_starting"](ARBITER)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
     for name in ("counter_42.db", "histogram_42.db", "gauge_livemostrecent_42.db",
@@ -485,14 +489,16 @@ def test_gunicorn_starts_with_no_stale_metrics_and_drops_a_dead_workers_live_gau
 
 
 def test_gunicorn_without_a_metrics_dir_uses_a_private_one_and_removes_it(monkeypatch):
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "restored after the test")
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "FLEXIAI_PRIVATE_PROMETHEUS_DIR"):
+        monkeypatch.setenv(name, "restored after the test")
+        monkeypatch.delenv(name)
     conf = gunicorn_conf()
     metrics_dir = conf["METRICS_DIR"]
 
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(metrics_dir)
-    assert metrics_dir.name == f"flexiai-prometheus-{os.getpid()}"
-    conf["on_starting"](None)
+    assert metrics_dir.name.startswith("flexiai-prometheus-")  # mkdtemp: not predictable
+    assert stat.S_IMODE(metrics_dir.stat().st_mode) == 0o700
+    conf["on_starting"](ARBITER)
     assert metrics_dir.is_dir()
-    conf["on_exit"](None)
+    conf["on_exit"](ARBITER)
     assert not metrics_dir.exists()

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import redis as redis_lib
+from django.test import override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -183,6 +184,7 @@ def test_keys_carry_a_ttl_so_idle_clients_leave_nothing_behind(make, raw, prefix
 
 
 @pytest.mark.slow
+@override_settings(FLEXIAI={"RATE_LIMIT_FALLBACK": "share", "RATE_LIMIT_FALLBACK_WORKERS": 1})
 def test_a_dead_redis_is_answered_in_process_fast_and_redis_is_used_again_later(
         prefix, clock, caplog):
     server = RedisServer().start()

@@ -1,11 +1,18 @@
 """The live status page in the admin and the transition history's admin list."""
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Permission
+from django.test import override_settings
 from django.urls import reverse
 
-from flexiai_django import breaker, history
-from flexiai_django.models import BreakerTransition, Provider
+from flexiai_django import breaker, history, status
+from flexiai_django.models import KEY_UNDECRYPTABLE, BreakerTransition, Provider
 from flexiai_django.routing import STATUS_SOCKET_PATH
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,3 +82,68 @@ def test_transitions_are_listed_read_only_in_the_admin(admin_client, provider):
     assert admin_client.post(change, {"to_state": "closed"}).status_code == 403
     add = reverse("admin:flexiai_django_breakertransition_add")
     assert admin_client.get(add).status_code == 403
+
+
+def test_deleting_transitions_is_not_offered_and_refused(admin_client, provider):
+    breaker("llm:primary").force_open()
+    history.flush()
+    row = BreakerTransition.objects.get()
+    changelist = reverse("admin:flexiai_django_breakertransition_changelist")
+    html = admin_client.get(changelist).content.decode()
+    assert "delete_selected" not in html
+    admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [row.pk],
+                                   "post": "yes"})
+    delete = reverse("admin:flexiai_django_breakertransition_delete", args=[row.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert BreakerTransition.objects.filter(pk=row.pk).exists()
+
+
+# -- a provider that can't be used is shown, with why -----------------------------------
+
+@pytest.fixture
+def undecryptable():
+    with override_settings(SECRET_KEY="a-secret-since-replaced"):
+        p = Provider(name="broken", kind="openai", model="gpt", priority=200)
+        p.set_api_key(KEY)
+        p.save()
+    return p
+
+
+def test_the_snapshot_marks_misconfigured_providers(provider, undecryptable):
+    snapshot = async_to_sync(status.snapshot)()
+    rows = {row["name"]: row for row in snapshot["providers"]}
+    assert rows["broken"]["misconfigured"] == KEY_UNDECRYPTABLE
+    assert rows["primary"]["misconfigured"] is None
+    assert KEY not in json.dumps(snapshot)
+
+
+SCRIPT = Path(status.__file__).parent / "static" / "flexiai_django" / "status.js"
+RENDER = Path(__file__).parent / "js" / "render_status.js"
+
+
+def render(messages):
+    """What status.js draws for these socket messages (node and a stand-in DOM)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the status page script can't run here")
+    done = subprocess.run([node, str(RENDER), str(SCRIPT)], input=json.dumps(messages),
+                          capture_output=True, text=True, timeout=30, check=True)
+    return {row["provider"]: row for row in json.loads(done.stdout)}
+
+
+def test_the_page_shows_a_misconfigured_provider_in_its_row(provider, undecryptable):
+    snapshot = async_to_sync(status.snapshot)()
+    rows = render([snapshot])
+    assert rows["broken"]["shown"] == f"misconfigured: {KEY_UNDECRYPTABLE}"
+    assert rows["broken"]["misconfigured"] == KEY_UNDECRYPTABLE
+    assert rows["broken"]["name"] == "broken"
+    assert (rows["primary"]["shown"], rows["primary"]["misconfigured"]) == ("", None)
+    assert rows["primary"]["state"] == "closed"
+    fixed = {**snapshot, "providers": [{**p, "misconfigured": None}
+                                       for p in snapshot["providers"]]}
+    assert render([snapshot, fixed])["broken"]["shown"] == ""
+
+
+def test_the_template_styles_misconfigured_rows(admin_client, undecryptable):
+    html = admin_client.get(URL).content.decode()
+    assert "#flexiai-status .misconfigured" in html and 'dataset.misconfigured' in html

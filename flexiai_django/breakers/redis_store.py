@@ -5,10 +5,12 @@
 * Each worker keeps a snapshot per breaker, refreshed by broadcasts (newer versions
   only) and re-read when older than ``snapshot_ttl``. A call to a CLOSED breaker with no
   recent failures, and its success, touch only the snapshot: no Redis round trip.
-* If Redis cannot be reached the store falls back to an in-process store with the same
-  rules for ``retry_seconds``, then tries again; on reconnect snapshots are re-read.
-  Redis calls use their own pool with short timeouts and no retries, so a dead Redis
-  costs a request at most one short timeout.
+* If Redis fails in any way (unreachable, timing out, out of memory, a read-only
+  replica, loading, refusing our password: any ``RedisError``) the store falls back to
+  an in-process store with the same rules for ``retry_seconds``, then tries again. An
+  outage ends only when a write succeeds (such a server still answers reads); then
+  snapshots are re-read. Redis calls use their own pool with short timeouts and no
+  retries, so a dead Redis costs a request at most one short timeout.
 """
 
 from __future__ import annotations
@@ -26,12 +28,9 @@ from typing import Any
 
 import orjson
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 
-from flexiai_django.conf import get_settings
-from flexiai_django.redis_outage import RedisOutage
+from flexiai_django.redis_clients import fail_fast_client
+from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
 from flexiai_django.worker import worker_id
 
 from .memory import LocalBreakerStore
@@ -39,41 +38,11 @@ from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
 
 logger = logging.getLogger("flexiai_django")
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+__all__ = ["REDIS_ERRORS", "RedisBreakerStore"]
 
 
 def _script_source() -> str:
     return resources.files("flexiai_django.breakers").joinpath("breaker.lua").read_text()
-
-
-def client_for_alias(alias: str, socket_timeout: float, connect_timeout: float) -> redis.Redis:
-    """A client on the same server as django-redis's ``alias``, with its own fail-fast pool."""
-    from django_redis import get_redis_connection
-
-    pool = get_redis_connection(alias).connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.update(socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
-                  retry=Retry(NoBackoff(), 0))
-    if isinstance(pool, SentinelConnectionPool):
-        kwargs.pop("connection_class", None)
-        fresh: redis.ConnectionPool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
-            pool.service_name, pool.sentinel_manager, **kwargs)
-    else:
-        fresh = type(pool)(connection_class=pool.connection_class,
-                           max_connections=pool.max_connections, **kwargs)
-    return redis.Redis(connection_pool=fresh)
-
-
-def fail_fast_client(url: str | None, alias: str | None, socket_timeout: float,
-                     connect_timeout: float) -> redis.Redis:
-    """A client for ``url``, else for django-redis's ``alias`` (default REDIS_ALIAS):
-    short timeouts and no retries, so a dead Redis costs one short wait."""
-    if url:
-        return redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                    socket_connect_timeout=connect_timeout,
-                                    retry=Retry(NoBackoff(), 0))
-    return client_for_alias(alias or get_settings().REDIS_ALIAS, socket_timeout,
-                            connect_timeout)
 
 
 def _number(value: Any) -> float | None:
@@ -157,7 +126,15 @@ class RedisBreakerStore(BreakerStore):
 
     @property
     def available(self) -> bool:
+        """Whether Redis may be tried now (no I/O: the hot path asks this)."""
         return self._outage.retry_due
+
+    def _usable(self) -> bool:
+        """Whether to use Redis now: not inside the back-off, and after an outage only
+        once a write probe passed (an OOM or read-only server still answers reads)."""
+        if not self._outage.retry_due:
+            return False
+        return self._outage.connected or self.ping()
 
     @property
     def connected(self) -> bool:
@@ -167,6 +144,8 @@ class RedisBreakerStore(BreakerStore):
         self._outage.failed(exc)
 
     def _succeeded(self) -> None:
+        """A probe write passed (only that ends an outage: a read, or a call that began
+        before another thread's failure, proves nothing)."""
         if self._outage.succeeded():
             self._snapshots.clear()
             self._local.clear()
@@ -176,7 +155,12 @@ class RedisBreakerStore(BreakerStore):
 
     def _eval(self, op: str, name: str, cfg: BreakerConfig, *, arg: str = "",
               probe: bool = False, error: str | None = None) -> dict[str, Any] | None:
-        if not self.available:
+        """The script's answer, or ``None`` when Redis is unusable (use the local store).
+
+        A ``NoScriptError`` (Redis restarted, ``SCRIPT FLUSH``) never gets here: redis-py's
+        ``Script`` loads the script again and retries once.
+        """
+        if not self._usable():
             return None
         member = f"{worker_id()}:{uuid.uuid4().hex[:8]}" if op == "acquire" else ""
         args = [op, name, cfg.failure_threshold, cfg.success_threshold, cfg.open_seconds,
@@ -189,7 +173,6 @@ class RedisBreakerStore(BreakerStore):
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
-        self._succeeded()
         result: dict[str, Any] = orjson.loads(raw)
         return result
 
@@ -352,41 +335,53 @@ class RedisBreakerStore(BreakerStore):
         return read
 
     def get(self, name: str) -> BreakerState:
-        if self.available:
+        if self._usable():
             try:
                 state = self._read([name])[name]
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
-                self._succeeded()
                 return state
         return self._local.get(name)
 
     def all(self) -> dict[str, BreakerState]:
-        if self.available:
+        if self._usable():
             try:
                 names = sorted(_text(m) for m in self._redis().smembers(self._keys("")[2]))
                 states = self._read(names)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
-                self._succeeded()
                 return states
         return {**{n: s for n, (_, s) in self._snapshots.items()}, **self._local.all()}
 
     def clear(self) -> None:
-        client = self._redis()
-        index = self._keys("")[2]
-        names = [_text(m) for m in client.smembers(index)]
-        keys = [key for name in names for key in self._keys(name)[:2]]
-        client.delete(index, *keys)
-        self._snapshots.clear()
-        self._local.clear()
+        """Forget every breaker, here and in Redis (tests, maintenance).
+
+        A Redis error is raised after the local state is cleared: whoever asked to
+        forget the shared state must know it was not.
+        """
+        try:
+            client = self._redis()
+            index = self._keys("")[2]
+            names = [_text(m) for m in client.smembers(index)]
+            keys = [key for name in names for key in self._keys(name)[:2]]
+            client.delete(index, *keys)
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            raise
+        finally:
+            self._snapshots.clear()
+            self._local.clear()
 
     def ping(self) -> bool:
-        """Try Redis now (even inside the back-off window); the listener uses it."""
+        """Try Redis now (even inside the back-off window); the listener uses it.
+
+        A write, not PING: an out-of-memory or read-only server answers PING and reads
+        but refuses every state change, so only a write says the outage is over.
+        """
         try:
-            self._redis().ping()
+            probe_writes(self._redis(), f"{self._prefix}:probe")
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return False

@@ -35,12 +35,15 @@ from flexiai_django.errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
+from flexiai_django.redaction import redact
 from flexiai_django.types import ChatRequest, Completion, StreamDelta
 
 from .rejections import is_context_length
 from .sse import LineDecoder
 
 BREAKER_PREFIX = "llm:"
+#: Characters of an upstream's own error message passed on (after redaction).
+UPSTREAM_MESSAGE_LIMIT = 300
 
 
 def breaker_name_for(provider: str) -> str:
@@ -173,17 +176,19 @@ class ProviderAdapter:
         )
 
     def _upstream_message(self, body: bytes) -> str:
-        """The upstream's own explanation of a bad request, trimmed and with our key removed."""
+        """The upstream's own explanation of a bad request, with secrets removed, then cut.
+
+        Redacting first matters: cutting first could leave a partial key that no longer
+        matches it; upstreams also quote keys re-cased or in their own masked form.
+        """
         try:
             data = orjson.loads(body)
             err = data.get("error", data) if isinstance(data, dict) else data
             message = err.get("message", "") if isinstance(err, dict) else str(err)
         except (orjson.JSONDecodeError, AttributeError):
             message = ""
-        message = str(message)[:300]
-        if self.config.api_key:
-            message = message.replace(self.config.api_key, "***")
-        return message or "no details"
+        return redact(str(message), [self.config.api_key], limit=UPSTREAM_MESSAGE_LIMIT) or (
+            "no details")
 
     def _completion(self, body: bytes, request: ChatRequest) -> Completion:
         try:

@@ -37,6 +37,8 @@ STATIC_ASGI_APP = "flexiai_django.testing.static_asgi:application"
 FLEXIAI_SETTINGS: dict[str, Any] = {
     "FAILURE_THRESHOLD": 5, "OPEN_SECONDS": 60, "OPEN_JITTER": 0, "HALF_OPEN_MAX_CALLS": 1,
     "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False,
+    # Tests trip breakers with bursts of anonymous requests from loopback.
+    "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0,
 }
 
 _CREATE_USERS = """
@@ -102,6 +104,9 @@ class LiveSite:
             "REDIS_URL": redis_url or os.environ["REDIS_URL"],
             "FLEXIAI_JSON": json.dumps({**FLEXIAI_SETTINGS, **(flexiai or {})}),
             "DJANGO_DEBUG": "0",
+            # Production settings need a secret; a test site is driven from loopback.
+            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+            "FLEXIAI_ANONYMOUS_LOOPBACK": "1",
             "OPENAI_API_KEY": "",
             "ANTHROPIC_API_KEY": "",
             **(env or {}),

@@ -77,7 +77,7 @@ def flexiai_reset() -> Iterator[None]:
     """Fresh breaker state, provider snapshot, answer cache and stats around a test."""
     from django.core.cache import caches
 
-    from flexiai_django import registry, stats
+    from flexiai_django import cache_tier, registry, stats
     from flexiai_django.breakers import get_store
     from flexiai_django.conf import get_settings
 
@@ -85,6 +85,7 @@ def flexiai_reset() -> Iterator[None]:
         get_store().clear()
         registry.invalidate()
         stats.local().clear()
+        cache_tier.forget_outage()  # a test that broke the cache leaves no back-off behind
         caches[get_settings().CACHE_ALIAS].clear()
 
     clear()

@@ -1,4 +1,9 @@
-"""Probes: liveness (this process answers), readiness (a provider can serve), health (detail)."""
+"""Probes: liveness (this process answers), readiness (a provider can serve), health (detail).
+
+Anyone may ask how the service is (a load balancer has no credentials), but which
+providers, models and kinds stand behind it is shown only to staff sessions and
+``admin``-scoped API keys: the rest is a map for an attacker.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,11 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from flexiai_django import broadcast
+from flexiai_django.auth import Principal, authenticate
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, available
-from flexiai_django.registry import aget_providers
+from flexiai_django.registry import aget_snapshot
+from flexiai_django.shared_state import shared_state_status
 from flexiai_django.worker import worker_id
 
 
@@ -22,8 +29,12 @@ def _iso(ts: float | None) -> str | None:
 
 
 async def provider_report() -> list[dict[str, Any]]:
-    """Each enabled provider with its breaker as the shared store sees it."""
-    providers = await aget_providers()
+    """Each enabled provider with its breaker as the shared store sees it.
+
+    Misconfigured providers are listed too, unavailable, with their reason.
+    """
+    snapshot = await aget_snapshot()
+    providers = snapshot.providers
     store = get_store()
     states: dict[str, BreakerState] = await sync_to_async(store.all, thread_sensitive=False)()
     now = time.time()
@@ -40,15 +51,40 @@ async def provider_report() -> list[dict[str, Any]]:
             "failure_count": state.failures,
             "last_failure_time": _iso(state.last_failure_at),
             "retry_at": _iso(state.retry_at),
+            "misconfigured": None,
         })
+    for m in snapshot.misconfigured:
+        report.append({
+            "name": m.name,
+            "kind": m.kind,
+            "model": m.model,
+            "priority": m.priority,
+            "available": False,
+            "circuit_state": None,
+            "failure_count": None,
+            "last_failure_time": None,
+            "retry_at": None,
+            "misconfigured": m.reason,
+        })
+    report.sort(key=lambda p: (p["priority"], p["name"]))
     return report
 
 
+async def may_see_detail(request: HttpRequest) -> bool:
+    """Staff sessions and ``admin``-scoped keys; never anonymous or chat-only callers."""
+    principal = await authenticate(request)
+    return isinstance(principal, Principal) and "admin" in principal.scopes
+
+
 def sync_status() -> dict[str, Any]:
+    """Shared-state health: Redis behind the store, the limiter and the answer cache."""
     described = get_store().describe()
     listener = broadcast.listener()
+    parts = shared_state_status()
     return {
-        "redis_connected": bool(described["shared"] and described["connected"]),
+        "redis_connected": bool(described["shared"] and parts["breaker_store"]
+                                and parts["rate_limiter"]),
+        "answer_cache_ok": parts["answer_cache"],
         "sync_enabled": bool(described["shared"] and listener and listener.connected),
         "store": described["backend"],
     }
@@ -61,12 +97,14 @@ async def health(request: HttpRequest) -> JsonResponse:
     up = [p for p in providers if p["available"]]
     if not up:
         status = "unhealthy"
-    elif len(up) < len(providers) or (get_store().describe()["shared"]
-                                       and not sync["redis_connected"]):
+    elif (len(up) < len(providers) or not sync["answer_cache_ok"]
+          or (get_store().describe()["shared"] and not sync["redis_connected"])):
         status = "degraded"
     else:
         status = "healthy"
-    body = {"status": status, "worker_id": worker_id(), **sync, "providers": providers}
+    body: dict[str, Any] = {"status": status, "worker_id": worker_id(), **sync}
+    if await may_see_detail(request):
+        body["providers"] = providers
     return JsonResponse(body, status=503 if status == "unhealthy" else 200)
 
 
@@ -79,5 +117,7 @@ async def live(request: HttpRequest) -> JsonResponse:
 async def ready(request: HttpRequest) -> JsonResponse:
     providers = await provider_report()
     up = [p["name"] for p in providers if p["available"]]
-    return JsonResponse({"ready": bool(up), "available_providers": up, "worker_id": worker_id()},
-                        status=200 if up else 503)
+    body: dict[str, Any] = {"ready": bool(up), "worker_id": worker_id()}
+    if await may_see_detail(request):
+        body["available_providers"] = up
+    return JsonResponse(body, status=200 if up else 503)

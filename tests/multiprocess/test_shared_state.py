@@ -8,6 +8,7 @@ import pytest
 
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import State
+from flexiai_django.testing.servers import manage
 
 from .conftest import (
     BREAKER,
@@ -15,6 +16,7 @@ from .conftest import (
     edit_provider,
     load,
     local_state,
+    site_env,
     start,
     wait_until_every_worker,
 )
@@ -115,9 +117,13 @@ def test_an_admin_edit_reaches_every_worker_without_a_restart(clean, seeded, fak
         edit_provider(seeded, "demo-secondary", priority=20)
 
 
-def test_health_reports_the_shared_state_and_sync(clean):
+def test_health_reports_the_shared_state_and_sync(clean, seeded):
+    token = manage("shell", "-c",
+                   "from flexiai_django.models import ApiKey; k = ApiKey(name='ops', "
+                   "scopes='chat,admin'); t = k.issue(); k.save(); print(t)",
+                   env=site_env(seeded)).strip().splitlines()[-1]
     get_store().force(BREAKER, State.FORCED_OPEN)
-    body = httpx.get(f"{clean.url}/health").json()
+    body = httpx.get(f"{clean.url}/health", headers={"authorization": f"Bearer {token}"}).json()
     primary = next(p for p in body["providers"] if p["name"] == "demo-primary")
     assert (primary["circuit_state"], primary["available"]) == ("forced_open", False)
     assert body["status"] == "degraded"

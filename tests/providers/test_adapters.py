@@ -1,6 +1,10 @@
 """Each adapter speaks its provider's API against the real fake upstream."""
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
+import orjson
 import pytest
 
 from flexiai_django.errors import (
@@ -214,3 +218,57 @@ def test_a_llama_cpp_context_refusal_is_recognised():
                              b'"message": "the request exceeds the available context size"}}')
     assert not is_context_length(b'{"error": {"message": "temperature must be <= 2"}}')
     assert not is_context_length(b"<html>bad gateway</html>")
+
+
+class _Echoing400(BaseHTTPRequestHandler):
+    """Answers every POST with HTTP 400 and the error body the test put on the server."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = self.server.error_body
+        self.send_response(400)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def quoting_upstream():
+    """A real loopback server whose 400 replies quote whatever the test tells it to."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echoing400)
+    server.error_body = b"{}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+LONG_KEY = "sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789QRSTUVWXyz"
+
+
+@pytest.mark.parametrize("quoted", [
+    LONG_KEY,                                    # whole
+    LONG_KEY.upper(),                            # in another case
+    LONG_KEY[10:30],                             # a piece of it
+    "x" * (280 - len("bad key ")) + LONG_KEY,    # straddling the 300-character cut
+    "sk-proj-********************" + LONG_KEY[-4:],  # OpenAI's own masked form
+])
+def test_an_upstream_quoting_our_key_never_passes_it_on(quoting_upstream, client, quoted):
+    quoting_upstream.error_body = orjson.dumps(
+        {"error": {"message": f"bad key {quoted} for max_tokens"}})
+    config = ProviderConfig(name="up", kind="openai", model="m", api_key=LONG_KEY,
+                            base_url=f"http://127.0.0.1:{quoting_upstream.server_port}/v1")
+    with pytest.raises(BadRequest) as caught:
+        get_adapter(config).complete(client, REQUEST)
+    text = str(caught.value)
+    assert text.startswith("up: provider rejected the request (HTTP 400): bad key ***")
+    low = text.lower()
+    assert not [LONG_KEY[i:i + 6] for i in range(len(LONG_KEY) - 5)
+                if LONG_KEY[i:i + 6].lower() in low]
+    assert LONG_KEY[-4:] not in text

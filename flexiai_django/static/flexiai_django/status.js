@@ -45,6 +45,14 @@
         badge.className = "state";
         badge.dataset.field = field;
         td.appendChild(badge);
+      } else if (field === "name") {
+        // The name, and below it (in red) why the provider can't be used, if it can't.
+        const name = document.createElement("span");
+        name.dataset.field = "name";
+        const problem = document.createElement("span");
+        problem.className = "misconfigured";
+        problem.dataset.field = "misconfigured";
+        td.append(name, problem);
       } else {
         td.dataset.field = field;
       }
@@ -87,6 +95,9 @@
     const changed = row.dataset.state && row.dataset.state !== s.state;
     row.dataset.state = s.state;
     cell(row, "name", p.enabled === false ? `${p.name} (provider off)` : p.name);
+    cell(row, "misconfigured", p.misconfigured ? `misconfigured: ${p.misconfigured}` : "");
+    if (p.misconfigured) row.dataset.misconfigured = p.misconfigured;
+    else delete row.dataset.misconfigured;
     cell(row, "state", s.state);
     cell(row, "failures", String(s.failures));
     cell(row, "last-error", s.last_error || "—");

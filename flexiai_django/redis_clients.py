@@ -1,0 +1,46 @@
+"""Redis clients for the parts that must fail fast: the breaker store and the rate limiter.
+
+Each gets its own connection pool with short timeouts and no retries, so a dead or
+frozen Redis costs a request one short wait rather than redis-py's default retries. The
+server (plain, TLS or Sentinel) and its credentials come from a URL or from the
+django-redis cache alias the project already configured.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
+
+from flexiai_django.conf import get_settings
+
+
+def client_for_alias(alias: str, socket_timeout: float, connect_timeout: float) -> redis.Redis:
+    """A client on the same server as django-redis's ``alias``, with its own fail-fast pool."""
+    from django_redis import get_redis_connection
+
+    pool = get_redis_connection(alias).connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
+                  retry=Retry(NoBackoff(), 0))
+    if isinstance(pool, SentinelConnectionPool):
+        kwargs.pop("connection_class", None)
+        fresh: redis.ConnectionPool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            pool.service_name, pool.sentinel_manager, **kwargs)
+    else:
+        fresh = type(pool)(connection_class=pool.connection_class,
+                           max_connections=pool.max_connections, **kwargs)
+    return redis.Redis(connection_pool=fresh)
+
+
+def fail_fast_client(url: str | None, alias: str | None, socket_timeout: float,
+                     connect_timeout: float) -> redis.Redis:
+    """A client for ``url``, else for django-redis's ``alias`` (default REDIS_ALIAS):
+    short timeouts and no retries, so a dead Redis costs one short wait."""
+    if url:
+        return redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                    socket_connect_timeout=connect_timeout,
+                                    retry=Retry(NoBackoff(), 0))
+    return client_for_alias(alias or get_settings().REDIS_ALIAS, socket_timeout,
+                            connect_timeout)

@@ -1,0 +1,162 @@
+"""The deployment files say what a safe deployment needs.
+
+Docker and Kubernetes are not available to the suite: their files are read (YAML parsed),
+not run. deploy/gunicorn.conf.py is imported as gunicorn does, in fresh processes.
+"""
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
+
+
+def instructions(dockerfile):
+    """(INSTRUCTION, arguments) pairs, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
+
+
+def test_the_image_runs_as_a_numeric_non_root_user_that_cannot_write_the_code():
+    steps = instructions(DEPLOY / "Dockerfile")
+    users = [args for op, args in steps if op == "USER"]
+    assert users, "no USER: the container would run as root"
+    user = users[-1].split(":")[0]
+    assert user.isdigit() and int(user) != 0  # numeric: Kubernetes can check runAsNonRoot
+    run = " ".join(args for op, args in steps if op == "RUN")
+    assert "useradd" in run and f"--uid {user}" in run
+    # The code is copied as root and never handed to the user.
+    assert not any("--chown" in args for op, args in steps if op == "COPY")
+    assert not re.search(r"chown\S*\s+(-\S+\s+)*\S+\s+/app\b", run)
+    assert [op for op, _ in steps].index("USER") > max(
+        i for i, (op, _) in enumerate(steps) if op in ("COPY", "RUN"))
+    env = " ".join(args for op, args in steps if op == "ENV")
+    assert "DJANGO_DEBUG=0" in env and "BIND=0.0.0.0:8000" in env
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def test_compose_redis_requires_a_password_and_the_app_sends_it(compose):
+    command = compose["services"]["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert password.startswith("${REDIS_PASSWORD:?")  # compose refuses to start without it
+    for app in ("app1", "app2"):
+        url = compose["services"][app]["environment"]["REDIS_URL"]
+        assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/\d+", url), url
+
+
+def test_compose_allows_only_the_named_host(compose):
+    for app in ("app1", "app2"):
+        env = compose["services"][app]["environment"]
+        hosts = env["DJANGO_ALLOWED_HOSTS"]
+        assert "*" not in hosts.split(",")
+        assert hosts.startswith("${FLEXIAI_HOST:?")
+        assert env["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")
+        assert "DJANGO_DEBUG" not in env or env["DJANGO_DEBUG"] == "0"
+        assert env["DJANGO_HTTPS"] == "${DJANGO_HTTPS:-0}"
+    # ... which works because nginx passes the client's Host on, in every proxied location.
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    locations = re.findall(r"location[^{]*\{([^}]*)\}", nginx)
+    proxied = [body for body in locations if "proxy_pass" in body]
+    assert proxied and all("proxy_set_header Host $host;" in body for body in proxied)
+    assert all("proxy_set_header X-Forwarded-Proto $scheme;" in body for body in proxied)
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "flexiai.yaml").read_text()))
+    return next(d for d in documents if d["kind"] == "Deployment")
+
+
+def test_k8s_pods_run_unprivileged_on_a_read_only_root(deployment):
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (app,) = pod["containers"]
+    assert app["securityContext"]["readOnlyRootFilesystem"] is True
+    assert app["securityContext"]["allowPrivilegeEscalation"] is False
+    # What must stay writable is on emptyDir volumes: the metrics files and /tmp.
+    env = {e["name"]: e for e in app["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in app["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for path in (env["PROMETHEUS_MULTIPROC_DIR"]["value"], "/tmp",
+                 os.path.dirname(env["FLEXIAI_DB"]["value"])):
+        assert "emptyDir" in volumes[mounts[path]], path
+
+
+def test_k8s_allowed_hosts_let_the_probes_in(deployment):
+    """Kubelet probes send the pod IP as Host: it comes from the downward API."""
+    (app,) = deployment["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in app["env"]]
+    env = {e["name"]: e for e in app["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    hosts = env["DJANGO_ALLOWED_HOSTS"]["value"].split(",")
+    assert "$(POD_IP)" in hosts and "*" not in hosts and len(hosts) >= 2
+    # $(VAR) only expands variables defined earlier in the list.
+    assert names.index("POD_IP") < names.index("DJANGO_ALLOWED_HOSTS")
+    assert env["DJANGO_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
+    assert env["DJANGO_DEBUG"]["value"] == "0"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert app[probe]["httpGet"]["path"].startswith("/health")  # exempt from redirects
+
+
+def load_gunicorn_conf(*, on_exit=False, **env):
+    """Import the config file as gunicorn does, in a fresh process; what it decided."""
+    script = f"""
+import json, os, runpy, stat, types
+conf = runpy.run_path({str(GUNICORN_CONF)!r})
+path = str(conf["METRICS_DIR"])
+mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else None
+conf = runpy.run_path({str(GUNICORN_CONF)!r})  # kill -HUP: read again, same master
+again = str(conf["METRICS_DIR"])
+if {on_exit!r}:
+    conf["on_exit"](types.SimpleNamespace(reexec_pid=0, master_pid=0))
+print(json.dumps({{"bind": conf["bind"], "dir": path, "again": again, "mode": mode,
+                   "private": conf["PRIVATE_METRICS_DIR"], "exists": os.path.exists(path)}}))
+"""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("BIND", "PROMETHEUS_MULTIPROC_DIR", "FLEXIAI_PRIVATE_PROMETHEUS_DIR")}
+    result = subprocess.run([sys.executable, "-c", script], env={**clean, **env},
+                            capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(result.stdout)
+
+
+def test_gunicorn_binds_to_loopback_unless_told():
+    assert load_gunicorn_conf(on_exit=True)["bind"] == "127.0.0.1:8000"
+    assert load_gunicorn_conf(on_exit=True, BIND="0.0.0.0:8000")["bind"] == "0.0.0.0:8000"
+
+
+def test_gunicorn_makes_a_private_unpredictable_metrics_dir_per_master():
+    first, second = load_gunicorn_conf(), load_gunicorn_conf()
+    try:
+        assert first["dir"] != second["dir"]
+        for conf in (first, second):
+            assert conf["private"] and conf["again"] == conf["dir"]  # stable across HUP
+            assert conf["mode"] == 0o700
+            assert Path(conf["dir"]).parent == Path(tempfile.gettempdir())
+            assert Path(conf["dir"]).name.startswith("flexiai-prometheus-")
+            assert stat.S_IMODE(Path(conf["dir"]).stat().st_mode) == 0o700
+    finally:
+        for conf in (first, second):
+            Path(conf["dir"]).rmdir()
+
+
+def test_gunicorn_removes_only_its_private_dir(tmp_path):
+    private = load_gunicorn_conf(on_exit=True)
+    assert private["private"] and not private["exists"]
+    operators = tmp_path / "metrics"
+    operators.mkdir()
+    kept = load_gunicorn_conf(on_exit=True, PROMETHEUS_MULTIPROC_DIR=str(operators))
+    assert kept["dir"] == str(operators) and not kept["private"] and operators.is_dir()
