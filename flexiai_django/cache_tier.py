@@ -57,6 +57,8 @@ def cache_key(request: ChatRequest) -> str:
         "model": request.model or "",
         "messages": [_message_key(m) for m in request.messages],
     }
+    if request.n != 1:
+        normalised["n"] = request.n
     if request.tools or request.response_format:
         normalised["tools"] = [[t.name, t.parameters] for t in request.tools]
         normalised["format"] = repr((request.response_format, request.tool_choice))

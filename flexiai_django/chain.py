@@ -138,6 +138,7 @@ class Walk:
             refusal=completion.refusal,
             logprobs=completion.logprobs,
             dropped=self.dropped.get(provider.name, ()),
+            more=completion.more,
         )
 
     def fallback(self, cached: dict[str, Any] | None) -> ChatResult:

@@ -26,6 +26,7 @@ from flexiai_django.types import (
     Attempt,
     ChatRequest,
     ChatResult,
+    Choice,
     Completion,
     StreamDelta,
     ToolCall,
@@ -34,6 +35,32 @@ from flexiai_django.types import (
 )
 
 logger = logging.getLogger("flexiai_django")
+
+
+class _Answer:
+    """One answer being streamed: its text, refusal, tool calls and finish, put together."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.refusal: list[str] = []
+        self.calls: dict[int, list[str]] = {}  # index -> [id, name, arguments...]
+        self.finish_reason: str | None = None
+
+    def take(self, delta: StreamDelta) -> None:
+        self.parts.append(delta.content)
+        self.refusal.append(delta.refusal)
+        for call in delta.tool_calls:
+            parts = self.calls.setdefault(call.index, ["", ""])
+            parts[0] = call.id or parts[0]
+            parts[1] = call.name or parts[1]
+            parts.append(call.arguments)
+        self.finish_reason = delta.finish_reason or self.finish_reason
+
+    def choice(self, index: int) -> Choice:
+        calls = tuple(ToolCall(p[0], p[1], "".join(p[2:]) or "{}")
+                      for _, p in sorted(self.calls.items()))
+        return Choice(index, "".join(self.parts), self.finish_reason or "stop", calls,
+                      "".join(self.refusal) or None)
 
 
 class _StreamState:
@@ -45,10 +72,7 @@ class _StreamState:
         self.provider = provider
         self.admission = admission
         self.head = head
-        self.parts: list[str] = []
-        self.refusal: list[str] = []
-        self.calls: dict[int, list[str]] = {}  # index -> [id, name, arguments...]
-        self.finish_reason: str | None = None
+        self.answers: dict[int, _Answer] = {0: _Answer()}  # by choice, for n > 1
         # The model the provider names in its first events, so every chunk says the same.
         self.model: str | None = next((d.model for d in head if d.model),
                                       provider.model if provider else None)
@@ -57,27 +81,16 @@ class _StreamState:
         self.first_chunk_after = time.monotonic() - walk.attempt_started
 
     def take(self, delta: StreamDelta) -> StreamDelta:
-        self.parts.append(delta.content)
-        self.refusal.append(delta.refusal)
-        for call in delta.tool_calls:
-            self._take_call(call)
-        self.finish_reason = delta.finish_reason or self.finish_reason
+        self.answers.setdefault(delta.choice, _Answer()).take(delta)
         if delta.usage is not None:
             self.usage = Usage(self.usage.prompt_tokens + delta.usage.prompt_tokens,
                                self.usage.completion_tokens + delta.usage.completion_tokens)
         return delta
 
-    def _take_call(self, call: ToolCallDelta) -> None:
-        parts = self.calls.setdefault(call.index, ["", ""])
-        parts[0] = call.id or parts[0]
-        parts[1] = call.name or parts[1]
-        parts.append(call.arguments)
-
     def completion(self) -> Completion:
-        calls = tuple(ToolCall(p[0], p[1], "".join(p[2:]) or "{}")
-                      for _, p in sorted(self.calls.items()))
-        return Completion("".join(self.parts), self.model or "", self.finish_reason or "stop",
-                          self.usage, tool_calls=calls, refusal="".join(self.refusal) or None)
+        first, *more = (a.choice(i) for i, a in sorted(self.answers.items()))
+        return Completion(first.content, self.model or "", first.finish_reason, self.usage,
+                          tool_calls=first.tool_calls, refusal=first.refusal, more=tuple(more))
 
     def interrupted(self, exc: ProviderError) -> StreamInterrupted:
         assert self.provider is not None

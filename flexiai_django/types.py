@@ -122,6 +122,8 @@ class ChatRequest:
     logprobs: bool | None = None
     top_logprobs: int | None = None
     metadata: Mapping[str, str] | None = None
+    #: How many answers to give (OpenAI kinds only).
+    n: int = 1
     #: Ask the provider for token usage at the end of a stream.
     include_usage: bool = False
     #: Whose cached answers this request may fall back to ("" for everyone's); the HTTP
@@ -134,7 +136,7 @@ class ChatRequest:
         "model", "temperature", "max_tokens", "top_p", "stop", "user", "tools", "tool_choice",
         "parallel_tool_calls", "response_format", "seed", "max_completion_tokens",
         "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
-        "metadata", "include_usage", "cache_scope")
+        "metadata", "n", "include_usage", "cache_scope")
 
     @property
     def token_limit(self) -> int | None:
@@ -145,8 +147,8 @@ class ChatRequest:
         """The optional OpenAI fields this request sets (what an adapter must honour)."""
         names = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "seed",
                  "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
-                 "top_logprobs", "metadata", "user")
-        defaults: dict[str, Any] = {"parallel_tool_calls": True, "logprobs": False}
+                 "top_logprobs", "metadata", "user", "n")
+        defaults: dict[str, Any] = {"parallel_tool_calls": True, "logprobs": False, "n": 1}
         return tuple(n for n in names
                      if getattr(self, n) not in (None, (), defaults.get(n)))
 
@@ -193,6 +195,19 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One more answer to a request that asked for several (``n`` > 1); the first is the
+    :class:`Completion` or :class:`ChatResult` itself."""
+
+    index: int
+    content: str
+    finish_reason: str | None = "stop"
+    tool_calls: tuple[ToolCall, ...] = ()
+    refusal: str | None = None
+    logprobs: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Completion:
     """What one adapter got back from one provider.
 
@@ -207,6 +222,8 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     refusal: str | None = None
     logprobs: Mapping[str, Any] | None = None
+    #: The other answers, when the request asked for ``n`` > 1.
+    more: tuple[Choice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,6 +250,8 @@ class ChatResult:
     logprobs: Mapping[str, Any] | None = None
     #: Request fields the serving provider could not honour and that were left out.
     dropped: tuple[str, ...] = ()
+    #: The other answers, when the request asked for ``n`` > 1.
+    more: tuple[Choice, ...] = ()
 
     @property
     def degraded(self) -> bool:
@@ -265,6 +284,8 @@ class StreamDelta:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     refusal: str = ""
     logprobs: Mapping[str, Any] | None = None
+    #: Which answer this piece belongs to, when the request asked for ``n`` > 1.
+    choice: int = 0
 
     @property
     def substantive(self) -> bool:

@@ -26,6 +26,7 @@ MAX_STOP_SEQUENCES = 4
 MAX_TOOLS = 128
 MAX_METADATA = 16
 MAX_TOP_LOGPROBS = 20
+MAX_CHOICES = 128
 TOOL_CHOICES = ("none", "auto", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
@@ -240,9 +241,6 @@ def from_dict(data: dict[str, Any], *, max_tokens_limit: int,
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be true or false.", param="stream")
-    n = data.get("n", 1)
-    if n != 1 or isinstance(n, bool):
-        raise InvalidRequest("Only 'n': 1 is supported.", param="n", code="unsupported_value")
     options = data.get("stream_options") or {}
     if not isinstance(options, dict):
         raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
@@ -272,6 +270,7 @@ def from_dict(data: dict[str, Any], *, max_tokens_limit: int,
         logprobs=logprobs,
         top_logprobs=top_logprobs,
         metadata=_metadata(data.get("metadata")),
+        n=_bounded_int(data, "n", 1, MAX_CHOICES) or 1,
         include_usage=stream and include_usage,
     )
     return APIRequest(chat, stream, include_usage)

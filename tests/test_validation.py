@@ -119,7 +119,7 @@ FULL = {
     "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
     "parallel_tool_calls": False, "seed": 7, "max_completion_tokens": 50,
     "presence_penalty": 0.5, "frequency_penalty": -0.5, "logit_bias": {"50256": -100},
-    "logprobs": True, "top_logprobs": 2, "user": "u-1", "metadata": {"team": "a"},
+    "logprobs": True, "top_logprobs": 2, "user": "u-1", "metadata": {"team": "a"}, "n": 2,
     "response_format": {"type": "json_schema", "json_schema": {
         "name": "answer", "strict": True, "schema": {"type": "object"}}},
 }
@@ -133,7 +133,7 @@ def test_every_field_of_a_tool_conversation_is_parsed_and_rendered_back_as_sent(
     sent = openai_shape.options(chat)
     for name in ("tools", "tool_choice", "parallel_tool_calls", "seed", "max_completion_tokens",
                  "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
-                 "top_logprobs", "user", "metadata", "response_format"):
+                 "top_logprobs", "user", "metadata", "response_format", "n"):
         assert sent[name] == FULL[name], name
     assert chat.messages[1].images[0].data == ("image/png", "iVBORw0KGgo=")
     assert chat.token_limit == 50
@@ -148,6 +148,9 @@ BAD_FIELDS = [
     ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
      "response_format.json_schema.name"),
     ({"seed": 1.5}, "seed"),
+    ({"n": 0}, "n"),
+    ({"n": 129}, "n"),
+    ({"n": True}, "n"),
     ({"presence_penalty": 3}, "presence_penalty"),
     ({"logit_bias": {"the": 5}}, "logit_bias"),
     ({"top_logprobs": 3}, "top_logprobs"),

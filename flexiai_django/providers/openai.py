@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from flexiai_django.types import ChatRequest, Completion, StreamDelta, Usage
+from flexiai_django.types import ChatRequest, Choice, Completion, StreamDelta, Usage
 
 from . import openai_shape
 from .base import ProviderAdapter
@@ -21,13 +21,26 @@ def _usage(data: Any) -> Usage:
     return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
 
 
+def _choice(choice: Any) -> Choice:
+    """One answer of a reply; a tool call or a refusal with null content is an answer too."""
+    message = choice["message"]
+    content = message.get("content")
+    tool_calls = openai_shape.parse_tool_calls(message.get("tool_calls"))
+    refusal = message.get("refusal")
+    if not isinstance(content, str) and not (content is None and (tool_calls or refusal)):
+        raise TypeError("content is not text")
+    return Choice(int(choice.get("index") or 0), content or "", choice.get("finish_reason"),
+                  tool_calls, str(refusal) if refusal is not None else None,
+                  choice.get("logprobs"))
+
+
 class OpenAIAdapter(ProviderAdapter):
     kind = "openai"
     default_base_url = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
     honours = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format",
                          "seed", "presence_penalty", "frequency_penalty", "logit_bias",
-                         "logprobs", "top_logprobs", "metadata", "user"})
+                         "logprobs", "top_logprobs", "metadata", "user", "n"})
     #: Ask for token usage at the end of every stream; a compatible server is asked only
     #: when the caller asks (``stream_options.include_usage``): not all of them know it.
     reports_stream_usage = True
@@ -48,21 +61,16 @@ class OpenAIAdapter(ProviderAdapter):
         return body
 
     def parse(self, data: Any) -> Completion:
-        choice = data["choices"][0]
-        message = choice["message"]
-        content = message.get("content")
-        tool_calls = openai_shape.parse_tool_calls(message.get("tool_calls"))
-        refusal = message.get("refusal")
-        if not isinstance(content, str) and not (content is None and (tool_calls or refusal)):
-            raise TypeError("content is not text")
+        first, *more = sorted((_choice(c) for c in data["choices"]), key=lambda c: c.index)
         return Completion(
-            content=content or "",
+            content=first.content,
             model=str(data.get("model") or self.config.model),
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=first.finish_reason,
             usage=_usage(data.get("usage") or {}),
-            tool_calls=tool_calls,
-            refusal=str(refusal) if refusal is not None else None,
-            logprobs=choice.get("logprobs"),
+            tool_calls=first.tool_calls,
+            refusal=first.refusal,
+            logprobs=first.logprobs,
+            more=tuple(more),
         )
 
     def parse_event(self, event: str | None, data: str) -> StreamDelta | None:
@@ -85,6 +93,7 @@ class OpenAIAdapter(ProviderAdapter):
             tool_calls=openai_shape.parse_tool_call_deltas(delta.get("tool_calls")),
             refusal=str(delta.get("refusal") or ""),
             logprobs=choice.get("logprobs"),
+            choice=int(choice.get("index") or 0),
         )
 
 

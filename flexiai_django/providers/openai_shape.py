@@ -75,6 +75,8 @@ def options(request: ChatRequest) -> dict[str, Any]:
             body[name] = value
     if request.stop:
         body["stop"] = list(request.stop)
+    if request.n != 1:
+        body["n"] = request.n
     if request.logit_bias is not None:
         body["logit_bias"] = dict(request.logit_bias)
     if request.metadata is not None:

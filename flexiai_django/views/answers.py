@@ -17,7 +17,7 @@ import orjson
 from flexiai_django.errors import StreamInterrupted
 from flexiai_django.providers import openai_shape
 from flexiai_django.streams import AsyncChatStream
-from flexiai_django.types import ChatResult, StreamDelta, Usage
+from flexiai_django.types import ChatResult, Choice, StreamDelta, Usage
 
 DROPPED_HEADER = "X-FlexiAI-Dropped-Params"
 
@@ -27,29 +27,33 @@ def usage_body(usage: Usage) -> dict[str, int]:
             "total_tokens": usage.total_tokens}
 
 
-def message_body(result: ChatResult) -> dict[str, Any]:
+def message_body(answer: ChatResult | Choice) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": result.content if result.content or not (
-            result.tool_calls or result.refusal) else None,
+        "content": answer.content if answer.content or not (
+            answer.tool_calls or answer.refusal) else None,
     }
-    if result.tool_calls:
-        message["tool_calls"] = [openai_shape.tool_call(c) for c in result.tool_calls]
-    if result.refusal is not None:
-        message["refusal"] = result.refusal
+    if answer.tool_calls:
+        message["tool_calls"] = [openai_shape.tool_call(c) for c in answer.tool_calls]
+    if answer.refusal is not None:
+        message["refusal"] = answer.refusal
     return message
 
 
+def choice_body(answer: ChatResult | Choice, index: int) -> dict[str, Any]:
+    return {"index": index, "finish_reason": answer.finish_reason or "stop",
+            "message": message_body(answer), "logprobs": answer.logprobs}
+
+
 def completion_body(result: ChatResult, requested: str | None) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason or "stop",
-                              "message": message_body(result),
-                              "logprobs": result.logprobs}
+    """A ``chat.completion``: one choice, or ``n`` when the request asked for several."""
+    choices = [choice_body(result, 0), *(choice_body(c, c.index) for c in result.more)]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": result.model or requested or "flexiai",
-        "choices": [choice],
+        "choices": choices,
         "usage": usage_body(result.usage),
         "flexiai": {"provider": result.provider, "tier": result.tier,
                     "attempts": result.attempts, "latency_ms": round(result.latency_ms, 1)},
@@ -80,8 +84,8 @@ async def sse_events(stream: AsyncChatStream, requested: str | None,
     meta = {"provider": stream.provider, "tier": stream.tier, "attempts": stream.attempts}
 
     def chunk(delta: dict[str, Any], finish: str | None = None,
-              logprobs: Any = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+              logprobs: Any = None, index: int = 0) -> bytes:
+        choice = {"index": index, "delta": delta, "finish_reason": finish}
         if logprobs is not None:
             choice["logprobs"] = logprobs
         return _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
@@ -91,8 +95,10 @@ async def sse_events(stream: AsyncChatStream, requested: str | None,
     try:
         async for delta in stream.adeltas():
             body = delta_body(delta)
-            if body or delta.logprobs is not None:
-                yield chunk(body, logprobs=delta.logprobs)
+            # The first answer's finish goes out last, with usage; others' (n > 1) as they end.
+            finish = delta.finish_reason if delta.choice else None
+            if body or delta.logprobs is not None or finish:
+                yield chunk(body, finish, delta.logprobs, delta.choice)
     except StreamInterrupted as exc:
         yield _event({"error": {"message": str(exc), "type": "server_error",
                                 "code": "stream_interrupted", "param": None}})

@@ -248,3 +248,17 @@ def test_refusal_and_logprobs_reach_the_sdk(sdk, fake_upstream):
     chunks = list(sdk.chat.completions.create(model="demo-primary", messages=ASK, stream=True))
     assert "".join(ch.delta.refusal or "" for c in chunks for ch in c.choices) == (
         "I can't help with that.")
+
+
+def test_n_answers_plain_and_streamed(sdk):
+    reply = sdk.chat.completions.create(model="demo-primary", messages=ASK, n=2)
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert {c.message.content for c in reply.choices} == {"echo: weather in Paris"}
+    chunks = list(sdk.chat.completions.create(model="demo-primary", messages=ASK, n=2,
+                                              stream=True))
+    for index in (0, 1):
+        choices = [ch for c in chunks for ch in c.choices if ch.index == index]
+        assert "".join(ch.delta.content or "" for ch in choices) == "echo: weather in Paris"
+        assert [ch.finish_reason for ch in choices if ch.finish_reason] == ["stop"]
+    with pytest.raises(openai.BadRequestError, match="'n'"):
+        sdk.chat.completions.create(model="demo-secondary", messages=ASK, n=2)

@@ -176,6 +176,9 @@ def test_ollama_json_mode_is_format(fmt, expected, adapter, client, fake_upstrea
 @pytest.mark.parametrize(("kind", "fields", "missing"), [
     ("openai", {"logit_bias": {"1": 1}, "seed": 1, "metadata": {"a": "b"}}, ()),
     ("anthropic", {"seed": 1, "logprobs": True, "user": "u"}, ("seed", "logprobs")),
+    ("anthropic", {"n": 2}, ("n",)),
+    ("ollama", {"n": 3}, ("n",)),
+    ("openai_compatible", {"n": 3}, ()),
     ("anthropic", {"metadata": {"a": "b"}, "tools": [WEATHER]}, ("metadata",)),
     ("ollama", {"logit_bias": {"1": 1}, "seed": 1}, ("logit_bias",)),
     ("ollama", {"tools": [WEATHER], "tool_choice": "required"}, ("tool_choice",)),
@@ -230,3 +233,15 @@ def test_logprobs_come_back_whole_and_per_streamed_piece(adapter, client):
     assert "".join(tokens) == completion.content
     deltas = [d for d in adapter("openai").stream(client, chat) if d.content]
     assert all(d.logprobs["content"][0]["token"] == d.content for d in deltas)
+
+
+def test_n_answers_come_back_whole_and_streamed(adapter, client, fake_upstream):
+    chat = request(ASK, n=3)
+    completion = adapter("openai").complete(client, chat)
+    assert sent(fake_upstream)["n"] == 3
+    assert [c.index for c in completion.more] == [1, 2]
+    assert all(c.content == completion.content for c in completion.more)
+    deltas = list(adapter("openai").stream(client, chat))
+    for index in range(3):
+        text = "".join(d.content for d in deltas if d.choice == index)
+        assert text == "echo: weather in Paris"

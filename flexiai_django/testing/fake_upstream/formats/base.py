@@ -70,6 +70,8 @@ class Reply:
     refusal: str | None = None
     #: The request asked for log probabilities (OpenAI): each word gets one.
     logprobs: bool = False
+    #: How many answers the request asked for (OpenAI's ``n``); each is the same.
+    choices: int = 1
 
     def refused(self) -> Reply:
         """This reply as a refusal: no content, no tool call."""
@@ -111,7 +113,7 @@ class ApiFormat(abc.ABC):
     def reply(self, payload: Mapping[str, Any], prefix: str, number: int) -> Reply:
         """The answer to ``payload``: ``prefix`` plus the last user message, echoed; a tool
         call when tools are offered; what the tool said after a tool result."""
-        options = payload.get("stream_options")
+        options, n = payload.get("stream_options"), payload.get("n")
         result = self.tool_result(payload)
         tool = self.tool_to_call(payload) if result is None else None
         calls: tuple[FakeCall, ...] = ()
@@ -131,6 +133,7 @@ class ApiFormat(abc.ABC):
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
             tool_calls=calls,
             logprobs=payload.get("logprobs") is True,
+            choices=n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1,
         )
 
     def tool_result(self, payload: Mapping[str, Any]) -> str | None:

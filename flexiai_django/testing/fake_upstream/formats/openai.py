@@ -42,24 +42,29 @@ class OpenAI(ApiFormat):
             "model": reply.model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": _message(reply),
                     "finish_reason": _finish(reply),
                     "logprobs": _logprobs(reply.pieces()) if reply.logprobs else None,
                 }
+                for index in range(reply.choices)
             ],
             "usage": _usage(reply),
         }
 
     def frames(self, reply: Reply) -> Frames:
-        preamble = [_chunk(reply, {"role": "assistant", "content": ""})]
+        """Every answer's pieces interleaved, as OpenAI streams ``n`` > 1 answers."""
+        answers = range(reply.choices)
+        preamble = [_chunk(reply, {"role": "assistant", "content": ""}, choice=i)
+                    for i in answers]
         body = [_chunk(reply, {"content": piece}, logprobs=_logprobs([piece]) if reply.logprobs
-                       else None) for piece in reply.pieces()]
+                       else None, choice=i) for piece in reply.pieces() for i in answers]
         if reply.refusal:
-            body.append(_chunk(reply, {"refusal": reply.refusal}))
+            body += [_chunk(reply, {"refusal": reply.refusal}, choice=i) for i in answers]
         for index, call in enumerate(reply.tool_calls):
-            body += _call_chunks(reply, index, call)
-        epilogue = [_chunk(reply, {}, _finish(reply))]
+            for i in answers:
+                body += _call_chunks(reply, index, call, i)
+        epilogue = [_chunk(reply, {}, _finish(reply), choice=i) for i in answers]
         if reply.include_usage:
             epilogue.append(_chunk_document(reply, [], usage=_usage(reply)))
         epilogue.append(_DONE)
@@ -88,14 +93,15 @@ def _finish(reply: Reply) -> str:
     return "tool_calls" if reply.tool_calls else "stop"
 
 
-def _call_chunks(reply: Reply, index: int, call: FakeCall) -> list[bytes]:
+def _call_chunks(reply: Reply, index: int, call: FakeCall, choice: int) -> list[bytes]:
     """A streamed call as OpenAI sends it: id and name first, then the arguments in pieces."""
     first = {"index": index, "id": call.id, "type": "function",
              "function": {"name": call.name, "arguments": ""}}
-    chunks = [_chunk(reply, {"tool_calls": [first]})]
+    chunks = [_chunk(reply, {"tool_calls": [first]}, choice=choice)]
     for piece in call.argument_pieces():
         chunks.append(_chunk(reply, {"tool_calls": [{"index": index,
-                                                     "function": {"arguments": piece}}]}))
+                                                     "function": {"arguments": piece}}]},
+                             choice=choice))
     return chunks
 
 
@@ -109,11 +115,11 @@ def _usage(reply: Reply) -> dict[str, int]:
 
 
 def _chunk(reply: Reply, delta: dict[str, Any], finish: str | None = None,
-           logprobs: dict[str, Any] | None = None) -> bytes:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+           logprobs: dict[str, Any] | None = None, choice: int = 0) -> bytes:
+    choice_doc = {"index": choice, "delta": delta, "finish_reason": finish}
     if logprobs is not None:
-        choice["logprobs"] = logprobs
-    return _chunk_document(reply, [choice])
+        choice_doc["logprobs"] = logprobs
+    return _chunk_document(reply, [choice_doc])
 
 
 def _chunk_document(reply: Reply, choices: list[dict[str, Any]], **extra: Any) -> bytes:
