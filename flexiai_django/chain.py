@@ -25,7 +25,7 @@ from flexiai_django.errors import (
     UnsupportedParameters,
 )
 from flexiai_django.providers import get_adapter
-from flexiai_django.providers.base import ProviderAdapter, ProviderConfig
+from flexiai_django.providers.base import MESSAGE_NAME, ProviderAdapter, ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
 from flexiai_django.registry import aget_providers, get_providers
 from flexiai_django.types import Attempt, ChatRequest, ChatResult, Completion, ToolCall
@@ -34,7 +34,7 @@ logger = logging.getLogger("flexiai_django")
 
 #: Fields that only inform the provider (abuse monitoring, dashboards): a provider kind
 #: that cannot carry them still serves, and the answer names them as dropped.
-ADVISORY = frozenset({"user", "metadata"})
+ADVISORY = frozenset({"user", "metadata", MESSAGE_NAME})
 
 
 def success_of(exc: ProviderError) -> bool | None:

@@ -42,6 +42,8 @@ from .rejections import is_context_length
 from .sse import LineDecoder
 
 BREAKER_PREFIX = "llm:"
+#: A participant name on a message (OpenAI's ``name``): what ``unsupported`` calls it.
+MESSAGE_NAME = "messages[].name"
 #: Characters of an upstream's own error message passed on (after redaction).
 UPSTREAM_MESSAGE_LIMIT = 300
 
@@ -119,7 +121,10 @@ class ProviderAdapter:
 
     def unsupported(self, request: ChatRequest) -> tuple[str, ...]:
         """The request's fields this kind cannot carry, so the chain can skip it or say so."""
-        return tuple(name for name in request.options_set() if name not in self.honours)
+        missing = tuple(name for name in request.options_set() if name not in self.honours)
+        if MESSAGE_NAME not in self.honours and any(m.name for m in request.messages):
+            missing += (MESSAGE_NAME,)
+        return missing
 
     # -- machinery -----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import orjson
 from flexiai_django.types import ChatRequest, Choice, Completion, StreamDelta, Usage
 
 from . import openai_shape
-from .base import ProviderAdapter
+from .base import MESSAGE_NAME, ProviderAdapter
 
 
 def _usage(data: Any) -> Usage:
@@ -40,7 +40,8 @@ class OpenAIAdapter(ProviderAdapter):
     chat_path = "/chat/completions"
     honours = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format",
                          "seed", "presence_penalty", "frequency_penalty", "logit_bias",
-                         "logprobs", "top_logprobs", "metadata", "user", "n"})
+                         "logprobs", "top_logprobs", "metadata", "user", "n",
+                         MESSAGE_NAME})
     #: Ask for token usage at the end of every stream; a compatible server is asked only
     #: when the caller asks (``stream_options.include_usage``): not all of them know it.
     reports_stream_usage = True

@@ -262,3 +262,12 @@ def test_n_answers_plain_and_streamed(sdk):
         assert [ch.finish_reason for ch in choices if ch.finish_reason] == ["stop"]
     with pytest.raises(openai.BadRequestError, match="'n'"):
         sdk.chat.completions.create(model="demo-secondary", messages=ASK, n=2)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_advisory_fields_a_kind_cannot_carry_are_named_as_dropped(sdk, fake_upstream, stream):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="demo-local", messages=ASK, user="u-1", metadata={"team": "a"}, stream=stream)
+    assert raw.headers["x-flexiai-dropped-params"] == "metadata, user"
+    sent = fake_upstream.requests("demo-local")[-1].json
+    assert "user" not in sent and "metadata" not in sent

@@ -179,6 +179,9 @@ def test_ollama_json_mode_is_format(fmt, expected, adapter, client, fake_upstrea
     ("anthropic", {"n": 2}, ("n",)),
     ("ollama", {"n": 3}, ("n",)),
     ("openai_compatible", {"n": 3}, ()),
+    ("anthropic", {"messages": [{"role": "user", "content": "hi", "name": "ann"}]},
+     ("messages[].name",)),
+    ("openai", {"messages": [{"role": "user", "content": "hi", "name": "ann"}]}, ()),
     ("anthropic", {"metadata": {"a": "b"}, "tools": [WEATHER]}, ("metadata",)),
     ("ollama", {"logit_bias": {"1": 1}, "seed": 1}, ("logit_bias",)),
     ("ollama", {"tools": [WEATHER], "tool_choice": "required"}, ("tool_choice",)),
@@ -186,7 +189,7 @@ def test_ollama_json_mode_is_format(fmt, expected, adapter, client, fake_upstrea
     ("ollama", {"parallel_tool_calls": False}, ("parallel_tool_calls",)),
 ])
 def test_each_kind_names_the_fields_it_cannot_carry(kind, fields, missing, adapter):
-    assert adapter(kind).unsupported(request(ASK, **fields)) == missing
+    assert adapter(kind).unsupported(request(**{"messages": ASK, **fields})) == missing
 
 
 def test_ollama_cannot_fetch_an_image_url(adapter):

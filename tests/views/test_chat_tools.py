@@ -118,6 +118,9 @@ def test_advisory_fields_are_dropped_with_a_header_without_opting_in(client, mak
     response = post(client, {"messages": ASK, "user": "u-1", "metadata": {"team": "a"}})
     assert response.status_code == 200
     assert response["X-FlexiAI-Dropped-Params"] == "metadata, user"
+    named = [{"role": "user", "content": "hi", "name": "ann"}]
+    response = post(client, {"messages": named})
+    assert response["X-FlexiAI-Dropped-Params"] == "messages[].name"
 
 
 @pytest.mark.parametrize("status", [413, 422])
