@@ -2,14 +2,14 @@
 
 from django.urls import path, re_path
 
-from flexiai_django.views import breakers, chat, health, metrics, models, providers
+from flexiai_django.views import breakers, catalog, chat, health, metrics, providers, unknown
 
 app_name = "flexiai"
 
 urlpatterns = [
     path("v1/chat/completions", chat.chat_completions, name="chat-completions"),
-    path("v1/models", models.models, name="models"),
-    path("v1/models/<path:model_id>", models.model, name="model"),
+    path("v1/models", catalog.models, name="models"),
+    path("v1/models/<path:model_id>", catalog.model, name="model"),
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
@@ -18,5 +18,5 @@ urlpatterns = [
     path("providers/<slug:name>/reset", providers.reset, name="provider-reset"),
     path("metrics", metrics.export, name="metrics"),
     # Last: any other /v1/... path answers OpenAI's JSON 404, never an HTML page.
-    re_path(r"^v1(?:/.*)?$", models.not_found, name="v1-not-found"),
+    re_path(r"^v1(?:/.*)?$", unknown.not_found, name="v1-not-found"),
 ]

@@ -1,10 +1,7 @@
-"""``GET /v1/models`` (and ``/v1/models/<id>``) in OpenAI's shape, and the JSON answer for
-every other ``/v1/...`` path.
+"""The model catalog: ``GET /v1/models`` (and ``/v1/models/<id>``) in OpenAI's shape.
 
 The list holds what a caller may send as ``model``: the ``MODEL_ALIASES`` names that
 route somewhere, each enabled provider's name, and the model ids those providers serve.
-Any ``/v1/...`` path the gateway does not serve answers a 404 in OpenAI's error shape,
-never Django's HTML page, so an SDK raises its usual ``NotFoundError``.
 """
 
 from __future__ import annotations
@@ -66,10 +63,3 @@ async def model(request: HttpRequest, model_id: str) -> HttpResponseBase:
             return JsonResponse(entry)
     return error_response(404, f"The model '{model_id}' does not exist or is not enabled.",
                           code="model_not_found", param="model")
-
-
-@csrf_exempt
-async def not_found(request: HttpRequest) -> HttpResponseBase:
-    """Every ``/v1/...`` path not served here, whatever the method."""
-    return error_response(404, f"Invalid URL ({request.method} {request.path}).",
-                          code="unknown_url")
