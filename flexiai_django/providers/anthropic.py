@@ -11,7 +11,6 @@ from . import translate_anthropic as translate
 from .base import ProviderAdapter
 
 API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = translate.DEFAULT_MAX_TOKENS
 
 
 class AnthropicAdapter(ProviderAdapter):
