@@ -99,7 +99,7 @@ def make_provider(
     timeout: float = 30.0,
 ) -> Any:
     """A Provider row pointing at ``upstream``'s scope (default: the provider's name)."""
-    from flexiai_django import registry
+    from flexiai_django import provider_cache
     from flexiai_django.models import Provider
 
     provider = Provider.objects.create(
@@ -110,7 +110,7 @@ def make_provider(
         priority=priority,
         timeout=timeout,
     )
-    registry.invalidate()
+    provider_cache.invalidate()
     return provider
 
 

@@ -268,7 +268,7 @@ async def run_async(upstream: Any, n: int, warmup: int, stream_n: int) -> Sample
 
 
 def _cache_tier_args() -> tuple[Any, str, Any]:
-    from flexiai_django.types import ChatRequest, Completion
+    from flexiai_django.chat_types import ChatRequest, Completion
 
     return ChatRequest.build(PROMPT), PROVIDER, Completion(f"echo: {PROMPT}", f"{PROVIDER}-model")
 

@@ -19,9 +19,9 @@ _EXPORTS = {
     "llm": "flexiai_django.services",
     "breaker": "flexiai_django.breakers",
     "Breaker": "flexiai_django.breakers",
-    "ChatResult": "flexiai_django.types",
-    "ChatRequest": "flexiai_django.types",
-    "Message": "flexiai_django.types",
+    "ChatResult": "flexiai_django.chat_types",
+    "ChatRequest": "flexiai_django.chat_types",
+    "Message": "flexiai_django.chat_types",
     "FlexiAIError": "flexiai_django.errors",
     "ProviderError": "flexiai_django.errors",
     "BadRequest": "flexiai_django.errors",
@@ -43,6 +43,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from flexiai_django.breakers import Breaker, breaker
+    from flexiai_django.chat_types import ChatRequest, ChatResult, Message
     from flexiai_django.errors import (
         BadRequest,
         CircuitOpen,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     from flexiai_django.ordering import UnknownModel
     from flexiai_django.request_errors import InvalidRequest
     from flexiai_django.services import achat, astream, chat, llm, stream
-    from flexiai_django.types import ChatRequest, ChatResult, Message
 
 
 def __getattr__(name: str) -> Any:

@@ -13,10 +13,10 @@ class FlexiAIConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from flexiai_django import broadcast, checks, history, metrics, registry  # noqa: F401
+        from flexiai_django import broadcast, checks, history, metrics, provider_cache  # noqa: F401
 
         checks.register()
-        registry.connect()
+        provider_cache.connect()
         from django.db.models.signals import post_delete, post_save
 
         from flexiai_django.auth import forget_keys

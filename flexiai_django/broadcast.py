@@ -27,7 +27,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, channel_layers
 from django.dispatch import receiver
 
-from flexiai_django import registry, signals, stats
+from flexiai_django import provider_cache, recent_calls, signals
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState
 from flexiai_django.conf import get_settings
@@ -117,11 +117,11 @@ class Listener:
 
     async def _stats_forever(self) -> None:
         """Publish this worker's recent provider figures when they change."""
-        last: dict[str, stats.Summary] = {}
+        last: dict[str, recent_calls.Summary] = {}
         while True:
             settings = get_settings()
             await asyncio.sleep(settings.STATS_PUBLISH_SECONDS)
-            summary = stats.local().summary(settings.STATS_WINDOW_SECONDS)
+            summary = recent_calls.local().summary(settings.STATS_WINDOW_SECONDS)
             if summary == last or not self.connected:
                 continue
             try:
@@ -137,7 +137,7 @@ class Listener:
             if get_store().apply_remote(message["name"], state):
                 self.events_applied += 1
         elif kind == PROVIDERS_EVENT:
-            registry.invalidate()
+            provider_cache.invalidate()
             self.events_applied += 1
         elif kind == STATS_EVENT:
             self.worker_stats[str(message.get("worker"))] = message
@@ -220,7 +220,7 @@ def stamped(message: dict[str, Any]) -> dict[str, Any]:
     return {**message, "worker": worker_id(), "sent_at": time.time()}
 
 
-def stats_message(summary: dict[str, stats.Summary]) -> dict[str, Any]:
+def stats_message(summary: dict[str, recent_calls.Summary]) -> dict[str, Any]:
     return stamped({"type": STATS_EVENT, "stats": summary,
                     "window": get_settings().STATS_WINDOW_SECONDS})
 

@@ -21,9 +21,9 @@ from django.core.cache import BaseCache, caches
 from django.dispatch import receiver
 
 from flexiai_django import signals
+from flexiai_django.chat_types import ChatRequest, Completion, Message
 from flexiai_django.conf import get_settings
 from flexiai_django.redis_outage import RedisOutage
-from flexiai_django.types import ChatRequest, Completion, Message
 
 PREFIX = "flexiai:answer:"
 PROBE_KEY = "flexiai:answer-cache-probe"

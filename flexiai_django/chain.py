@@ -13,10 +13,11 @@ import logging
 import time
 from typing import Any
 
-from flexiai_django import cache_tier, metrics, ordering, stats
+from flexiai_django import cache_tier, metrics, ordering, recent_calls
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
+from flexiai_django.chat_types import Attempt, ChatRequest, ChatResult, Completion, ToolCall
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import (
     ContextLengthExceeded,
@@ -24,11 +25,10 @@ from flexiai_django.errors import (
     ProviderError,
     UnsupportedParameters,
 )
+from flexiai_django.provider_cache import aget_providers, get_providers
 from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import MESSAGE_NAME, ProviderAdapter, ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
-from flexiai_django.registry import aget_providers, get_providers
-from flexiai_django.types import Attempt, ChatRequest, ChatResult, Completion, ToolCall
 
 logger = logging.getLogger("flexiai_django")
 
@@ -77,7 +77,7 @@ class Walk:
     def observe(self, provider: ProviderConfig, ok: bool, seconds: float | None = None) -> float:
         """Feed this worker's recent-figures window (status page); returns the latency."""
         elapsed = time.monotonic() - self.attempt_started if seconds is None else seconds
-        stats.local().record(provider.name, ok, elapsed * 1000)
+        recent_calls.local().record(provider.name, ok, elapsed * 1000)
         return elapsed
 
     def fits(self, provider: ProviderConfig, adapter: ProviderAdapter) -> bool:

@@ -21,7 +21,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from flexiai_django import broadcast, status
+from flexiai_django import broadcast, status_page
 from flexiai_django.breakers import get_store
 from flexiai_django.conf import get_settings
 from flexiai_django.providers.base import breaker_name_for
@@ -51,7 +51,7 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
         await self.accept()
-        await self.send_json(await status.snapshot())
+        await self.send_json(await status_page.snapshot())
         if broadcast.listener() is None:  # one process, no listener: push our own figures
             self._ticker = asyncio.create_task(self._tick_local_stats())
 
@@ -64,7 +64,7 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def _tick_local_stats(self) -> None:
         while True:
             await asyncio.sleep(get_settings().STATS_PUBLISH_SECONDS)
-            message = status.worker_stats()
+            message = status_page.worker_stats()
             for event in message.values():
                 await self.flexiai_stats(event)
 
@@ -74,11 +74,11 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         action, provider = content.get("action"), content.get("provider")
         if action == "snapshot":
-            await self.send_json(await status.snapshot())
+            await self.send_json(await status_page.snapshot())
             return
-        if action not in status.ACTIONS or not isinstance(provider, str):
+        if action not in status_page.ACTIONS or not isinstance(provider, str):
             await self._result(False, action=action, error=(
-                f"Unknown action; use one of {', '.join(status.ACTIONS)} with a provider."))
+                f"Unknown action; use one of {', '.join(status_page.ACTIONS)} with a provider."))
             return
         if not await database_sync_to_async(self._may_change)():
             await self._result(False, action=action, provider=provider,
@@ -90,7 +90,7 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             state = await sync_to_async(get_store().force, thread_sensitive=False)(
-                breaker_name_for(provider), status.ACTIONS[action])
+                breaker_name_for(provider), status_page.ACTIONS[action])
         except Exception as exc:
             logger.warning("status page action failed (%s)", type(exc).__name__)
             await self._result(False, action=action, provider=provider,
@@ -126,7 +126,7 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                               "worker": event.get("worker"), "sent_at": event.get("sent_at")})
 
     async def flexiai_providers(self, event: dict[str, Any]) -> None:
-        await self.send_json(await status.snapshot())
+        await self.send_json(await status_page.snapshot())
 
     async def flexiai_stats(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "stats", "worker": event.get("worker"),

@@ -1,4 +1,4 @@
-"""OpenAI chat messages → :class:`~flexiai_django.types.Message`. Pure.
+"""OpenAI chat messages → :class:`~flexiai_django.chat_types.Message`. Pure.
 
 Every role OpenAI knows, content as a string or parts (text, ``image_url`` as a URL or a
 data URL), assistant turns with ``tool_calls`` and ``tool`` turns answering them. A
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flexiai_django.chat_types import ContentPart, ImagePart, Message, TextPart, ToolCall
 from flexiai_django.request_errors import InvalidRequest
-from flexiai_django.types import ContentPart, ImagePart, Message, TextPart, ToolCall
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 IMAGE_DETAILS = ("auto", "low", "high")

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeAlias, overload
 
 from flexiai_django import chain, streams
-from flexiai_django.types import ChatRequest, ChatResult, Message
+from flexiai_django.chat_types import ChatRequest, ChatResult, Message
 from flexiai_django.validation import chat_request
 
 P = ParamSpec("P")

@@ -17,12 +17,7 @@ from flexiai_django import cache_tier, metrics
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.chain import Walk, arecord, record, success_of
-from flexiai_django.errors import ProviderError, StreamInterrupted
-from flexiai_django.providers import get_adapter
-from flexiai_django.providers.base import ProviderConfig
-from flexiai_django.providers.clients import async_client, sync_client
-from flexiai_django.registry import aget_providers, get_providers
-from flexiai_django.types import (
+from flexiai_django.chat_types import (
     Attempt,
     ChatRequest,
     ChatResult,
@@ -33,6 +28,11 @@ from flexiai_django.types import (
     ToolCallDelta,
     Usage,
 )
+from flexiai_django.errors import ProviderError, StreamInterrupted
+from flexiai_django.provider_cache import aget_providers, get_providers
+from flexiai_django.providers import get_adapter
+from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.clients import async_client, sync_client
 
 logger = logging.getLogger("flexiai_django")
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
+from flexiai_django.chat_types import ChatRequest, ResponseFormat, Tool, ToolChoice
 from flexiai_django.message_parsing import ROLES, parse_messages
 from flexiai_django.request_errors import InvalidRequest
-from flexiai_django.types import ChatRequest, ResponseFormat, Tool, ToolChoice
 
 __all__ = ["ROLES", "APIRequest", "InvalidRequest", "chat_request", "from_dict", "parse"]
 
@@ -214,7 +214,7 @@ def chat_request(messages: Any, **params: Any) -> ChatRequest:
     checks a body.
 
     ``messages``: a prompt string, or a list of OpenAI-style message dicts and
-    :class:`~flexiai_django.types.Message` objects. ``params`` take OpenAI's names and
+    :class:`~flexiai_django.chat_types.Message` objects. ``params`` take OpenAI's names and
     shapes (``tools`` as a list of ``{"type": "function", ...}`` dicts, ``tool_choice``,
     ``response_format``...), plus ``cache_scope`` and ``include_usage``. Raises
     ``TypeError`` for a misspelt keyword and :class:`InvalidRequest` (a ``ValueError``)

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from flexiai_django import cache_tier
-from flexiai_django.types import ChatRequest, Completion
+from flexiai_django.chat_types import ChatRequest, Completion
 
 pytestmark = [pytest.mark.django_db, pytest.mark.asyncio]
 

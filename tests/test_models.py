@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import override_settings
 
-from flexiai_django import registry
+from flexiai_django import provider_cache
 from flexiai_django.errors import ConfigurationError
 from flexiai_django.models import (
     ENV_NAME_REFUSED,
@@ -85,9 +85,9 @@ def test_an_undecryptable_provider_is_left_out_but_listed_and_logged_without_its
         broken.save()
     make(name="fine").save()
     with caplog.at_level(logging.DEBUG):
-        names = [p.name for p in registry.get_providers()]
+        names = [p.name for p in provider_cache.get_providers()]
     assert names == ["fine"]
-    assert [(m.name, m.reason) for m in registry.get_misconfigured()] == [
+    assert [(m.name, m.reason) for m in provider_cache.get_misconfigured()] == [
         ("broken", KEY_UNDECRYPTABLE)]
     assert "broken" in caplog.text and KEY not in caplog.text
     assert Provider.objects.get(name="broken").misconfiguration() == KEY_UNDECRYPTABLE
@@ -100,9 +100,9 @@ async def test_the_async_registry_lists_misconfigured_providers_too():
 
     await sync_to_async(make(name="fine").save)()
     await sync_to_async(make(name="env", api_key_env="DJANGO_SECRET_KEY").save)()
-    snapshot = await registry.aget_snapshot()
+    snapshot = await provider_cache.aget_snapshot()
     assert [p.name for p in snapshot.providers] == ["fine"]
-    assert [(m.name, m.reason) for m in await registry.aget_misconfigured()] == [
+    assert [(m.name, m.reason) for m in await provider_cache.aget_misconfigured()] == [
         ("env", ENV_NAME_REFUSED)]
 
 
@@ -187,8 +187,8 @@ def test_a_provider_moved_behind_the_models_back_never_gives_its_key_out(stored)
     with pytest.raises(ConfigurationError) as caught:
         moved.resolve_api_key()
     assert str(caught.value) == KEY_ENDPOINT_CHANGED
-    assert [p.name for p in registry.get_providers()] == []
-    assert [(m.name, m.reason) for m in registry.get_misconfigured()] == [
+    assert [p.name for p in provider_cache.get_providers()] == []
+    assert [(m.name, m.reason) for m in provider_cache.get_misconfigured()] == [
         ("keyed", KEY_ENDPOINT_CHANGED)]
 
 
@@ -234,8 +234,8 @@ def test_a_refused_variable_saved_anyway_is_misconfigured_and_never_read(monkeyp
     with pytest.raises(ConfigurationError) as caught:
         provider.to_config()
     assert str(caught.value) == ENV_NAME_REFUSED
-    assert registry.get_providers() == ()
-    assert [m.reason for m in registry.get_misconfigured()] == [ENV_NAME_REFUSED]
+    assert provider_cache.get_providers() == ()
+    assert [m.reason for m in provider_cache.get_misconfigured()] == [ENV_NAME_REFUSED]
     assert "DJANGO_SECRET_KEY" not in environ.read
 
 

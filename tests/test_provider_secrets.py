@@ -13,7 +13,7 @@ from django.conf import settings
 from django.urls import reverse
 
 import flexiai_django
-from flexiai_django import registry
+from flexiai_django import provider_cache
 from flexiai_django.models import ENV_NAME_REFUSED, KEY_ENDPOINT_CHANGED, Provider
 
 pytestmark = pytest.mark.django_db
@@ -79,10 +79,10 @@ def test_moved_behind_the_models_back_the_provider_is_left_out(
         primary, make_provider, fake_upstream):
     make_provider("backup", priority=500)
     Provider.objects.filter(pk=primary.pk).update(base_url=fake_upstream.base_url("capture"))
-    registry.invalidate()  # .update() sends no signal; other workers refresh within a second
+    provider_cache.invalidate()  # .update() sends no signal; other workers refresh within a second
     assert ask().provider == "backup"
     assert fake_upstream.hits("capture") == 0
-    assert [(m.name, m.reason) for m in registry.get_misconfigured()] == [
+    assert [(m.name, m.reason) for m in provider_cache.get_misconfigured()] == [
         ("primary", KEY_ENDPOINT_CHANGED)]
 
 
@@ -100,5 +100,5 @@ def test_djangos_secret_key_is_never_sent_even_from_a_row_saved_without_validati
     for scope in ("capture", "backup"):
         for request in fake_upstream.requests(scope):
             assert secret not in " ".join(request.headers.values())
-    assert [(m.name, m.reason) for m in registry.get_misconfigured()] == [
+    assert [(m.name, m.reason) for m in provider_cache.get_misconfigured()] == [
         ("sneaky", ENV_NAME_REFUSED)]

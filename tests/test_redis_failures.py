@@ -19,6 +19,7 @@ from django.test import override_settings
 from flexiai_django import cache_tier
 from flexiai_django.breakers.redis_store import RedisBreakerStore
 from flexiai_django.breakers.state import BreakerConfig, State
+from flexiai_django.chat_types import ChatRequest, Completion
 from flexiai_django.ratelimit import (
     RateDecision,
     RateLimiter,
@@ -27,7 +28,6 @@ from flexiai_django.ratelimit import (
 )
 from flexiai_django.testing.clock import FakeClock
 from flexiai_django.testing.redis_server import RedisServer, free_port
-from flexiai_django.types import ChatRequest, Completion
 from flexiai_django.worker import worker_id
 
 CFG = BreakerConfig(failure_threshold=3, success_threshold=1, open_seconds=10, jitter=0.0)

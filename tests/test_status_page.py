@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission
 from django.test import override_settings
 from django.urls import reverse
 
-from flexiai_django import breaker, history, status
+from flexiai_django import breaker, history, status_page
 from flexiai_django.models import KEY_UNDECRYPTABLE, BreakerTransition, Provider
 from flexiai_django.routing import STATUS_SOCKET_PATH
 
@@ -110,14 +110,14 @@ def undecryptable():
 
 
 def test_the_snapshot_marks_misconfigured_providers(provider, undecryptable):
-    snapshot = async_to_sync(status.snapshot)()
+    snapshot = async_to_sync(status_page.snapshot)()
     rows = {row["name"]: row for row in snapshot["providers"]}
     assert rows["broken"]["misconfigured"] == KEY_UNDECRYPTABLE
     assert rows["primary"]["misconfigured"] is None
     assert KEY not in json.dumps(snapshot)
 
 
-SCRIPT = Path(status.__file__).parent / "static" / "flexiai_django" / "status.js"
+SCRIPT = Path(status_page.__file__).parent / "static" / "flexiai_django" / "status.js"
 RENDER = Path(__file__).parent / "js" / "render_status.js"
 
 
@@ -132,7 +132,7 @@ def render(messages):
 
 
 def test_the_page_shows_a_misconfigured_provider_in_its_row(provider, undecryptable):
-    snapshot = async_to_sync(status.snapshot)()
+    snapshot = async_to_sync(status_page.snapshot)()
     rows = render([snapshot])
     assert rows["broken"]["shown"] == f"misconfigured: {KEY_UNDECRYPTABLE}"
     assert rows["broken"]["misconfigured"] == KEY_UNDECRYPTABLE

@@ -95,7 +95,20 @@ def _default_is_failure(exc: BaseException) -> bool | None:
 
 
 class Breaker:
-    """A named breaker. Cheap to create: state lives in the store, not here."""
+    """A named breaker. Cheap to create: state lives in the store, not here.
+
+    Args:
+        name: the breaker's name, shared by every worker (provider breakers are
+            ``llm:<provider>``; pick any other name for your own calls).
+        is_failure: decides what an exception means: ``True`` a failure (counts toward
+            opening), ``False`` a success, ``None`` no verdict (not recorded). By default
+            every ``Exception`` is a failure except those whose ``trips_breaker`` is false
+            (errors that blame the caller), and cancellation has no verdict.
+        store: a store to use instead of the configured ``BREAKER_STORE``.
+        **config: overrides of the FLEXIAI breaker defaults: ``failure_threshold``,
+            ``success_threshold``, ``open_seconds``, ``max_open_seconds``, ``jitter``,
+            ``half_open_max_calls``, ``probe_ttl``; any other name raises ``TypeError``.
+    """
 
     def __init__(
         self,
@@ -120,18 +133,29 @@ class Breaker:
 
     @property
     def state(self) -> BreakerState:
+        """The shared state now (a store read: not for the hot path)."""
         return self.store.get(self.name)
 
     def _rejected(self, admission: Admission) -> CircuitOpen:
         metrics.rejected(self.name)
         return CircuitOpen(self.name, admission.state.state.value, admission.retry_after)
 
-    def _verdict(self, exc: BaseException) -> tuple[bool | None, str]:
-        verdict = self._is_failure(exc)
+    def _success_of(self, exc: BaseException) -> tuple[bool | None, str]:
+        """What the store records for ``exc`` (``success=`` and the error kind).
+
+        The user's ``is_failure`` hook speaks of failures; the store of successes.
+        """
+        failed = self._is_failure(exc)
         kind = getattr(exc, "kind", None) or type(exc).__name__
-        return (None if verdict is None else not verdict), str(kind)
+        return (None if failed is None else not failed), str(kind)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn(*args, **kwargs)`` if the breaker admits it; its outcome is recorded.
+
+        Raises:
+            CircuitOpen: the breaker refused the call without running it (it has a
+                ``retry_after`` in seconds when one is known).
+        """
         store, config = self.store, self.config
         admission = store.acquire(self.name, config)
         if not admission.allowed:
@@ -140,7 +164,7 @@ class Breaker:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             if admission.recorded:
-                success, kind = self._verdict(exc)
+                success, kind = self._success_of(exc)
                 store.record(self.name, config, success=success, probe=admission.probe, error=kind)
             raise
         if admission.recorded:
@@ -150,6 +174,8 @@ class Breaker:
     async def acall(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
+        """:meth:`call` for a coroutine function; the store is asked without blocking
+        the event loop. Raises :class:`CircuitOpen` like :meth:`call`."""
         store, config = self.store, self.config
         admission = await store.aacquire(self.name, config)
         if not admission.allowed:
@@ -158,7 +184,7 @@ class Breaker:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             if admission.recorded:
-                success, kind = self._verdict(exc)
+                success, kind = self._success_of(exc)
                 await store.arecord(
                     self.name, config, success=success, probe=admission.probe, error=kind
                 )
@@ -189,12 +215,15 @@ class Breaker:
         return wrapper
 
     def reset(self) -> BreakerState:
+        """Close the breaker for the whole deployment (an admin action)."""
         return self.store.force(self.name, State.CLOSED)
 
     def force_open(self) -> BreakerState:
+        """Refuse every call until :meth:`reset`, deployment-wide."""
         return self.store.force(self.name, State.FORCED_OPEN)
 
     def disable(self) -> BreakerState:
+        """Admit every call and record nothing until :meth:`reset`, deployment-wide."""
         return self.store.force(self.name, State.DISABLED)
 
     def __repr__(self) -> str:

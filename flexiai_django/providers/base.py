@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from flexiai_django.breakers.state import BreakerConfig
+from flexiai_django.chat_types import ChatRequest, Completion, StreamDelta
 from flexiai_django.errors import (
     BadRequest,
     ContextLengthExceeded,
@@ -36,7 +37,6 @@ from flexiai_django.errors import (
     UpstreamTimeout,
 )
 from flexiai_django.redaction import redact
-from flexiai_django.types import ChatRequest, Completion, StreamDelta
 
 from .rejections import is_context_length
 from .sse import LineDecoder

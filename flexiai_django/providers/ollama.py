@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flexiai_django.types import ChatRequest, Completion, StreamDelta
+from flexiai_django.chat_types import ChatRequest, Completion, StreamDelta
 
 from . import translate_ollama as translate
 from .base import ProviderAdapter

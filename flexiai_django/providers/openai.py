@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from flexiai_django.types import ChatRequest, Choice, Completion, StreamDelta, Usage
+from flexiai_django.chat_types import ChatRequest, Choice, Completion, StreamDelta, Usage
 
 from . import openai_shape
 from .base import MESSAGE_NAME, ProviderAdapter

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from flexiai_django.types import (
+from flexiai_django.chat_types import (
     ChatRequest,
     ImagePart,
     Message,

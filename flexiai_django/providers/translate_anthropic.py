@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from flexiai_django.types import (
+from flexiai_django.chat_types import (
     ChatRequest,
     Completion,
     ImagePart,

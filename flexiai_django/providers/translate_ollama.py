@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from flexiai_django.types import ChatRequest, Completion, Message, StreamDelta, ToolCall, Usage
+from flexiai_django.chat_types import ChatRequest, Completion, Message, StreamDelta, ToolCall, Usage
 
 from . import openai_shape
 

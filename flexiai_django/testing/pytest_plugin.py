@@ -77,14 +77,14 @@ def flexiai_reset() -> Iterator[None]:
     """Fresh breaker state, provider snapshot, answer cache and stats around a test."""
     from django.core.cache import caches
 
-    from flexiai_django import cache_tier, registry, stats
+    from flexiai_django import cache_tier, provider_cache, recent_calls
     from flexiai_django.breakers import get_store
     from flexiai_django.conf import get_settings
 
     def clear() -> None:
         get_store().clear()
-        registry.invalidate()
-        stats.local().clear()
+        provider_cache.invalidate()
+        recent_calls.local().clear()
         cache_tier.forget_outage()  # a test that broke the cache leaves no back-off behind
         caches[get_settings().CACHE_ALIAS].clear()
 
@@ -100,7 +100,7 @@ def make_provider(fake_upstream: FakeUpstream, flexiai_reset: None) -> Callable[
     The provider's base URL is the fake upstream's scope of the same name, whose
     replies start with ``"<name>: "`` so a test can tell who answered.
     """
-    from flexiai_django import registry
+    from flexiai_django import provider_cache
     from flexiai_django.models import Provider
 
     api_of = {"openai": "openai", "openai_compatible": "openai", "anthropic": "anthropic",
@@ -115,7 +115,7 @@ def make_provider(fake_upstream: FakeUpstream, flexiai_reset: None) -> Callable[
         provider.set_api_key(api_key)
         provider.save()
         fake_upstream.set_reply_prefix(name, f"{name}: ")
-        registry.invalidate()
+        provider_cache.invalidate()
         return provider
 
     return make

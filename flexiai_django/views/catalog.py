@@ -14,8 +14,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from flexiai_django.auth import require_scope
 from flexiai_django.conf import get_settings
+from flexiai_django.provider_cache import aget_providers
 from flexiai_django.providers.base import ProviderConfig
-from flexiai_django.registry import aget_providers
 from flexiai_django.responses import error_response
 
 

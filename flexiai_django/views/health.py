@@ -19,7 +19,7 @@ from flexiai_django import broadcast
 from flexiai_django.auth import Principal, authenticate
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, available
-from flexiai_django.registry import aget_snapshot
+from flexiai_django.provider_cache import aget_snapshot
 from flexiai_django.shared_state import shared_state_status
 from flexiai_django.worker import worker_id
 

@@ -20,8 +20,8 @@ from django_prometheus.exports import ExportToDjangoView
 
 from flexiai_django import metrics
 from flexiai_django.breakers import get_store
+from flexiai_django.provider_cache import aget_providers
 from flexiai_django.providers.base import ProviderConfig
-from flexiai_django.registry import aget_providers
 
 
 def _render(request: HttpRequest, providers: tuple[ProviderConfig, ...]) -> HttpResponse:

@@ -7,6 +7,7 @@ import httpx
 import orjson
 import pytest
 
+from flexiai_django.chat_types import ChatRequest
 from flexiai_django.errors import (
     BadRequest,
     MalformedReply,
@@ -17,7 +18,6 @@ from flexiai_django.errors import (
 )
 from flexiai_django.providers import adapter_class, get_adapter
 from flexiai_django.providers.base import ProviderConfig
-from flexiai_django.types import ChatRequest
 
 KEY = "sk-test-0123456789abcdef"
 API = {"openai": "openai", "openai_compatible": "openai", "anthropic": "anthropic",

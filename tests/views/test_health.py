@@ -162,7 +162,7 @@ def test_only_misconfigured_providers_is_unhealthy(client):
 
 def test_a_failing_answer_cache_makes_health_degraded(client, make_provider, settings):
     from flexiai_django import cache_tier
-    from flexiai_django.types import ChatRequest, Completion
+    from flexiai_django.chat_types import ChatRequest, Completion
 
     make_provider("primary")
     settings.CACHES = {**settings.CACHES, "broken": {

@@ -1,6 +1,6 @@
 """Each worker's window of recent attempts per provider, as the status page adds them up."""
 
-from flexiai_django.stats import MAX_SAMPLES, Stats
+from flexiai_django.recent_calls import MAX_SAMPLES, Stats
 from flexiai_django.testing.clock import FakeClock
 
 

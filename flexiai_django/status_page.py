@@ -14,7 +14,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from flexiai_django import broadcast, stats
+from flexiai_django import broadcast, recent_calls
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, State
 from flexiai_django.conf import get_settings
@@ -70,7 +70,7 @@ def worker_stats() -> dict[str, dict[str, Any]]:
     shared = broadcast.listener()
     known = dict(shared.worker_stats) if shared is not None else {}
     known[worker_id()] = broadcast.stats_message(
-        stats.local().summary(settings.STATS_WINDOW_SECONDS))
+        recent_calls.local().summary(settings.STATS_WINDOW_SECONDS))
     horizon = time.time() - settings.STATS_WINDOW_SECONDS - 2 * settings.STATS_PUBLISH_SECONDS
     return {w: m for w, m in known.items() if m["sent_at"] >= horizon}
 
