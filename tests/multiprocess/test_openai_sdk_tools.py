@@ -188,13 +188,22 @@ def test_json_mode_and_an_image_reach_each_kind_in_its_own_format(sdk, fake_upst
     assert ollama["messages"][0]["images"] == ["iVBORw0KGgo="]
 
 
-def test_json_schema_on_anthropic_comes_back_as_json_text(sdk, fake_upstream):
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_json_schema_on_anthropic_comes_back_as_json_text(sdk, fake_upstream, stream):
     schema = {"type": "json_schema", "json_schema": {
         "name": "echo", "schema": {"type": "object", "properties": {"text": {"type": "string"}}}}}
     reply = sdk.chat.completions.create(model="demo-secondary", messages=ASK,
-                                        response_format=schema)
-    assert json.loads(reply.choices[0].message.content) == {"text": "weather in Paris"}
-    assert reply.choices[0].finish_reason == "stop"
+                                        response_format=schema, stream=stream)
+    if stream:
+        message, finish, _ = assemble(list(reply))
+        content = message["content"]
+        assert "tool_calls" not in message
+    else:
+        content, finish = reply.choices[0].message.content, reply.choices[0].finish_reason
+    assert json.loads(content) == {"text": "weather in Paris"}
+    assert finish == "stop"
+    sent = fake_upstream.requests("demo-secondary")[-1].json
+    assert sent["tool_choice"] == {"type": "tool", "name": "json_response"}
 
 
 @pytest.mark.parametrize("provider", list(KINDS))
