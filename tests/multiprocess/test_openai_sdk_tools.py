@@ -280,3 +280,14 @@ def test_advisory_fields_a_kind_cannot_carry_are_named_as_dropped(sdk, fake_upst
     assert raw.headers["x-flexiai-dropped-params"] == "metadata, user"
     sent = fake_upstream.requests("demo-local")[-1].json
     assert "user" not in sent and "metadata" not in sent
+
+
+@pytest.mark.parametrize("provider", list(KINDS))
+def test_the_sdk_message_object_goes_back_into_the_history_as_agents_do(sdk, provider):
+    history = list(ASK)
+    message = sdk.chat.completions.create(model=provider, messages=history,
+                                          tools=TOOLS).choices[0].message
+    history += [message, {"role": "tool", "tool_call_id": message.tool_calls[0].id,
+                          "content": "18C"}]
+    reply = sdk.chat.completions.create(model=provider, messages=history, tools=TOOLS)
+    assert reply.choices[0].message.content == "echo: tool said: 18C"
