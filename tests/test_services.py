@@ -441,3 +441,20 @@ def test_a_bad_value_from_python_is_refused_before_any_call(two, fake_upstream):
     with pytest.raises(InvalidRequest, match="temperature"):
         flexiai_django.chat(HELLO, temperature=7)
     assert fake_upstream.hits("primary") == 0
+
+
+def test_a_cached_tool_call_is_served_as_a_tool_call_and_keyed_by_its_tools(two,
+                                                                           fake_upstream):
+    first = flexiai_django.chat(HELLO, tools=[WEATHER])
+    fake_upstream.set_fault("primary", status=500)
+    fake_upstream.set_fault("secondary", status=500)
+    cached = flexiai_django.chat(HELLO, tools=[WEATHER])
+    assert cached.tier == "cache"
+    assert cached.tool_calls == first.tool_calls
+    assert cached.finish_reason == "tool_calls"
+    streamed = flexiai_django.stream(HELLO, tools=[WEATHER])
+    [piece] = list(streamed.deltas())
+    assert [c.name for c in piece.tool_calls] == ["get_weather"]
+    other = {"type": "function", "function": {"name": "other"}}
+    with pytest.raises(flexiai_django.NoProviderAvailable):  # other tools: not that answer
+        flexiai_django.chat(HELLO, tools=[other])
