@@ -28,13 +28,17 @@ _EXPORTS = {
     "CircuitOpen": "flexiai_django.errors",
     "NoProviderAvailable": "flexiai_django.errors",
     "StreamInterrupted": "flexiai_django.errors",
+    "ContextLengthExceeded": "flexiai_django.errors",
+    "UnsupportedParameters": "flexiai_django.errors",
+    "InvalidRequest": "flexiai_django.request_errors",
     "UnknownModel": "flexiai_django.ordering",
 }
 
 __all__ = [
-    "BadRequest", "Breaker", "ChatRequest", "ChatResult", "CircuitOpen", "FlexiAIError",
-    "Message", "NoProviderAvailable", "ProviderError", "StreamInterrupted", "UnknownModel",
-    "achat", "astream", "breaker", "chat", "llm", "stream",
+    "BadRequest", "Breaker", "ChatRequest", "ChatResult", "CircuitOpen",
+    "ContextLengthExceeded", "FlexiAIError", "InvalidRequest", "Message", "NoProviderAvailable",
+    "ProviderError", "StreamInterrupted", "UnknownModel", "UnsupportedParameters", "achat",
+    "astream", "breaker", "chat", "llm", "stream",
 ]
 
 if TYPE_CHECKING:
@@ -43,12 +47,15 @@ if TYPE_CHECKING:
     from flexiai_django.errors import (
         BadRequest,
         CircuitOpen,
+        ContextLengthExceeded,
         FlexiAIError,
         NoProviderAvailable,
         ProviderError,
         StreamInterrupted,
+        UnsupportedParameters,
     )
     from flexiai_django.ordering import UnknownModel
+    from flexiai_django.request_errors import InvalidRequest
     from flexiai_django.services import achat, astream, chat, llm, stream
 
 

@@ -21,7 +21,7 @@ from django.core.cache import BaseCache, caches
 from django.dispatch import receiver
 
 from flexiai_django import signals
-from flexiai_django.chat_types import ChatRequest, Completion
+from flexiai_django.chat_types import ChatRequest, Completion, Message
 from flexiai_django.conf import get_settings
 from flexiai_django.redis_outage import RedisOutage
 
@@ -38,16 +38,30 @@ def _new_outage() -> RedisOutage:
 _outage = _new_outage()
 
 
+def _message_key(m: Message) -> list[Any]:
+    key: list[Any] = [m.role, " ".join(m.content.split())]
+    if m.parts or m.tool_calls or m.tool_call_id:
+        key += [[getattr(p, "url", "") for p in m.parts],
+                [[c.id, c.name, c.arguments] for c in m.tool_calls], m.tool_call_id]
+    return key
+
+
 def cache_key(request: ChatRequest) -> str:
-    """Same caller scope, messages (role + whitespace-trimmed content) and model route → same key.
+    """Same caller scope, messages (role + whitespace-trimmed content, images, tool calls and
+    results), tools, answer format and model route → same key.
 
     The scope keeps one API key's or user's answers from ever reaching another caller.
     """
-    normalised = {
+    normalised: dict[str, Any] = {
         "scope": request.cache_scope,
         "model": request.model or "",
-        "messages": [[m.role, " ".join(m.content.split())] for m in request.messages],
+        "messages": [_message_key(m) for m in request.messages],
     }
+    if request.n != 1:
+        normalised["n"] = request.n
+    if request.tools or request.response_format:
+        normalised["tools"] = [[t.name, t.parameters] for t in request.tools]
+        normalised["format"] = repr((request.response_format, request.tool_choice))
     digest = hashlib.sha256(orjson.dumps(normalised)).hexdigest()
     return PREFIX + digest
 
@@ -91,7 +105,12 @@ def _settings_reloaded(**kwargs: Any) -> None:
 
 
 def _pack(provider: str, completion: Completion) -> dict[str, Any]:
-    return {"content": completion.content, "provider": provider, "model": completion.model}
+    packed: dict[str, Any] = {"content": completion.content, "provider": provider,
+                              "model": completion.model}
+    if completion.tool_calls:
+        packed["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments}
+                                for c in completion.tool_calls]
+    return packed
 
 
 def remember(request: ChatRequest, provider: str, completion: Completion) -> None:

@@ -17,15 +17,24 @@ from flexiai_django import cache_tier, metrics, ordering, recent_calls
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
-from flexiai_django.chat_types import Attempt, ChatRequest, ChatResult, Completion
+from flexiai_django.chat_types import Attempt, ChatRequest, ChatResult, Completion, ToolCall
 from flexiai_django.conf import get_settings
-from flexiai_django.errors import NoProviderAvailable, ProviderError
+from flexiai_django.errors import (
+    ContextLengthExceeded,
+    NoProviderAvailable,
+    ProviderError,
+    UnsupportedParameters,
+)
 from flexiai_django.provider_cache import aget_providers, get_providers
 from flexiai_django.providers import get_adapter
-from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.base import MESSAGE_NAME, ProviderAdapter, ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
 
 logger = logging.getLogger("flexiai_django")
+
+#: Fields that only inform the provider (abuse monitoring, dashboards): a provider kind
+#: that cannot carry them still serves, and the answer names them as dropped.
+ADVISORY = frozenset({"user", "metadata", MESSAGE_NAME})
 
 
 def success_of(exc: ProviderError) -> bool | None:
@@ -44,6 +53,9 @@ class Walk:
         self.attempt_started = self.started
         self.trail: list[Attempt] = []
         self.retry_hints: list[float] = []
+        self.unfit: dict[str, tuple[str, ...]] = {}
+        self.dropped: dict[str, tuple[str, ...]] = {}
+        self.too_long: ContextLengthExceeded | None = None
 
     def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
         aliases = get_settings().MODEL_ALIASES
@@ -68,6 +80,20 @@ class Walk:
         recent_calls.local().record(provider.name, ok, elapsed * 1000)
         return elapsed
 
+    def fits(self, provider: ProviderConfig, adapter: ProviderAdapter) -> bool:
+        """Can this provider carry the whole request? One that would lose a field the
+        answer depends on is skipped (no call, no breaker verdict) unless the settings
+        allow dropping it; advisory fields are always dropped, and named as dropped."""
+        missing = adapter.unsupported(self.request)
+        if not missing:
+            return True
+        if get_settings().DROP_UNSUPPORTED_PARAMS or ADVISORY.issuperset(missing):
+            self.dropped[provider.name] = missing
+            return True
+        self.unfit[provider.name] = tuple(m for m in missing if m not in ADVISORY)
+        self.trail.append(Attempt(provider.name, "unsupported"))
+        return False
+
     def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
         metrics.rejected(provider.breaker_name)
         self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
@@ -82,6 +108,8 @@ class Walk:
         metrics.attempt_failed(provider.name, exc.kind)
         if exc.retry_after is not None:
             self.retry_hints.append(exc.retry_after)
+        if isinstance(exc, ContextLengthExceeded):
+            self.too_long = exc
         logger.warning(
             "provider %s attempt failed: %s%s", provider.name, exc.kind,
             f" (HTTP {exc.status})" if exc.status else "",
@@ -106,17 +134,32 @@ class Walk:
             finish_reason=completion.finish_reason,
             usage=completion.usage,
             trail=tuple(self.trail),
+            tool_calls=completion.tool_calls,
+            refusal=completion.refusal,
+            logprobs=completion.logprobs,
+            dropped=self.dropped.get(provider.name, ()),
+            more=completion.more,
         )
 
     def fallback(self, cached: dict[str, Any] | None) -> ChatResult:
-        """The cache tier, then the degraded tier, then NoProviderAvailable."""
+        """The cache tier, then the degraded tier, then NoProviderAvailable.
+
+        A request no provider could carry, or one too long for every window tried, is
+        refused as what it is (a 400) rather than answered from a fallback tier.
+        """
+        if self.unfit and not self.attempts and len(self.unfit) == len(self.trail):
+            raise UnsupportedParameters(self.unfit)
         if cached is not None:
             metrics.fell_back("cache")
+            calls = tuple(ToolCall(**c) for c in cached.get("tool_calls") or ())
             return ChatResult(
                 content=cached["content"], tier="cache", provider=cached.get("provider"),
                 model=cached.get("model"), attempts=self.attempts, latency_ms=self.latency_ms,
-                trail=tuple(self.trail),
+                trail=tuple(self.trail), tool_calls=calls,
+                finish_reason="tool_calls" if calls else "stop",
             )
+        if self.too_long is not None:
+            raise self.too_long
         settings = get_settings()
         if settings.DEGRADED_MESSAGE:
             metrics.fell_back("degraded")
@@ -137,13 +180,16 @@ class Walk:
 def complete(request: ChatRequest) -> ChatResult:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(get_providers()):
+        adapter = get_adapter(provider)
+        if not walk.fits(provider, adapter):
+            continue
         admission = store.acquire(provider.breaker_name, provider.breaker)
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
         walk.attempt()
         try:
-            completion = get_adapter(provider).complete(sync_client(provider.name), request)
+            completion = adapter.complete(sync_client(provider.name), request)
         except ProviderError as exc:
             record(store, provider, admission, success_of(exc), exc.kind)
             walk.failed(provider, exc)
@@ -161,15 +207,16 @@ def complete(request: ChatRequest) -> ChatResult:
 async def acomplete(request: ChatRequest) -> ChatResult:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
+        adapter = get_adapter(provider)
+        if not walk.fits(provider, adapter):
+            continue
         admission = await store.aacquire(provider.breaker_name, provider.breaker)
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
         walk.attempt()
         try:
-            completion = await get_adapter(provider).acomplete(
-                async_client(provider.name), request
-            )
+            completion = await adapter.acomplete(async_client(provider.name), request)
         except ProviderError as exc:
             await arecord(store, provider, admission, success_of(exc), exc.kind)
             walk.failed(provider, exc)

@@ -161,6 +161,9 @@ RULES = (
          'None (use CSRF_TRUSTED_ORIGINS) or a list like ["https://ops.example.com"].'),
     Rule("API_KEY_ENV_PATTERN", "flexiai.E041", _regex,
          r'A regular expression environment variable names must match, e.g. "^[A-Z_]+_API_KEY$".'),
+    Rule("DROP_UNSUPPORTED_PARAMS", "flexiai.E042", lambda v: isinstance(v, bool),
+         "True (send without the fields a provider cannot carry, and say so in a header) "
+         "or False (skip that provider)."),
 )
 
 

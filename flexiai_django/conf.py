@@ -68,6 +68,11 @@ class FlexiAISettings:
     # "refuse" answers 503 until the shared count is back.
     RATE_LIMIT_FALLBACK: Literal["share", "refuse"] = "share"
     RATE_LIMIT_FALLBACK_WORKERS: int | None = None
+    # A request field a provider kind cannot carry (e.g. logit_bias for Anthropic):
+    # False skips that provider (a 400 naming the fields when none can serve); True sends
+    # the request without them and names them in X-FlexiAI-Dropped-Params. ``user`` and
+    # ``metadata`` are advisory: always dropped that way.
+    DROP_UNSUPPORTED_PARAMS: bool = False
     MAX_BODY_BYTES: int = 1024 * 1024
     MAX_TOKENS_LIMIT: int = 128_000
     MAX_MESSAGES: int = 1000

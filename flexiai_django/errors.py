@@ -83,6 +83,32 @@ class BadRequest(ProviderError):
     fails_over = False
 
 
+class ContextLengthExceeded(BadRequest):
+    """The prompt is longer than this provider's context window.
+
+    Not an outage (no trip), and not the caller's fault everywhere: a provider with a
+    larger window may take it, so the chain goes on. When none does, the caller gets it
+    as a 400 ``context_length_exceeded``, never a cached or degraded answer.
+    """
+
+    kind = "context_length_exceeded"
+    fails_over = True
+
+
+class UnsupportedParameters(FlexiAIError):
+    """No provider the request may use can carry all of its fields (HTTP 400).
+
+    ``missing`` maps each such provider to the fields it cannot carry.
+    """
+
+    def __init__(self, missing: dict[str, tuple[str, ...]]) -> None:
+        self.missing = missing
+        self.fields = tuple(sorted({f for fields in missing.values() for f in fields}))
+        where = "; ".join(f"provider '{name}' cannot carry {', '.join(map(repr, fields))}"
+                          for name, fields in missing.items())
+        super().__init__(f"No provider for this model can honour every request field: {where}.")
+
+
 class CircuitOpen(FlexiAIError):
     """The breaker refused the call without sending it."""
 

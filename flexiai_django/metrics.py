@@ -39,6 +39,7 @@ ERROR_KINDS = frozenset(
         errors.ProviderError, errors.UpstreamTimeout, errors.UpstreamConnectionError,
         errors.RateLimited, errors.UpstreamServerError, errors.MalformedReply,
         errors.StreamInterrupted, errors.ProviderAuthError, errors.BadRequest,
+        errors.ContextLengthExceeded,
     )
 )
 

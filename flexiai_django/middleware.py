@@ -1,4 +1,5 @@
-"""Request id, worker id, a JSON log line per request, and 503 for NoProviderAvailable.
+"""Request id, worker id, a JSON log line per request, 503 for NoProviderAvailable, and
+a JSON 500 (OpenAI's error shape) when an API view fails unexpectedly.
 
 Dual-mode like django-cors-headers: the async path is the main one; under WSGI Django
 calls the sync path, which does the same work without an event loop.
@@ -18,10 +19,11 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from flexiai_django.errors import NoProviderAvailable
-from flexiai_django.responses import unavailable
+from flexiai_django.responses import error_response, unavailable
 from flexiai_django.worker import worker_id
 
 logger = logging.getLogger("flexiai_django.requests")
+errors_logger = logging.getLogger("flexiai_django")
 REQUEST_ID = "X-Request-ID"
 
 
@@ -61,6 +63,13 @@ class FlexiAIMiddleware:
                           exception: Exception) -> HttpResponseBase | None:
         if isinstance(exception, NoProviderAvailable):
             return unavailable(str(exception), exception.retry_after)
+        match = request.resolver_match
+        if match is not None and hasattr(match.func, "flexiai_scope"):
+            # An API view failed unexpectedly: its callers are SDKs, so the 500 is JSON in
+            # OpenAI's error shape (with no detail), and the traceback goes to the log.
+            errors_logger.error("unhandled error in %s", request.path, exc_info=exception)
+            return error_response(500, "The server had an error while processing your "
+                                  "request.", type_="server_error", code="internal_error")
         return None
 
     def _finish(self, request: HttpRequest, response: HttpResponseBase,

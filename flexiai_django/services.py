@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeAlias, overload
 
 from flexiai_django import chain, streams
 from flexiai_django.chat_types import ChatRequest, ChatResult, Message
+from flexiai_django.validation import chat_request
 
 P = ParamSpec("P")
 Messages: TypeAlias = str | Sequence[Message | dict[str, Any]]
@@ -17,30 +18,36 @@ Messages: TypeAlias = str | Sequence[Message | dict[str, Any]]
 def chat(messages: Messages, **params: Any) -> ChatResult:
     """Ask the providers in turn; fall back to the cache and degraded tiers.
 
-    ``messages`` is a prompt string or OpenAI-style message dicts; ``params`` are
-    ``model`` (a provider name or model id to route to), ``temperature``,
-    ``max_tokens``, ``top_p``, ``stop``, ``user`` and ``cache_scope`` (whose cached
-    answers the cache tier may give back: pass the user's id in multi-tenant code;
-    ``""``, the default, shares them). Raises
-    :class:`~flexiai_django.errors.NoProviderAvailable` when every tier fails and
-    :class:`~flexiai_django.errors.BadRequest` when a provider rejects the request.
+    ``messages`` is a prompt string or OpenAI-style message dicts (tool calls, tool
+    results and image parts included); ``params`` are ``model`` (a provider name or
+    model id to route to), OpenAI's request fields in OpenAI's shapes (``temperature``,
+    ``max_tokens``, ``top_p``, ``stop``, ``user``, ``tools``, ``tool_choice``,
+    ``response_format``, ``seed``… see :attr:`ChatRequest.PARAMS`) and ``cache_scope``
+    (whose cached answers the cache tier may give back: pass the user's id in
+    multi-tenant code; ``""``, the default, shares them). The result carries
+    ``tool_calls`` when the model calls a tool. Raises ``TypeError`` for a misspelt
+    keyword, :class:`~flexiai_django.validation.InvalidRequest` (a ``ValueError``) for a
+    bad value, :class:`~flexiai_django.errors.NoProviderAvailable` when every tier fails,
+    :class:`~flexiai_django.errors.UnsupportedParameters` when no provider can carry a
+    field, and :class:`~flexiai_django.errors.BadRequest` when a provider rejects the
+    request.
     """
-    return chain.complete(ChatRequest.build(messages, **params))
+    return chain.complete(chat_request(messages, **params))
 
 
 async def achat(messages: Messages, **params: Any) -> ChatResult:
     """:func:`chat` for async code: no thread, no blocking call on the hot path."""
-    return await chain.acomplete(ChatRequest.build(messages, **params))
+    return await chain.acomplete(chat_request(messages, **params))
 
 
 def stream(messages: Messages, **params: Any) -> streams.ChatStream:
     """Text pieces as they arrive. Failover happens before this returns."""
-    return streams.open_stream(ChatRequest.build(messages, **params))
+    return streams.open_stream(chat_request(messages, **params))
 
 
 async def astream(messages: Messages, **params: Any) -> streams.AsyncChatStream:
     """``async for piece in await astream(...)``."""
-    return await streams.aopen_stream(ChatRequest.build(messages, **params))
+    return await streams.aopen_stream(chat_request(messages, **params))
 
 
 def _with_system(prompt: Any, system: str | None) -> Messages:

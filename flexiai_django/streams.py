@@ -21,8 +21,11 @@ from flexiai_django.chat_types import (
     Attempt,
     ChatRequest,
     ChatResult,
+    Choice,
     Completion,
     StreamDelta,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 from flexiai_django.errors import ProviderError, StreamInterrupted
@@ -34,6 +37,32 @@ from flexiai_django.providers.clients import async_client, sync_client
 logger = logging.getLogger("flexiai_django")
 
 
+class _Answer:
+    """One answer being streamed: its text, refusal, tool calls and finish, put together."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.refusal: list[str] = []
+        self.calls: dict[int, list[str]] = {}  # index -> [id, name, arguments...]
+        self.finish_reason: str | None = None
+
+    def take(self, delta: StreamDelta) -> None:
+        self.parts.append(delta.content)
+        self.refusal.append(delta.refusal)
+        for call in delta.tool_calls:
+            parts = self.calls.setdefault(call.index, ["", ""])
+            parts[0] = call.id or parts[0]
+            parts[1] = call.name or parts[1]
+            parts.append(call.arguments)
+        self.finish_reason = delta.finish_reason or self.finish_reason
+
+    def choice(self, index: int) -> Choice:
+        calls = tuple(ToolCall(p[0], p[1], "".join(p[2:]) or "{}")
+                      for _, p in sorted(self.calls.items()))
+        return Choice(index, "".join(self.parts), self.finish_reason or "stop", calls,
+                      "".join(self.refusal) or None)
+
+
 class _StreamState:
     """What a stream knows about itself; filled in as it goes, complete once it ends."""
 
@@ -43,25 +72,25 @@ class _StreamState:
         self.provider = provider
         self.admission = admission
         self.head = head
-        self.parts: list[str] = []
-        self.finish_reason: str | None = None
-        self.model: str | None = provider.model if provider else None
+        self.answers: dict[int, _Answer] = {0: _Answer()}  # by choice, for n > 1
+        # The model the provider names in its first events, so every chunk says the same.
+        self.model: str | None = next((d.model for d in head if d.model),
+                                      provider.model if provider else None)
         self.usage = Usage()
         self.result: ChatResult | None = None
         self.first_chunk_after = time.monotonic() - walk.attempt_started
 
-    def take(self, delta: StreamDelta) -> str:
-        self.parts.append(delta.content)
-        self.finish_reason = delta.finish_reason or self.finish_reason
-        self.model = delta.model or self.model
+    def take(self, delta: StreamDelta) -> StreamDelta:
+        self.answers.setdefault(delta.choice, _Answer()).take(delta)
         if delta.usage is not None:
             self.usage = Usage(self.usage.prompt_tokens + delta.usage.prompt_tokens,
                                self.usage.completion_tokens + delta.usage.completion_tokens)
-        return delta.content
+        return delta
 
     def completion(self) -> Completion:
-        return Completion("".join(self.parts), self.model or "", self.finish_reason or "stop",
-                          self.usage)
+        first, *more = (a.choice(i) for i, a in sorted(self.answers.items()))
+        return Completion(first.content, self.model or "", first.finish_reason, self.usage,
+                          tool_calls=first.tool_calls, refusal=first.refusal, more=tuple(more))
 
     def interrupted(self, exc: ProviderError) -> StreamInterrupted:
         assert self.provider is not None
@@ -112,20 +141,32 @@ class ChatStream:
         return self._state.walk.attempts
 
     @property
+    def dropped(self) -> tuple[str, ...]:
+        """Request fields the serving provider could not carry and was sent without."""
+        provider = self._state.provider
+        return self._state.walk.dropped.get(provider.name, ()) if provider else ()
+
+    @property
     def result(self) -> ChatResult | None:
         """The whole answer, once the stream has ended."""
         return self._fallback or self._state.result
 
     def __iter__(self) -> Iterator[str]:
+        """The answer's text, piece by piece."""
+        for delta in self.deltas():
+            if delta.content:
+                yield delta.content
+
+    def deltas(self) -> Iterator[StreamDelta]:
+        """Every piece of the answer: text, tool-call pieces, refusal, finish and usage."""
         if self._fallback is not None:
-            yield self._fallback.content
+            yield _whole(self._fallback)
             return
         state, store = self._state, get_store()
         assert state.provider and state.admission and self._deltas is not None
         try:
             for delta in chain(state.head, self._deltas):
-                if piece := state.take(delta):
-                    yield piece
+                yield state.take(delta)
         except ProviderError as exc:
             record(store, state.provider, state.admission, False, StreamInterrupted.kind)
             raise state.interrupted(exc) from None
@@ -136,6 +177,14 @@ class ChatStream:
         record(store, state.provider, state.admission, True)
         cache_tier.remember(state.walk.request, state.provider.name, state.completion())
         state.finish()
+
+
+def _whole(result: ChatResult) -> StreamDelta:
+    """A fallback tier's answer as the one piece of its stream."""
+    calls = tuple(ToolCallDelta(i, c.id, c.name, c.arguments)
+                  for i, c in enumerate(result.tool_calls))
+    return StreamDelta(content=result.content, tool_calls=calls,
+                       finish_reason=result.finish_reason)
 
 
 class AsyncChatStream(ChatStream):
@@ -150,18 +199,25 @@ class AsyncChatStream(ChatStream):
         raise TypeError("use 'async for' on an async stream")
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        async for delta in self.adeltas():
+            if delta.content:
+                yield delta.content
+
+    def deltas(self) -> Iterator[StreamDelta]:
+        raise TypeError("use 'async for' on an async stream")
+
+    async def adeltas(self) -> AsyncIterator[StreamDelta]:
+        """:meth:`ChatStream.deltas` for ``async for``."""
         if self._fallback is not None:
-            yield self._fallback.content
+            yield _whole(self._fallback)
             return
         state, store = self._state, get_store()
         assert state.provider and state.admission and self._adeltas is not None
         try:
             for delta in state.head:
-                if piece := state.take(delta):
-                    yield piece
+                yield state.take(delta)
             async for delta in self._adeltas:
-                if piece := state.take(delta):
-                    yield piece
+                yield state.take(delta)
         except ProviderError as exc:
             await arecord(store, state.provider, state.admission, False, StreamInterrupted.kind)
             raise state.interrupted(exc) from None
@@ -175,11 +231,12 @@ class AsyncChatStream(ChatStream):
 
 
 def _head(deltas: Iterator[StreamDelta]) -> list[StreamDelta]:
-    """Pull deltas up to the first with content (or the end): the point of no failover."""
+    """Pull deltas up to the first with part of the answer (or the end): the point of no
+    failover."""
     head = []
     for delta in deltas:
         head.append(delta)
-        if delta.content or delta.final:
+        if delta.substantive or delta.final:
             break
     return head
 
@@ -188,7 +245,7 @@ async def _ahead(deltas: AsyncIterator[StreamDelta]) -> list[StreamDelta]:
     head = []
     async for delta in deltas:
         head.append(delta)
-        if delta.content or delta.final:
+        if delta.substantive or delta.final:
             break
     return head
 
@@ -196,12 +253,15 @@ async def _ahead(deltas: AsyncIterator[StreamDelta]) -> list[StreamDelta]:
 def open_stream(request: ChatRequest) -> ChatStream:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(get_providers()):
+        adapter = get_adapter(provider)
+        if not walk.fits(provider, adapter):
+            continue
         admission = store.acquire(provider.breaker_name, provider.breaker)
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
         walk.attempt()
-        deltas = get_adapter(provider).stream(sync_client(provider.name), request)
+        deltas = adapter.stream(sync_client(provider.name), request)
         try:
             head = _head(deltas)
         except ProviderError as exc:
@@ -220,12 +280,15 @@ def open_stream(request: ChatRequest) -> ChatStream:
 async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
+        adapter = get_adapter(provider)
+        if not walk.fits(provider, adapter):
+            continue
         admission = await store.aacquire(provider.breaker_name, provider.breaker)
         if not admission.allowed:
             walk.skipped(provider, admission)
             continue
         walk.attempt()
-        deltas = get_adapter(provider).astream(async_client(provider.name), request)
+        deltas = adapter.astream(async_client(provider.name), request)
         try:
             head = await _ahead(deltas)
         except ProviderError as exc:

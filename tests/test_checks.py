@@ -46,6 +46,7 @@ BAD_VALUES = {
     "flexiai.E039": ("CACHE_SCOPE", "tenant"),
     "flexiai.E040": ("WEBSOCKET_ALLOWED_ORIGINS", ["example.com"]),
     "flexiai.E041": ("API_KEY_ENV_PATTERN", "(unclosed"),
+    "flexiai.E042": ("DROP_UNSUPPORTED_PARAMS", "yes"),
 }
 
 

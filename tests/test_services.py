@@ -398,3 +398,63 @@ def test_the_package_is_typed_for_its_users():
     from importlib import resources
 
     assert resources.files("flexiai_django").joinpath("py.typed").is_file()
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather",
+                                            "parameters": {"type": "object"}}}
+
+
+def test_tools_from_python_give_a_tool_call_answer_then_a_final_one(two, fake_upstream):
+    result = flexiai_django.chat(HELLO, tools=[WEATHER], tool_choice="required")
+    assert result.finish_reason == "tool_calls" and result.content == ""
+    [call] = result.tool_calls
+    history = [*HELLO,
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": call.id, "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments}}]},
+               {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    assert flexiai_django.chat(history, tools=[WEATHER]).content == "primary: tool said: sunny"
+    assert breaker_of("primary").state == State.CLOSED
+
+
+def test_a_streamed_tool_call_comes_as_deltas_and_a_whole_result(two):
+    stream = flexiai_django.stream(HELLO, tools=[WEATHER])
+    pieces = [d for d in stream.deltas() if d.tool_calls]
+    assert pieces[0].tool_calls[0].name == "get_weather"
+    assert stream.result.tool_calls[0].name == "get_weather"
+    assert stream.result.finish_reason == "tool_calls"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_async_stream_gives_deltas_too(two):
+    stream = await flexiai_django.astream(HELLO, tools=[WEATHER])
+    calls = [c async for d in stream.adeltas() for c in d.tool_calls]
+    assert calls[0].name == "get_weather"
+
+
+def test_a_bad_value_from_python_is_refused_before_any_call(two, fake_upstream):
+    from flexiai_django.validation import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="tools"):
+        flexiai_django.chat(HELLO, tools=[{"name": "not openai's shape"}])
+    with pytest.raises(InvalidRequest, match="temperature"):
+        flexiai_django.chat(HELLO, temperature=7)
+    assert fake_upstream.hits("primary") == 0
+
+
+def test_a_cached_tool_call_is_served_as_a_tool_call_and_keyed_by_its_tools(two,
+                                                                           fake_upstream):
+    first = flexiai_django.chat(HELLO, tools=[WEATHER])
+    fake_upstream.set_fault("primary", status=500)
+    fake_upstream.set_fault("secondary", status=500)
+    cached = flexiai_django.chat(HELLO, tools=[WEATHER])
+    assert cached.tier == "cache"
+    assert cached.tool_calls == first.tool_calls
+    assert cached.finish_reason == "tool_calls"
+    streamed = flexiai_django.stream(HELLO, tools=[WEATHER])
+    [piece] = list(streamed.deltas())
+    assert [c.name for c in piece.tool_calls] == ["get_weather"]
+    other = {"type": "function", "function": {"name": "other"}}
+    with pytest.raises(flexiai_django.NoProviderAvailable):  # other tools: not that answer
+        flexiai_django.chat(HELLO, tools=[other])

@@ -7,13 +7,16 @@ the error taxonomy:
 * :meth:`ProviderAdapter.payload` — the request body for this API;
 * :meth:`ProviderAdapter.parse` — a decoded JSON reply into a :class:`Completion`;
 * :meth:`ProviderAdapter.parse_event` — one streamed event into a :class:`StreamDelta`.
+
+and declares which optional request fields it can carry (:attr:`ProviderAdapter.honours`):
+the chain does not send a request to a provider that would lose part of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,6 +27,7 @@ from flexiai_django.breakers.state import BreakerConfig
 from flexiai_django.chat_types import ChatRequest, Completion, StreamDelta
 from flexiai_django.errors import (
     BadRequest,
+    ContextLengthExceeded,
     MalformedReply,
     ProviderAuthError,
     ProviderError,
@@ -34,9 +38,12 @@ from flexiai_django.errors import (
 )
 from flexiai_django.redaction import redact
 
+from .rejections import is_context_length
 from .sse import LineDecoder
 
 BREAKER_PREFIX = "llm:"
+#: A participant name on a message (OpenAI's ``name``): what ``unsupported`` calls it.
+MESSAGE_NAME = "messages[].name"
 #: Characters of an upstream's own error message passed on (after redaction).
 UPSTREAM_MESSAGE_LIMIT = 300
 
@@ -78,6 +85,8 @@ class ProviderAdapter:
     chat_path: ClassVar[str] = ""
     #: "sse" for ``data:`` events, "ndjson" for one JSON object per line.
     stream_format: ClassVar[str] = "sse"
+    #: The optional fields (names from :meth:`ChatRequest.options_set`) this kind carries.
+    honours: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -98,6 +107,24 @@ class ProviderAdapter:
     def parse_event(self, event: str | None, data: str) -> StreamDelta | None:
         """One streamed event; ``None`` to skip it, ``StreamDelta(final=True)`` at the end."""
         raise NotImplementedError
+
+    def parse_reply(self, data: Any, request: ChatRequest) -> Completion:
+        """:meth:`parse`, for a kind whose reply reads differently by request (Anthropic's
+        JSON answer given as a forced tool's input)."""
+        return self.parse(data)
+
+    def event_parser(self, request: ChatRequest) -> Callable[[str | None, str],
+                                                             StreamDelta | None]:
+        """What parses one stream's events: :meth:`parse_event`, or a fresh stateful
+        parser for a kind whose events refer to earlier ones (Anthropic's block indexes)."""
+        return self.parse_event
+
+    def unsupported(self, request: ChatRequest) -> tuple[str, ...]:
+        """The request's fields this kind cannot carry, so the chain can skip it or say so."""
+        missing = tuple(name for name in request.options_set() if name not in self.honours)
+        if MESSAGE_NAME not in self.honours and any(m.name for m in request.messages):
+            missing += (MESSAGE_NAME,)
+        return missing
 
     # -- machinery -----------------------------------------------------------------------
 
@@ -136,7 +163,8 @@ class ProviderAdapter:
             raise RateLimited("rate limited (HTTP 429)", provider=name, status=status,
                               retry_after=retry_after)
         if status in (400, 413, 422):
-            raise BadRequest(
+            refusal = ContextLengthExceeded if is_context_length(body) else BadRequest
+            raise refusal(
                 f"provider rejected the request (HTTP {status}): {self._upstream_message(body)}",
                 provider=name,
                 status=status,
@@ -167,9 +195,9 @@ class ProviderAdapter:
         return redact(str(message), [self.config.api_key], limit=UPSTREAM_MESSAGE_LIMIT) or (
             "no details")
 
-    def _completion(self, body: bytes) -> Completion:
+    def _completion(self, body: bytes, request: ChatRequest) -> Completion:
         try:
-            return self.parse(orjson.loads(body))
+            return self.parse_reply(orjson.loads(body), request)
         except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError,
                 AttributeError) as exc:
             raise MalformedReply(
@@ -189,7 +217,7 @@ class ProviderAdapter:
         except Exception as exc:
             raise self._error(exc) from None
         self.check_status(response.status_code, response.headers, bytes(body))
-        return self._completion(bytes(body))
+        return self._completion(bytes(body), request)
 
     async def acomplete(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
         try:
@@ -198,12 +226,13 @@ class ProviderAdapter:
         except Exception as exc:
             raise self._error(exc) from None
         self.check_status(response.status_code, response.headers, response.content)
-        return self._completion(response.content)
+        return self._completion(response.content, request)
 
-    def _deltas(self, decoder: LineDecoder, line: str) -> Iterator[StreamDelta]:
+    def _deltas(self, decoder: LineDecoder, line: str,
+                parser: Callable[[str | None, str], StreamDelta | None]) -> Iterator[StreamDelta]:
         for event, data in decoder.feed(line):
             try:
-                delta = self.parse_event(event, data)
+                delta = parser(event, data)
             except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError,
                     AttributeError) as exc:
                 raise MalformedReply(
@@ -218,7 +247,7 @@ class ProviderAdapter:
 
     def stream(self, client: httpx.Client, request: ChatRequest) -> Iterator[StreamDelta]:
         """Deltas until the final one; any failure raises a ProviderError."""
-        decoder = LineDecoder(self.stream_format)
+        decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
         try:
             with client.stream("POST", **self._request_args(request, stream=True)) as response:
                 if response.status_code >= 300:
@@ -226,7 +255,7 @@ class ProviderAdapter:
                 final = None
                 for line in response.iter_lines():
                     if final is None:  # after the end marker, drain: the connection is reused
-                        for delta in self._deltas(decoder, line):
+                        for delta in self._deltas(decoder, line, parser):
                             if delta.final:
                                 final = delta
                                 break
@@ -240,7 +269,7 @@ class ProviderAdapter:
     async def astream(
         self, client: httpx.AsyncClient, request: ChatRequest
     ) -> AsyncIterator[StreamDelta]:
-        decoder = LineDecoder(self.stream_format)
+        decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
         try:
             async with client.stream("POST", **self._request_args(request, stream=True)) as resp:
                 if resp.status_code >= 300:
@@ -248,7 +277,7 @@ class ProviderAdapter:
                 final = None
                 async for line in resp.aiter_lines():
                     if final is None:
-                        for delta in self._deltas(decoder, line):
+                        for delta in self._deltas(decoder, line, parser):
                             if delta.final:
                                 final = delta
                                 break
@@ -268,7 +297,3 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
-
-
-def messages_as_dicts(request: ChatRequest) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in request.messages]

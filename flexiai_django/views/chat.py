@@ -1,18 +1,18 @@
 """``POST /v1/chat/completions``: OpenAI's API in front of the fallback chain.
 
 Plain requests get a ``chat.completion``; ``stream: true`` gets Server-Sent Events in
-OpenAI's chunk format ending with ``data: [DONE]``. Failover happens before the response
-starts; a failure after the first chunk ends the stream with an error event. Every
-answer says who served it: ``X-FlexiAI-Provider``/``-Tier``/``-Attempts`` headers and a
-``flexiai`` field.
+OpenAI's chunk format ending with ``data: [DONE]`` (shapes in :mod:`.answers`). Failover
+happens before the response starts; a failure after the first chunk ends the stream with
+an error event. Every answer says who served it: ``X-FlexiAI-Provider``/``-Tier``/
+``-Attempts`` headers and a ``flexiai`` field; ``X-FlexiAI-Dropped-Params`` names request
+fields the serving provider could not carry. Refusals keep their meaning: a field no
+provider can carry is a 400 ``unsupported_parameter``, an upstream 413/422 stays a
+413/422, a prompt too long for every window is a 400 ``context_length_exceeded``.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+import dataclasses
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
@@ -20,69 +20,42 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from flexiai_django import responses, services
+from flexiai_django import chain, responses, streams
 from flexiai_django.auth import cache_scope, principal_of, require_scope
-from flexiai_django.chat_types import ChatResult
 from flexiai_django.conf import get_settings
-from flexiai_django.errors import BadRequest, NoProviderAvailable, StreamInterrupted
+from flexiai_django.errors import (
+    BadRequest,
+    ContextLengthExceeded,
+    NoProviderAvailable,
+    UnsupportedParameters,
+)
 from flexiai_django.ordering import UnknownModel
 from flexiai_django.responses import error_response, trace_headers, with_headers
-from flexiai_django.streams import AsyncChatStream
-from flexiai_django.validation import APIRequest, InvalidRequest, parse
+from flexiai_django.validation import InvalidRequest, parse
+from flexiai_django.views.answers import DROPPED_HEADER, completion_body, sse_events
+
+#: Upstream rejections passed on with their own status; anything else is a 400.
+PASSED_ON = (413, 422)
 
 
 def unavailable(exc: NoProviderAvailable) -> HttpResponse:
     return responses.unavailable(str(exc), exc.retry_after)
 
 
-def completion_body(result: ChatResult, requested: str | None) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": result.model or requested or "flexiai",
-        "choices": [{"index": 0, "finish_reason": result.finish_reason or "stop",
-                     "message": {"role": "assistant", "content": result.content}}],
-        "usage": {"prompt_tokens": result.usage.prompt_tokens,
-                  "completion_tokens": result.usage.completion_tokens,
-                  "total_tokens": result.usage.total_tokens},
-        "flexiai": {"provider": result.provider, "tier": result.tier,
-                    "attempts": result.attempts, "latency_ms": round(result.latency_ms, 1)},
-    }
+def rejected(exc: BadRequest | UnsupportedParameters) -> HttpResponse:
+    """A request no provider will take, as OpenAI would say it."""
+    if isinstance(exc, UnsupportedParameters):
+        return error_response(400, str(exc), code="unsupported_parameter",
+                              param=exc.fields[0] if exc.fields else None)
+    if isinstance(exc, ContextLengthExceeded):
+        return error_response(400, exc.message, code="context_length_exceeded",
+                              param="messages")
+    status = exc.status if exc.status in PASSED_ON else 400
+    return error_response(status, exc.message, code="upstream_rejected_request")
 
 
-def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
-
-
-async def sse_events(stream: AsyncChatStream, api: APIRequest) -> AsyncIterator[bytes]:
-    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    model = stream.model or api.chat.model or "flexiai"
-    meta = {"provider": stream.provider, "tier": stream.tier, "attempts": stream.attempts}
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                       "model": model, "flexiai": meta,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-
-    yield chunk({"role": "assistant", "content": ""})
-    try:
-        async for piece in stream:
-            yield chunk({"content": piece})
-    except StreamInterrupted as exc:
-        yield _event({"error": {"message": str(exc), "type": "server_error",
-                                "code": "stream_interrupted", "param": None}})
-        return
-    result = stream.result
-    yield chunk({}, (result.finish_reason if result else None) or "stop")
-    if api.include_usage and result is not None:
-        yield _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                      "model": model, "choices": [],
-                      "usage": {"prompt_tokens": result.usage.prompt_tokens,
-                                "completion_tokens": result.usage.completion_tokens,
-                                "total_tokens": result.usage.total_tokens}})
-    yield b"data: [DONE]\n\n"
+def dropped(fields: tuple[str, ...]) -> dict[str, str]:
+    return {DROPPED_HEADER: ", ".join(fields)} if fields else {}
 
 
 @csrf_exempt
@@ -106,30 +79,26 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
                     max_messages=settings.MAX_MESSAGES)
     except InvalidRequest as exc:
         return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
-    params = {**_params(api), "cache_scope": cache_scope(principal_of(request))}
+    chat = dataclasses.replace(api.chat, cache_scope=cache_scope(principal_of(request)))
     try:
         if api.stream:
-            stream = await services.astream(api.chat.messages, **params)
-            events = StreamingHttpResponse(sse_events(stream, api),
+            stream = await streams.aopen_stream(chat)
+            events = StreamingHttpResponse(sse_events(stream, chat.model, api.include_usage),
                                            content_type="text/event-stream")
             events["Cache-Control"] = "no-cache"
             events["X-Accel-Buffering"] = "no"
-            return with_headers(events, trace_headers(stream.provider, stream.tier,
-                                                      stream.attempts))
-        result = await services.achat(api.chat.messages, **params)
+            return with_headers(events, {**trace_headers(stream.provider, stream.tier,
+                                                         stream.attempts),
+                                         **dropped(stream.dropped)})
+        result = await chain.acomplete(chat)
     except UnknownModel as exc:
         return error_response(404, f"The model '{exc}' does not exist or is not enabled.",
                               code="model_not_found", param="model")
-    except BadRequest as exc:
-        return error_response(400, exc.message, code="upstream_rejected_request")
+    except (BadRequest, UnsupportedParameters) as exc:
+        return rejected(exc)
     except NoProviderAvailable as exc:
         return unavailable(exc)
-    response = HttpResponse(orjson.dumps(completion_body(result, api.chat.model)),
+    response = HttpResponse(orjson.dumps(completion_body(result, chat.model)),
                             content_type="application/json")
-    return with_headers(response, trace_headers(result.provider, result.tier, result.attempts))
-
-
-def _params(api: APIRequest) -> dict[str, Any]:
-    c = api.chat
-    return {"model": c.model, "temperature": c.temperature, "max_tokens": c.max_tokens,
-            "top_p": c.top_p, "stop": c.stop, "user": c.user}
+    return with_headers(response, {**trace_headers(result.provider, result.tier,
+                                                   result.attempts), **dropped(result.dropped)})

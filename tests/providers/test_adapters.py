@@ -196,6 +196,30 @@ def test_only_real_openai_is_asked_for_stream_usage(config, client, fake_upstrea
     assert "stream_options" not in fake_upstream.requests("openai_compatible")[-1].json
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "ollama"])
+def test_a_context_length_refusal_is_told_apart_from_other_bad_requests(kind, config, client,
+                                                                        fake_upstream):
+    from flexiai_django.errors import ContextLengthExceeded
+
+    fake_upstream.set_fault("up", too_long=True)
+    with pytest.raises(ContextLengthExceeded) as caught:
+        get_adapter(config(kind)).complete(client, REQUEST)
+    assert not caught.value.trips_breaker and caught.value.fails_over
+    fake_upstream.set_fault("up", status=400)
+    with pytest.raises(BadRequest) as caught:
+        get_adapter(config(kind)).complete(client, REQUEST)
+    assert not caught.value.fails_over
+
+
+def test_a_llama_cpp_context_refusal_is_recognised():
+    from flexiai_django.providers.rejections import is_context_length
+
+    assert is_context_length(b'{"error": {"code": 400, "type": "exceed_context_size_error", '
+                             b'"message": "the request exceeds the available context size"}}')
+    assert not is_context_length(b'{"error": {"message": "temperature must be <= 2"}}')
+    assert not is_context_length(b"<html>bad gateway</html>")
+
+
 class _Echoing400(BaseHTTPRequestHandler):
     """Answers every POST with HTTP 400 and the error body the test put on the server."""
 

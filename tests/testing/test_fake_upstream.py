@@ -104,6 +104,7 @@ def test_openai_reply_echoes_last_user_message_with_model_and_usage(
             "index": 0,
             "message": {"role": "assistant", "content": "echo: hello world"},
             "finish_reason": "stop",
+            "logprobs": None,
         }
     ]
     assert data["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
@@ -700,3 +701,65 @@ def test_module_runs_in_foreground_and_exits_on_ctrl_c() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+TOOLS_OPENAI = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+
+
+def test_openai_format_calls_the_offered_tool(upstream: FakeUpstream,
+                                              client: httpx.Client) -> None:
+    data = client.post(openai_url(upstream), json=chat("find it", tools=TOOLS_OPENAI)).json()
+    choice = data["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    [call] = choice["message"]["tool_calls"]
+    assert call["function"] == {"name": "lookup", "arguments": '{"text": "find it"}'}
+    none = client.post(openai_url(upstream),
+                       json=chat("find it", tools=TOOLS_OPENAI, tool_choice="none")).json()
+    assert none["choices"][0]["message"]["content"] == "echo: find it"
+
+
+def test_anthropic_format_calls_the_offered_tool_and_reads_tool_results(
+        upstream: FakeUpstream, client: httpx.Client) -> None:
+    tools = [{"name": "lookup", "input_schema": {"type": "object"}}]
+    data = client.post(anthropic_url(upstream), json=chat("find it", tools=tools)).json()
+    assert data["stop_reason"] == "tool_use"
+    assert data["content"] == [{"type": "tool_use", "id": data["content"][0]["id"],
+                                "name": "lookup", "input": {"text": "find it"}}]
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x",
+                                           "content": "found"}]}
+    body = {"model": "m", "tools": tools, "messages": [*chat("find it")["messages"], result]}
+    data = client.post(anthropic_url(upstream), json=body).json()
+    assert data["content"][0]["text"] == "echo: tool said: found"
+
+
+def test_anthropic_streams_tool_input_as_json_deltas(upstream: FakeUpstream,
+                                                     client: httpx.Client) -> None:
+    tools = [{"name": "lookup", "input_schema": {"type": "object"}}]
+    with client.stream("POST", anthropic_url(upstream),
+                       json=chat("find it", tools=tools, stream=True)) as response:
+        events = [json.loads(d) for d in sse_data(list(response.iter_lines()))]
+    partial = "".join(e["delta"]["partial_json"] for e in events
+                      if e["type"] == "content_block_delta")
+    assert json.loads(partial) == {"text": "find it"}
+    assert [e["type"] for e in events][-2:] == ["message_delta", "message_stop"]
+
+
+def test_ollama_format_calls_tools_with_object_arguments(upstream: FakeUpstream,
+                                                         client: httpx.Client) -> None:
+    data = client.post(ollama_url(upstream),
+                       json=chat("find it", tools=TOOLS_OPENAI, stream=False)).json()
+    assert data["message"]["tool_calls"] == [
+        {"function": {"name": "lookup", "arguments": {"text": "find it"}}}]
+
+
+@pytest.mark.parametrize(("api_url", "says"), [(openai_url, "context_length_exceeded"),
+                                                (anthropic_url, "prompt is too long"),
+                                                (ollama_url, "exceeds the context length")])
+def test_too_long_refuses_in_each_formats_words(upstream: FakeUpstream, client: httpx.Client,
+                                                api_url: Any, says: str) -> None:
+    control = client.post(f"{upstream.url}/_fault", json={"too_long": True})
+    assert control.status_code == 200
+    response = client.post(api_url(upstream), json=chat())
+    assert response.status_code == 400
+    assert says in response.text

@@ -96,7 +96,7 @@ BAD = [
     ({**HELLO, "max_tokens": 2.5}, 400, "max_tokens", "integer"),
     ({**HELLO, "stream": "yes"}, 400, "stream", "true or false"),
     ({**HELLO, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "up to 4"),
-    ({**HELLO, "n": 2}, 400, "n", "n"),
+    ({**HELLO, "n": 0}, 400, "n", "1 to 128"),
     ({**HELLO, "model": ""}, 400, "model", "non-empty"),
 ]
 

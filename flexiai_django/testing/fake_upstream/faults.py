@@ -23,6 +23,8 @@ _FAULT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "chunk_delay": ((int, float), False),
     "times": ((int,), True),
     "auth_key": ((str,), True),
+    "too_long": ((bool,), False),
+    "refusal": ((bool,), False),
 }
 
 
@@ -40,6 +42,10 @@ class Fault:
     chunk_delay: float = 0.0
     times: int | None = None
     auth_key: str | None = None
+    #: Refuse the prompt as longer than the context window, in the format's own words.
+    too_long: bool = False
+    #: Decline to answer: OpenAI's ``refusal`` field, Anthropic's ``refusal`` stop reason.
+    refusal: bool = False
 
     def __post_init__(self) -> None:
         """Reject bad values up front: a typo'd fault should fail the test setting it."""

@@ -2,9 +2,9 @@
 
 Control paths go to ``control``; API paths are recorded in the shared state, which also
 picks the request's fault, and the fault is acted on here, in a fixed order: delay, reset,
-auth check, error status, then the reply (whole or streamed, possibly malformed,
-truncated, cut off or slowed). The API's shapes come from its ``formats`` module and the
-byte-level moves from ``transport``.
+auth check, context-length refusal, error status, then the reply (whole or streamed,
+possibly malformed, truncated, cut off or slowed). The API's shapes come from its
+``formats`` module and the byte-level moves from ``transport``.
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ class Handler(Connection):
         if fault.auth_key is not None and not fmt.authorized(headers, fault.auth_key):
             self._send_json(401, fmt.error_document(401, "invalid or missing api key"))
             return
+        if fault.too_long:
+            self._send_json(400, fmt.too_long_document())
+            return
         if fault.status is not None:
             extra = {}
             if fault.retry_after is not None:
@@ -91,6 +94,8 @@ class Handler(Connection):
             return
 
         reply = fmt.reply(payload, prefix, number)
+        if fault.refusal:
+            reply = reply.refused()
         if fmt.wants_stream(payload):
             self._stream(fmt, reply, fault)
         else:

@@ -1,6 +1,7 @@
 """The Ollama chat format (``/api/chat``): streams by default, as newline-delimited JSON.
 
-See ``base`` for why formats are separate.
+Tool calls come whole (arguments as an object, not JSON text), in one line of the
+stream; see ``base`` for why formats are separate.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class Ollama(ApiFormat):
     path = "/api/chat"
     stream_by_default = True
     stream_content_type = "application/x-ndjson"
+    too_long_message = "the input length exceeds the context length"
     malformed_body = b'{"model": "fake", "message": {"role": "assistant", "content": <<<'
     malformed_frames = (b'{"model": "fake", "message": {"content": ###\n',)
 
@@ -24,22 +26,25 @@ class Ollama(ApiFormat):
         return {"error": message}
 
     def document(self, reply: Reply) -> dict[str, Any]:
-        return _message(reply, reply.content, done=True)
+        return _message(reply, reply.content, done=True, calls=True)
 
     def frames(self, reply: Reply) -> Frames:
-        return (
-            [],
-            [_ndjson(_message(reply, piece, done=False)) for piece in reply.pieces()],
-            [_ndjson(_message(reply, "", done=True))],
-        )
+        pieces = [_ndjson(_message(reply, piece, done=False)) for piece in reply.pieces()]
+        if reply.tool_calls:
+            pieces.append(_ndjson(_message(reply, "", done=False, calls=True)))
+        return [], pieces, [_ndjson(_message(reply, "", done=True))]
 
 
-def _message(reply: Reply, content: str, done: bool) -> dict[str, Any]:
+def _message(reply: Reply, content: str, done: bool, calls: bool = False) -> dict[str, Any]:
     """One reply line; the last (``done``) carries the stop reason and token counts."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls and reply.tool_calls:
+        message["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in reply.tool_calls]
     doc: dict[str, Any] = {
         "model": reply.model,
         "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "message": {"role": "assistant", "content": content},
+        "message": message,
         "done": done,
     }
     if done:

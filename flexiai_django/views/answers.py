@@ -1,0 +1,111 @@
+"""Answers in OpenAI's shapes: a ``chat.completion`` and the SSE chunks of a stream.
+
+Pure rendering, apart from the view: a tool-call answer has ``content: null`` and
+``finish_reason: "tool_calls"``; streamed tool calls go out as OpenAI's incremental
+``delta.tool_calls`` pieces; refusal and logprobs are passed on where the provider gave them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from flexiai_django.chat_types import ChatResult, Choice, StreamDelta, Usage
+from flexiai_django.errors import StreamInterrupted
+from flexiai_django.providers import openai_shape
+from flexiai_django.streams import AsyncChatStream
+
+DROPPED_HEADER = "X-FlexiAI-Dropped-Params"
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def message_body(answer: ChatResult | Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content if answer.content or not (
+            answer.tool_calls or answer.refusal) else None,
+    }
+    if answer.tool_calls:
+        message["tool_calls"] = [openai_shape.tool_call(c) for c in answer.tool_calls]
+    if answer.refusal is not None:
+        message["refusal"] = answer.refusal
+    return message
+
+
+def choice_body(answer: ChatResult | Choice, index: int) -> dict[str, Any]:
+    return {"index": index, "finish_reason": answer.finish_reason or "stop",
+            "message": message_body(answer), "logprobs": answer.logprobs}
+
+
+def completion_body(result: ChatResult, requested: str | None) -> dict[str, Any]:
+    """A ``chat.completion``: one choice, or ``n`` when the request asked for several."""
+    choices = [choice_body(result, 0), *(choice_body(c, c.index) for c in result.more)]
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.model or requested or "flexiai",
+        "choices": choices,
+        "usage": usage_body(result.usage),
+        "flexiai": {"provider": result.provider, "tier": result.tier,
+                    "attempts": result.attempts, "latency_ms": round(result.latency_ms, 1)},
+    }
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def delta_body(delta: StreamDelta) -> dict[str, Any]:
+    """The ``delta`` of one chunk: only what this piece adds."""
+    body: dict[str, Any] = {}
+    if delta.content:
+        body["content"] = delta.content
+    if delta.refusal:
+        body["refusal"] = delta.refusal
+    if delta.tool_calls:
+        body["tool_calls"] = [openai_shape.tool_call_delta(c) for c in delta.tool_calls]
+    return body
+
+
+async def sse_events(stream: AsyncChatStream, requested: str | None,
+                     include_usage: bool) -> AsyncIterator[bytes]:
+    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    model = stream.model or requested or "flexiai"
+    meta = {"provider": stream.provider, "tier": stream.tier, "attempts": stream.attempts}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None,
+              logprobs: Any = None, index: int = 0) -> bytes:
+        choice = {"index": index, "delta": delta, "finish_reason": finish}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
+        return _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+                       "model": model, "flexiai": meta, "choices": [choice]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for delta in stream.adeltas():
+            body = delta_body(delta)
+            # The first answer's finish goes out last, with usage; others' (n > 1) as they end.
+            finish = delta.finish_reason if delta.choice else None
+            if body or delta.logprobs is not None or finish:
+                yield chunk(body, finish, delta.logprobs, delta.choice)
+    except StreamInterrupted as exc:
+        yield _event({"error": {"message": str(exc), "type": "server_error",
+                                "code": "stream_interrupted", "param": None}})
+        return
+    result = stream.result
+    yield chunk({}, (result.finish_reason if result else None) or "stop")
+    if include_usage and result is not None:
+        yield _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+                      "model": model, "choices": [], "usage": usage_body(result.usage)})
+    yield b"data: [DONE]\n\n"
