@@ -94,18 +94,35 @@ class ProviderAdapter:
     # -- hooks -------------------------------------------------------------------------
 
     def headers(self) -> dict[str, str]:
-        """Headers for every call (auth goes here)."""
+        """Headers for every call: authentication (from ``self.config.api_key``, which
+        is never logged) and API version headers. Default: none."""
         return {}
 
     def payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body this API wants for ``request``.
+
+        Args:
+            request: the provider-neutral request; translate every field this kind
+                lists in :attr:`honours` (the chain never sends the others here).
+            stream: whether the body must ask for a streamed answer.
+        """
         raise NotImplementedError
 
     def parse(self, data: Any) -> Completion:
-        """Turn the decoded reply into a Completion; raise KeyError/TypeError if malformed."""
+        """Turn the decoded JSON reply into a :class:`Completion`.
+
+        Raises:
+            KeyError, TypeError, IndexError, ValueError: the reply is malformed; the
+                machinery turns them into :class:`MalformedReply`, a breaker failure.
+        """
         raise NotImplementedError
 
     def parse_event(self, event: str | None, data: str) -> StreamDelta | None:
-        """One streamed event; ``None`` to skip it, ``StreamDelta(final=True)`` at the end."""
+        """One streamed event (``event`` is the SSE event name, or ``None``).
+
+        Returns ``None`` to skip it, and ``StreamDelta(final=True)`` for the end marker:
+        a stream that ends without one is a truncated reply. Raises like :meth:`parse`.
+        """
         raise NotImplementedError
 
     def parse_reply(self, data: Any, request: ChatRequest) -> Completion:
