@@ -94,6 +94,31 @@ class Walk:
         self.trail.append(Attempt(provider.name, "unsupported"))
         return False
 
+    def admitted(self, provider: ProviderConfig, admission: Admission) -> bool:
+        """Whether the breaker let the attempt through (it then starts now); a refusal
+        is noted."""
+        if not admission.allowed:
+            self.skipped(provider, admission)
+            return False
+        self.attempt()
+        return True
+
+    def admit(self, store: BreakerStore, provider: ProviderConfig,
+              adapter: ProviderAdapter) -> Admission | None:
+        """The breaker's admission for an attempt that starts now, or None to skip."""
+        if not self.fits(provider, adapter):
+            return None
+        admission = store.acquire(provider.breaker_name, provider.breaker)
+        return admission if self.admitted(provider, admission) else None
+
+    async def aadmit(self, store: BreakerStore, provider: ProviderConfig,
+                     adapter: ProviderAdapter) -> Admission | None:
+        """:meth:`admit` for async code (the store decides on the loop when it can)."""
+        if not self.fits(provider, adapter):
+            return None
+        admission = await store.aacquire(provider.breaker_name, provider.breaker)
+        return admission if self.admitted(provider, admission) else None
+
     def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
         metrics.rejected(provider.breaker_name)
         self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
@@ -181,13 +206,9 @@ def complete(request: ChatRequest) -> ChatResult:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(get_providers()):
         adapter = get_adapter(provider)
-        if not walk.fits(provider, adapter):
+        admission = walk.admit(store, provider, adapter)
+        if admission is None:
             continue
-        admission = store.acquire(provider.breaker_name, provider.breaker)
-        if not admission.allowed:
-            walk.skipped(provider, admission)
-            continue
-        walk.attempt()
         try:
             completion = adapter.complete(sync_client(provider.name), request)
         except ProviderError as exc:
@@ -208,13 +229,9 @@ async def acomplete(request: ChatRequest) -> ChatResult:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
         adapter = get_adapter(provider)
-        if not walk.fits(provider, adapter):
+        admission = await walk.aadmit(store, provider, adapter)
+        if admission is None:
             continue
-        admission = await store.aacquire(provider.breaker_name, provider.breaker)
-        if not admission.allowed:
-            walk.skipped(provider, admission)
-            continue
-        walk.attempt()
         try:
             completion = await adapter.acomplete(async_client(provider.name), request)
         except ProviderError as exc:

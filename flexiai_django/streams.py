@@ -254,13 +254,9 @@ def open_stream(request: ChatRequest) -> ChatStream:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(get_providers()):
         adapter = get_adapter(provider)
-        if not walk.fits(provider, adapter):
+        admission = walk.admit(store, provider, adapter)
+        if admission is None:
             continue
-        admission = store.acquire(provider.breaker_name, provider.breaker)
-        if not admission.allowed:
-            walk.skipped(provider, admission)
-            continue
-        walk.attempt()
         deltas = adapter.stream(sync_client(provider.name), request)
         try:
             head = _head(deltas)
@@ -281,13 +277,9 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
         adapter = get_adapter(provider)
-        if not walk.fits(provider, adapter):
+        admission = await walk.aadmit(store, provider, adapter)
+        if admission is None:
             continue
-        admission = await store.aacquire(provider.breaker_name, provider.breaker)
-        if not admission.allowed:
-            walk.skipped(provider, admission)
-            continue
-        walk.attempt()
         deltas = adapter.astream(async_client(provider.name), request)
         try:
             head = await _ahead(deltas)
