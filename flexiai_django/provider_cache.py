@@ -86,7 +86,7 @@ def _fresh() -> Snapshot | None:
     return None
 
 
-def _store(snapshot: Snapshot) -> Snapshot:
+def _keep(snapshot: Snapshot) -> Snapshot:
     global _cached
     with _lock:
         _cached = (time.monotonic(), snapshot)
@@ -96,12 +96,12 @@ def _store(snapshot: Snapshot) -> Snapshot:
 def get_snapshot() -> Snapshot:
     """The usable and the misconfigured enabled providers, from one read."""
     fresh = _fresh()
-    return _store(_load()) if fresh is None else fresh
+    return _keep(_load()) if fresh is None else fresh
 
 
 async def aget_snapshot() -> Snapshot:
     fresh = _fresh()
-    return _store(await database_sync_to_async(_load)()) if fresh is None else fresh
+    return _keep(await database_sync_to_async(_load)()) if fresh is None else fresh
 
 
 def get_providers() -> tuple[ProviderConfig, ...]:

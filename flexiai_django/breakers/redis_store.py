@@ -125,7 +125,7 @@ class RedisBreakerStore(BreakerStore):
         return [base, f"{base}:probes", f"{self._prefix}:breakers"]
 
     @property
-    def available(self) -> bool:
+    def retry_due(self) -> bool:
         """Whether Redis may be tried now (no I/O: the hot path asks this)."""
         return self._outage.retry_due
 
@@ -232,7 +232,7 @@ class RedisBreakerStore(BreakerStore):
 
     def _decided_locally(self, name: str, config: BreakerConfig) -> Admission | None:
         snap = self.snapshot(name)
-        if snap is not None and self.available:
+        if snap is not None and self.retry_due:
             return self._local_decision(snap, config)
         return None
 
@@ -240,7 +240,7 @@ class RedisBreakerStore(BreakerStore):
         """A success on a CLOSED breaker with no recent failures changes nothing shared."""
         snap = self.snapshot(name)
         if (snap is not None and not probe and success is not False
-                and snap.state is State.CLOSED and snap.failures == 0 and self.available):
+                and snap.state is State.CLOSED and snap.failures == 0 and self.retry_due):
             return snap
         return None
 
