@@ -87,6 +87,13 @@ class _StreamState:
                                self.usage.completion_tokens + delta.usage.completion_tokens)
         return delta
 
+    def abandoned_verdict(self) -> bool | None:
+        """What a stream its caller left mid-way proves: a closed breaker's stream worked
+        so far (a success), but a half-open probe must finish to close the breaker, so an
+        abandoned probe has no verdict (its slot is freed and the next call probes)."""
+        assert self.admission is not None
+        return None if self.admission.probe else True
+
     def completion(self) -> Completion:
         first, *more = (a.choice(i) for i, a in sorted(self.answers.items()))
         return Completion(first.content, self.model or "", first.finish_reason, self.usage,
@@ -172,7 +179,7 @@ class ChatStream:
             raise state.interrupted(exc) from None
         except GeneratorExit:
             state.walk.aborted(state.provider)
-            record(store, state.provider, state.admission, True)
+            record(store, state.provider, state.admission, state.abandoned_verdict())
             raise
         record(store, state.provider, state.admission, True)
         cache_tier.remember(state.walk.request, state.provider.name, state.completion())
@@ -223,7 +230,7 @@ class AsyncChatStream(ChatStream):
             raise state.interrupted(exc) from None
         except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
             state.walk.aborted(state.provider)
-            await arecord(store, state.provider, state.admission, True)
+            await arecord(store, state.provider, state.admission, state.abandoned_verdict())
             raise
         await arecord(store, state.provider, state.admission, True)
         cache_tier.remember_soon(state.walk.request, state.provider.name, state.completion())

@@ -458,3 +458,50 @@ def test_a_cached_tool_call_is_served_as_a_tool_call_and_keyed_by_its_tools(two,
     other = {"type": "function", "function": {"name": "other"}}
     with pytest.raises(flexiai_django.NoProviderAvailable):  # other tools: not that answer
         flexiai_django.chat(HELLO, tools=[other])
+
+
+def open_then_probe_with_a_stream(fake_upstream, clock):
+    """Trip the primary, wait out the open period, and start the half-open probe as a
+    stream that has yielded its first piece."""
+    fake_upstream.set_fault("primary", status=500, times=3)
+    for _ in range(3):
+        flexiai_django.chat(HELLO)
+    clock.advance(30)
+    stream = flexiai_django.stream("tell me a long story")
+    assert stream.provider == "primary"
+    pieces = iter(stream)
+    next(pieces)
+    return pieces
+
+
+def test_a_probe_stream_abandoned_mid_way_does_not_close_the_breaker(two, fake_upstream,
+                                                                      clock):
+    pieces = open_then_probe_with_a_stream(fake_upstream, clock)
+    assert breaker_of("primary").state is State.HALF_OPEN
+    pieces.close()  # the client went away before the answer was complete
+    assert breaker_of("primary").state is State.HALF_OPEN
+    assert flexiai_django.chat(HELLO).provider == "primary"  # the next call probes again
+    assert breaker_of("primary").state is State.CLOSED
+
+
+def test_a_probe_stream_read_to_its_end_closes_the_breaker(two, fake_upstream, clock):
+    pieces = open_then_probe_with_a_stream(fake_upstream, clock)
+    list(pieces)
+    assert breaker_of("primary").state is State.CLOSED
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_async_probe_stream_abandoned_mid_way_does_not_close_the_breaker(
+        two, fake_upstream, clock):
+    from asgiref.sync import sync_to_async
+
+    fake_upstream.set_fault("primary", status=500, times=3)
+    for _ in range(3):
+        await flexiai_django.achat(HELLO)
+    clock.advance(30)
+    stream = await flexiai_django.astream("tell me a long story")
+    pieces = stream.__aiter__()
+    await pieces.__anext__()
+    await pieces.aclose()
+    assert (await sync_to_async(breaker_of)("primary")).state is State.HALF_OPEN
