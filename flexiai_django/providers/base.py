@@ -258,6 +258,16 @@ class ProviderAdapter:
             if delta is not None:
                 yield delta
 
+    def _end(self, final: StreamDelta | None, finished: bool) -> StreamDelta:
+        """The stream's last delta. A stream that closed cleanly after its finish reason
+        but without the end marker (some servers omit ``[DONE]``) is complete; one that
+        stopped before any finish reason is truncated."""
+        if final is not None:
+            return final
+        if finished:
+            return StreamDelta(final=True)
+        raise self._truncated()
+
     def _truncated(self) -> UpstreamConnectionError:
         return UpstreamConnectionError("stream ended before its end marker",
                                        provider=self.config.name)
@@ -270,18 +280,18 @@ class ProviderAdapter:
                 if response.status_code >= 300:
                     self.check_status(response.status_code, response.headers, response.read())
                 final = None
+                finished = False
                 for line in response.iter_lines():
                     if final is None:  # after the end marker, drain: the connection is reused
                         for delta in self._deltas(decoder, line, parser):
                             if delta.final:
                                 final = delta
                                 break
+                            finished = finished or delta.finish_reason is not None
                             yield delta
         except Exception as exc:
             raise self._error(exc) from None
-        if final is None:
-            raise self._truncated()
-        yield final
+        yield self._end(final, finished)
 
     async def astream(
         self, client: httpx.AsyncClient, request: ChatRequest
@@ -292,18 +302,18 @@ class ProviderAdapter:
                 if resp.status_code >= 300:
                     self.check_status(resp.status_code, resp.headers, await resp.aread())
                 final = None
+                finished = False
                 async for line in resp.aiter_lines():
                     if final is None:
                         for delta in self._deltas(decoder, line, parser):
                             if delta.final:
                                 final = delta
                                 break
+                            finished = finished or delta.finish_reason is not None
                             yield delta
         except Exception as exc:
             raise self._error(exc) from None
-        if final is None:
-            raise self._truncated()
-        yield final
+        yield self._end(final, finished)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

@@ -139,6 +139,30 @@ def test_a_stream_cut_before_its_end_marker_is_an_error(kind, config, client, fa
         list(get_adapter(config(kind)).stream(client, REQUEST))
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_stream_that_finished_but_omits_its_end_marker_is_complete(kind, config, client,
+                                                                     fake_upstream):
+    fake_upstream.set_fault("up", no_end_marker=True)
+    deltas = list(get_adapter(config(kind)).stream(client, REQUEST))
+    assert "".join(d.content for d in deltas) == "echo: hi there"
+    assert deltas[-1].final and any(d.finish_reason == "stop" for d in deltas)
+
+
+@pytest.mark.asyncio
+async def test_an_async_stream_without_its_end_marker_is_complete_too(config, fake_upstream):
+    fake_upstream.set_fault("up", no_end_marker=True)
+    async with httpx.AsyncClient() as aclient:
+        deltas = [d async for d in get_adapter(config("openai")).astream(aclient, REQUEST)]
+    assert deltas[-1].final and "".join(d.content for d in deltas) == "echo: hi there"
+
+
+def test_a_stream_that_stops_before_its_finish_reason_is_still_an_error(config, client,
+                                                                        fake_upstream):
+    fake_upstream.set_fault("up", no_end_marker=True)  # Ollama's last line is its finish
+    with pytest.raises(UpstreamConnectionError):
+        list(get_adapter(config("ollama")).stream(client, REQUEST))
+
+
 def test_a_stream_with_a_malformed_event_is_an_error(config, client, fake_upstream):
     fake_upstream.set_fault("up", malformed=True)
     with pytest.raises(MalformedReply):

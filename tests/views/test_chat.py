@@ -130,3 +130,22 @@ def test_text_parts_and_system_prompts_are_accepted(client, two, fake_upstream):
                          {"role": "user", "content": [{"type": "text", "text": "hel"},
                                                       {"type": "text", "text": "lo"}]}]}
     assert post(client, body).json()["choices"][0]["message"]["content"] == "primary: hello"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_upstream_stream_without_done_after_its_finish_ends_normally(
+        async_client, make_provider, fake_upstream):
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(make_provider)("primary")
+    fake_upstream.set_fault("primary", no_end_marker=True)
+    with override_settings(FLEXIAI=OPEN):
+        response = await async_client.post(URL, {**HELLO, "stream": True},
+                                           content_type="application/json")
+        body = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    events = [line[len("data: "):] for line in body.split("\n\n") if line]
+    assert events[-1] == "[DONE]" and '"error"' not in body
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] == "stop"
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "")
+                   for e in events[:-1]) == "primary: hello"

@@ -25,6 +25,7 @@ _FAULT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "auth_key": ((str,), True),
     "too_long": ((bool,), False),
     "refusal": ((bool,), False),
+    "no_end_marker": ((bool,), False),
 }
 
 
@@ -46,6 +47,9 @@ class Fault:
     too_long: bool = False
     #: Decline to answer: OpenAI's ``refusal`` field, Anthropic's ``refusal`` stop reason.
     refusal: bool = False
+    #: End a stream cleanly but without its last frame (OpenAI's ``[DONE]``, Anthropic's
+    #: ``message_stop``; for Ollama the last line, which carries ``done`` and the finish).
+    no_end_marker: bool = False
 
     def __post_init__(self) -> None:
         """Reject bad values up front: a typo'd fault should fail the test setting it."""

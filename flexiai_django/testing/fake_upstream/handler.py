@@ -134,5 +134,5 @@ class Handler(Connection):
                 return
             if piece is not None:
                 self._write_chunks([piece])
-        self._write_chunks(epilogue)
+        self._write_chunks(list(epilogue)[:-1] if fault.no_end_marker else epilogue)
         self._end_chunks()
