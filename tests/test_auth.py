@@ -44,7 +44,7 @@ def test_only_a_hash_of_the_key_is_stored():
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM flexiai_django_apikey")
         stored = " ".join(map(str, cursor.fetchone()))
-    assert token not in stored and token.split("-")[2] not in stored
+    assert token not in stored and token.split("-", 2)[2] not in stored
     assert key.prefix in token and key.matches(token) and not key.matches(token + "x")
 
 
@@ -308,3 +308,12 @@ def test_a_shared_cache_scope_is_a_choice(client, provider, fake_upstream):
         chat(client, **bearer(alice))
         fake_upstream.set_fault("primary", status=500)
         assert chat(client, **bearer(bob))["X-FlexiAI-Tier"] == "cache"
+
+
+@LOCKED
+def test_a_token_whose_secret_holds_dashes_is_accepted(client, provider):
+    from flexiai_django.models import hash_token
+
+    token = "fxa-0123456789ab--" + "_-" * 21  # url-safe base64 may start with "-"
+    ApiKey.objects.create(name="dashes", prefix="0123456789ab", key_hash=hash_token(token))
+    assert chat(client, **bearer(token)).status_code == 200
