@@ -267,7 +267,7 @@ async def check_rate(principal: Principal) -> Refusal | None:
     decision = await get_limiter().ahit(principal.id, principal.rate_limit_per_minute)
     if decision.allowed:
         return None
-    if getattr(decision, "unavailable", False):
+    if decision.unavailable:
         return Refusal(503, "The rate limiter cannot reach its store; try again shortly.",
                        "rate_limiter_unavailable", retry_after=decision.retry_after)
     return Refusal(429, f"Rate limit of {decision.limit} requests per minute reached.",
