@@ -29,6 +29,10 @@ def _int_at_least(low: int) -> Callable[[Any], bool]:
 _positive_int = _int_at_least(1)
 
 
+def _optional_positive(value: Any) -> bool:
+    return value is None or (_is_number(value) and value > 0)
+
+
 def _importable(path: Any) -> bool:
     try:
         import_string(path)
@@ -164,6 +168,33 @@ RULES = (
     Rule("DROP_UNSUPPORTED_PARAMS", "flexiai.E042", lambda v: isinstance(v, bool),
          "True (send without the fields a provider cannot carry, and say so in a header) "
          "or False (skip that provider)."),
+    Rule("MAX_RETRIES", "flexiai.E043", _int_at_least(0),
+         "Retries of a transient failure on the same provider: an integer, 0 for none."),
+    Rule("RETRY_BACKOFF_SECONDS", "flexiai.E044", lambda v: _is_number(v) and v >= 0,
+         "The base of the jittered backoff between retries, in seconds (0 or more)."),
+    Rule("RETRY_AFTER_CAP_SECONDS", "flexiai.E045", lambda v: _is_number(v) and v >= 0,
+         "The longest Retry-After waited for before retrying, in seconds; longer hints "
+         "fail over at once."),
+    Rule("FIRST_TOKEN_TIMEOUT", "flexiai.E046", _optional_positive,
+         "None, or the seconds a stream may take to its first token (below the provider "
+         "timeout)."),
+    Rule("STALL_TIMEOUT", "flexiai.E047", _optional_positive,
+         "None, or the seconds a stream may stay silent between chunks."),
+    Rule("CONTINUE_STREAMS", "flexiai.E048", lambda v: isinstance(v, bool),
+         "True (continue a broken stream on the next provider) or False (end it with an "
+         "error event)."),
+    Rule("CONTINUATION_INSTRUCTION", "flexiai.E049",
+         lambda v: isinstance(v, str) and bool(v.strip()),
+         "A non-empty instruction asking the model to continue its cut-off answer."),
+    Rule("ACTIVE_PROBE_SECONDS", "flexiai.E050", _optional_positive,
+         "None (no active probes), or seconds between probes of an open breaker."),
+    Rule("HEDGED_ALIASES", "flexiai.E051",
+         lambda v: isinstance(v, list | tuple) and all(isinstance(a, str) for a in v),
+         'A list of model aliases to hedge, e.g. ["auto"].'),
+    Rule("HEDGE_BUDGET", "flexiai.E052", lambda v: _is_number(v) and 0 <= v <= 1,
+         "The share of requests that may start a second upstream call, from 0 to 1."),
+    Rule("HEDGE_DEFAULT_DELAY_SECONDS", "flexiai.E053", lambda v: _is_number(v) and v > 0,
+         "Seconds to wait for a first token before hedging while no p95 is known."),
 )
 
 

@@ -41,6 +41,34 @@ class FlexiAISettings:
     # Provider calls.
     DEFAULT_TIMEOUT: float = 30.0
     PROVIDER_REFRESH_SECONDS: float = 1.0
+    # Healing (each provider row may override the first four). A transient failure (429,
+    # 5xx, a reset before any byte) is retried on the same provider up to MAX_RETRIES
+    # times after a jittered backoff; a Retry-After up to RETRY_AFTER_CAP_SECONDS is
+    # waited for, a longer one fails over at once. Either way the provider cools down
+    # deployment-wide for as long as it asked.
+    MAX_RETRIES: int = 1
+    RETRY_BACKOFF_SECONDS: float = 0.25
+    RETRY_AFTER_CAP_SECONDS: float = 2.0
+    # A stream whose first token has not come within FIRST_TOKEN_TIMEOUT, or that goes
+    # silent for STALL_TIMEOUT between chunks, is broken (None: only the provider timeout).
+    FIRST_TOKEN_TIMEOUT: float | None = 10.0
+    STALL_TIMEOUT: float | None = 10.0
+    # A stream that breaks after text reached the client is continued on the next
+    # provider (assistant prefill, or this instruction where prefill is refused).
+    CONTINUE_STREAMS: bool = True
+    CONTINUATION_INSTRUCTION: str = (
+        "Your previous answer was cut off. Continue it exactly where it stopped, without "
+        "repeating anything already written and without any preamble.")
+    # While a breaker is open, one cheap probe per interval for the whole deployment (a
+    # Redis lease picks the prober) brings a recovered provider back quickly; None: off.
+    ACTIVE_PROBE_SECONDS: float | None = 5.0
+    # Hedged requests for these aliases: when the first provider's first token is later
+    # than its recent p95 (HEDGE_DEFAULT_DELAY_SECONDS until it has figures), the next
+    # provider starts too and the first to produce a token wins. Extra upstream calls
+    # are capped at HEDGE_BUDGET (a fraction of requests) deployment-wide.
+    HEDGED_ALIASES: list[str] = field(default_factory=list)
+    HEDGE_BUDGET: float = 0.1
+    HEDGE_DEFAULT_DELAY_SECONDS: float = 1.0
     ADAPTERS: dict[str, str] = field(default_factory=dict)
     ASYNC_TRANSPORT: str | None = None
     SYNC_TRANSPORT: str | None = None

@@ -38,6 +38,11 @@ def env_name_allowed(name: str) -> bool:
         return False
 
 
+def _or(value: Any, default: Any) -> Any:
+    """A row's own value, or the FLEXIAI default when left blank."""
+    return default if value is None else value
+
+
 class ProviderKind(models.TextChoices):
     OPENAI = "openai", "OpenAI"
     ANTHROPIC = "anthropic", "Anthropic"
@@ -82,6 +87,21 @@ class Provider(models.Model):
     max_open_seconds = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
     half_open_max_calls = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)])
+    max_retries = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text=_("Retries of a 429, 5xx or reset on this provider before the next one. "
+                    "Blank: FLEXIAI default."))
+    first_token_timeout = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1)],
+        help_text=_("Seconds a stream may take to its first token. Blank: FLEXIAI default."))
+    stall_timeout = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1)],
+        help_text=_("Seconds a stream may stay silent between chunks. "
+                    "Blank: FLEXIAI default."))
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text=_("Tokens the model accepts (prompt and answer). Longer requests go to a "
+                    "provider with a larger window. Blank: unknown."))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -192,6 +212,7 @@ class Provider(models.Model):
         }
 
     def to_config(self) -> ProviderConfig:
+        settings = get_settings()
         return ProviderConfig(
             name=self.name,
             kind=self.kind,
@@ -202,6 +223,10 @@ class Provider(models.Model):
             weight=self.weight,
             timeout=self.timeout,
             breaker=default_config(**self.breaker_overrides()),
+            max_retries=_or(self.max_retries, settings.MAX_RETRIES),
+            first_token_timeout=_or(self.first_token_timeout, settings.FIRST_TOKEN_TIMEOUT),
+            stall_timeout=_or(self.stall_timeout, settings.STALL_TIMEOUT),
+            context_window=self.context_window,
         )
 
 

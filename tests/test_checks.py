@@ -47,6 +47,17 @@ BAD_VALUES = {
     "flexiai.E040": ("WEBSOCKET_ALLOWED_ORIGINS", ["example.com"]),
     "flexiai.E041": ("API_KEY_ENV_PATTERN", "(unclosed"),
     "flexiai.E042": ("DROP_UNSUPPORTED_PARAMS", "yes"),
+    "flexiai.E043": ("MAX_RETRIES", -1),
+    "flexiai.E044": ("RETRY_BACKOFF_SECONDS", "0.2"),
+    "flexiai.E045": ("RETRY_AFTER_CAP_SECONDS", -1),
+    "flexiai.E046": ("FIRST_TOKEN_TIMEOUT", 0),
+    "flexiai.E047": ("STALL_TIMEOUT", "10"),
+    "flexiai.E048": ("CONTINUE_STREAMS", "yes"),
+    "flexiai.E049": ("CONTINUATION_INSTRUCTION", "  "),
+    "flexiai.E050": ("ACTIVE_PROBE_SECONDS", -5),
+    "flexiai.E051": ("HEDGED_ALIASES", "auto"),
+    "flexiai.E052": ("HEDGE_BUDGET", 1.5),
+    "flexiai.E053": ("HEDGE_DEFAULT_DELAY_SECONDS", 0),
 }
 
 

@@ -71,6 +71,13 @@ class ProviderConfig:
     weight: int = 1
     timeout: float = 30.0
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    #: Same-provider retries of a transient failure (429, 5xx, reset before any byte).
+    max_retries: int = 1
+    #: Seconds a stream may take to its first token / stay silent (None: no limit).
+    first_token_timeout: float | None = None
+    stall_timeout: float | None = None
+    #: Tokens the model accepts, prompt and answer (None: unknown, never skipped).
+    context_window: int | None = None
 
     @property
     def breaker_name(self) -> str:
