@@ -42,6 +42,20 @@ class UpstreamTimeout(ProviderError):
     kind = "timeout"
 
 
+class FirstTokenTimeout(UpstreamTimeout):
+    """A stream's first token (text, tool-call piece or refusal) did not come within the
+    provider's ``first_token_timeout``: abandoned long before its overall timeout."""
+
+    kind = "first_token_timeout"
+
+
+class StreamStalled(UpstreamTimeout):
+    """A stream went silent for longer than the provider's ``stall_timeout`` between
+    chunks after its first token: it counts as broken."""
+
+    kind = "stalled"
+
+
 class UpstreamConnectionError(ProviderError):
     kind = "connection_error"
 

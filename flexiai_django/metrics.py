@@ -39,7 +39,7 @@ ERROR_KINDS = frozenset(
         errors.ProviderError, errors.UpstreamTimeout, errors.UpstreamConnectionError,
         errors.RateLimited, errors.UpstreamServerError, errors.MalformedReply,
         errors.StreamInterrupted, errors.ProviderAuthError, errors.BadRequest,
-        errors.ContextLengthExceeded,
+        errors.ContextLengthExceeded, errors.FirstTokenTimeout, errors.StreamStalled,
     )
 )
 
@@ -97,10 +97,16 @@ REDIS_CONNECTED = Gauge(
     "0 when a shared store lost Redis and workers run on local breakers.",
     multiprocess_mode="livemostrecent",
 )
+MALFORMED_CHUNKS = Counter(
+    "flexiai_malformed_chunks_total",
+    "Garbled stream events skipped, by provider (a stream with more than a few, or that "
+    "ends on one before its finish, fails as malformed_reply).",
+    ["provider"],
+)
 
 ALL: tuple[MetricWrapperBase, ...] = (
     REQUESTS, ATTEMPTS, LATENCY, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
-    PROVIDERS_AVAILABLE, REDIS_CONNECTED,
+    PROVIDERS_AVAILABLE, REDIS_CONNECTED, MALFORMED_CHUNKS,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -148,6 +154,11 @@ def aborted(provider: str) -> None:
     outcome = "error" if isinstance(exc, Exception) else "cancelled"
     _child(ATTEMPTS, provider, outcome).inc()
     _child(REQUESTS, provider, "provider", outcome).inc()
+
+
+def malformed_chunk(provider: str) -> None:
+    """A provider's stream had an event that could not be read (skipped, or fatal)."""
+    _child(MALFORMED_CHUNKS, provider).inc()
 
 
 def fell_back(tier: str) -> None:

@@ -15,6 +15,7 @@ the chain does not send a request to a provider that would lose part of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,8 +39,10 @@ from flexiai_django.errors import (
 )
 from flexiai_django.redaction import redact
 
+from .deadline_io import DeadlineTimeouts, bounded_reads
 from .rejections import is_context_length
-from .sse import LineDecoder
+from .stream_clock import StreamClock
+from .stream_events import StreamEvents
 
 BREAKER_PREFIX = "llm:"
 #: A participant name on a message (OpenAI's ``name``): what ``unsupported`` calls it.
@@ -229,6 +232,12 @@ class ProviderAdapter:
             ) from None
 
     def complete(self, client: httpx.Client, request: ChatRequest) -> Completion:
+        """One whole answer, within the provider's ``timeout``.
+
+        The first-token and stall limits are for streams only: an OpenAI-style server sends
+        nothing for a plain call until the whole answer is ready, so a first-token limit
+        would cut every long answer. A plain call keeps the provider's ``timeout``.
+        """
         deadline = time.monotonic() + self.config.timeout
         try:
             args = self._request_args(request, stream=False)
@@ -244,6 +253,7 @@ class ProviderAdapter:
         return self._completion(bytes(body), request)
 
     async def acomplete(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
+        """:meth:`complete` for async code (no first-token limit either)."""
         try:
             async with asyncio.timeout(self.config.timeout):
                 response = await client.post(**self._request_args(request, stream=False))
@@ -252,75 +262,83 @@ class ProviderAdapter:
         self.check_status(response.status_code, response.headers, response.content)
         return self._completion(response.content, request)
 
-    def _deltas(self, decoder: LineDecoder, line: str,
-                parser: Callable[[str | None, str], StreamDelta | None]) -> Iterator[StreamDelta]:
-        for event, data in decoder.feed(line):
-            try:
-                delta = parser(event, data)
-            except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError,
-                    AttributeError) as exc:
-                raise MalformedReply(
-                    f"malformed stream event ({type(exc).__name__})", provider=self.config.name
-                ) from None
-            if delta is not None:
-                yield delta
+    def _clock(self) -> StreamClock:
+        config = self.config
+        return StreamClock(timeout=config.timeout, first_token=config.first_token_timeout,
+                           stall=config.stall_timeout, now=time.monotonic())
 
-    def _end(self, final: StreamDelta | None, finished: bool) -> StreamDelta:
-        """The stream's last delta. A stream that closed cleanly after its finish reason
-        but without the end marker (some servers omit ``[DONE]``) is complete; one that
-        stopped before any finish reason is truncated."""
-        if final is not None:
-            return final
-        if finished:
-            return StreamDelta(final=True)
-        raise self._truncated()
-
-    def _truncated(self) -> UpstreamConnectionError:
-        return UpstreamConnectionError("stream ended before its end marker",
-                                       provider=self.config.name)
+    def _stream_error(self, exc: Exception, clock: StreamClock) -> ProviderError:
+        """:meth:`_error`, naming the limit that cut the stream when one did."""
+        if isinstance(exc, httpx.TimeoutException | TimeoutError) and clock.limited:
+            return clock.error(self.config.name)
+        return self._error(exc)
 
     def stream(self, client: httpx.Client, request: ChatRequest) -> Iterator[StreamDelta]:
-        """Deltas until the final one; any failure raises a ProviderError."""
-        decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
+        """Deltas until the final one; any failure raises a ProviderError.
+
+        Unlike :meth:`complete`, a stream is held to the provider's ``first_token_timeout``
+        (until its first substantive delta) and ``stall_timeout`` (between deltas after it):
+        see :mod:`flexiai_django.providers.stream_clock`. Raises :class:`FirstTokenTimeout`
+        or :class:`StreamStalled` (both breaker failures); the response is closed, never
+        returned to the pool half-read.
+        """
+        clock = self._clock()
+        events = StreamEvents(self.config.name, self.stream_format, self.event_parser(request))
+        args = self._request_args(request, stream=True)
+        del args["timeout"]
         try:
-            with client.stream("POST", **self._request_args(request, stream=True)) as response:
+            with client.stream("POST", **args,
+                               extensions={"timeout": DeadlineTimeouts(clock)}) as response:
                 if response.status_code >= 300:
                     self.check_status(response.status_code, response.headers, response.read())
-                final = None
-                finished = False
-                for line in response.iter_lines():
-                    if final is None:  # after the end marker, drain: the connection is reused
-                        for delta in self._deltas(decoder, line, parser):
-                            if delta.final:
-                                final = delta
-                                break
-                            finished = finished or delta.finish_reason is not None
+                with bounded_reads(response, clock):
+                    for line in response.iter_lines():
+                        if events.final is not None:
+                            continue  # after the end marker, drain: the connection is reused
+                        if clock.expired(time.monotonic()):
+                            raise clock.error(self.config.name)
+                        for delta in events.feed(line):
+                            clock.heard(delta)
                             yield delta
+                            clock.resumed(time.monotonic())
+                        if events.final is not None:
+                            clock.done()
         except Exception as exc:
-            raise self._error(exc) from None
-        yield self._end(final, finished)
+            raise self._stream_error(exc, clock) from None
+        yield events.end()
 
     async def astream(
         self, client: httpx.AsyncClient, request: ChatRequest
     ) -> AsyncIterator[StreamDelta]:
-        decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
+        """:meth:`stream` for async code: each wait is bounded with ``asyncio.timeout``."""
+        clock = self._clock()
+        events = StreamEvents(self.config.name, self.stream_format, self.event_parser(request))
         try:
-            async with client.stream("POST", **self._request_args(request, stream=True)) as resp:
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout(clock.wait(time.monotonic())):
+                    resp = await stack.enter_async_context(
+                        client.stream("POST", **self._request_args(request, stream=True)))
                 if resp.status_code >= 300:
                     self.check_status(resp.status_code, resp.headers, await resp.aread())
-                final = None
-                finished = False
-                async for line in resp.aiter_lines():
-                    if final is None:
-                        for delta in self._deltas(decoder, line, parser):
-                            if delta.final:
-                                final = delta
-                                break
-                            finished = finished or delta.finish_reason is not None
-                            yield delta
+                lines = aiter(resp.aiter_lines())
+                while True:
+                    if events.final is not None:  # drain: the connection is reused
+                        async for _ in lines:
+                            pass
+                        break
+                    async with asyncio.timeout(clock.wait(time.monotonic())):
+                        line = await anext(lines, None)
+                    if line is None:
+                        break
+                    if clock.expired(time.monotonic()):
+                        raise clock.error(self.config.name)
+                    for delta in events.feed(line):
+                        clock.heard(delta)
+                        yield delta
+                        clock.resumed(time.monotonic())
         except Exception as exc:
-            raise self._error(exc) from None
-        yield self._end(final, finished)
+            raise self._stream_error(exc, clock) from None
+        yield events.end()
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

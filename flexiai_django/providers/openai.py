@@ -15,6 +15,7 @@ from flexiai_django.chat_types import ChatRequest, Choice, Completion, StreamDel
 
 from . import openai_shape
 from .base import MESSAGE_NAME, ProviderAdapter
+from .sse import ErrorEvent
 
 
 def _usage(data: Any) -> Usage:
@@ -79,7 +80,7 @@ class OpenAIAdapter(ProviderAdapter):
             return StreamDelta(final=True)
         chunk = orjson.loads(data)
         if "error" in chunk:
-            raise ValueError("error event in stream")
+            raise ErrorEvent("error event in stream")
         choices = chunk["choices"]
         usage = chunk.get("usage")
         if not choices:

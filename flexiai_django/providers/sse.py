@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 
+class ErrorEvent(ValueError):
+    """An event in which the upstream reports an error (OpenAI's ``{"error": …}``,
+    Anthropic's ``error`` event): the stream is over. Unlike a garbled event, which the
+    machinery may skip, it is never skipped."""
+
+
 class LineDecoder:
     """Feed it lines (without newlines); it yields each complete event once."""
 

@@ -36,6 +36,8 @@ from flexiai_django.chat_types import (
     Usage,
 )
 
+from .sse import ErrorEvent
+
 DEFAULT_MAX_TOKENS = 1024
 #: The forced tool that carries a ``json_schema`` answer.
 JSON_TOOL = "json_response"
@@ -242,7 +244,7 @@ class StreamTranslator:
         if kind == "message_stop":
             return StreamDelta(final=True)
         if kind == "error":
-            raise ValueError("error event in stream")
+            raise ErrorEvent("error event in stream")
         return None
 
     def _start(self, index: int, block: Any) -> StreamDelta | None:

@@ -17,6 +17,7 @@ import orjson
 from flexiai_django.chat_types import ChatRequest, Completion, Message, StreamDelta, ToolCall, Usage
 
 from . import openai_shape
+from .sse import ErrorEvent
 
 #: tool_choice modes Ollama can honour: "auto" is what it does, "none" sends no tools.
 TOOL_CHOICES = ("auto", "none")
@@ -128,7 +129,7 @@ class StreamTranslator:
     def __call__(self, event: str | None, data: str) -> StreamDelta | None:
         chunk = orjson.loads(data)
         if "error" in chunk:
-            raise ValueError("error event in stream")
+            raise ErrorEvent("error event in stream")
         message = chunk.get("message") or {}
         content = str(message.get("content") or "")
         deltas = []

@@ -1,0 +1,65 @@
+"""Socket read timeouts that follow a stream's deadline, for the sync httpx client.
+
+httpx takes one read timeout per request, and httpcore reads it once for the response
+headers and once for the whole body: a fixed value cannot be both a short first-token
+limit and a longer stall limit, and it does nothing against an upstream that trickles a
+byte now and then. So each wait is bounded by the time left (:meth:`StreamClock.wait`):
+
+* before the body, through a ``timeout`` extension whose values are computed when httpcore
+  asks for them (pool, connect, write, then the headers' read);
+* during the body, by bounding each read of the connection's ``network_stream`` (an
+  httpcore extension) while the stream is being read, and only from the reading thread.
+
+The reader also checks the deadline as each line arrives. A transport without a
+``network_stream`` keeps the provider's timeout for body reads (the arrival checks still
+apply). Async streams use ``asyncio.timeout`` around each wait instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from .stream_clock import StreamClock
+
+
+class DeadlineTimeouts(dict[str, float]):
+    """httpcore's ``timeout`` extension, each value the time left when it is read."""
+
+    def __init__(self, clock: StreamClock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def get(self, key: str, default: Any = None) -> float:
+        return self._clock.wait(time.monotonic())
+
+
+@contextmanager
+def bounded_reads(response: httpx.Response, clock: StreamClock) -> Iterator[None]:
+    """While inside, each read of ``response``'s connection by this thread waits at most
+    the clock's time left. The connection goes back to the pool only once the body is
+    read, so the bound is removed before any other request can use it, and a request by
+    another thread in that instant passes straight through."""
+    stream: Any = response.extensions.get("network_stream")
+    read = getattr(stream, "read", None)
+    if read is None or not hasattr(stream, "__dict__"):
+        yield
+        return
+    owner = threading.get_ident()
+
+    def bounded(max_bytes: int, timeout: float | None = None) -> bytes:
+        if threading.get_ident() == owner:
+            timeout = clock.wait(time.monotonic())
+        return read(max_bytes, timeout)  # type: ignore[no-any-return]
+
+    stream.read = bounded
+    try:
+        yield
+    finally:
+        owner = -1
+        stream.__dict__.pop("read", None)
