@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from flexiai_django import cache_tier, metrics, ordering, recent_calls
+from flexiai_django import cache_tier, metrics, ordering, recent_calls, token_estimate
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
@@ -31,6 +31,9 @@ from flexiai_django.providers.base import MESSAGE_NAME, ProviderAdapter, Provide
 from flexiai_django.providers.clients import async_client, sync_client
 
 logger = logging.getLogger("flexiai_django")
+
+#: The trail's outcome for a provider skipped because the request cannot fit its window.
+TOO_LONG = "too_long"
 
 #: Fields that only inform the provider (abuse monitoring, dashboards): a provider kind
 #: that cannot carry them still serves, and the answer names them as dropped.
@@ -56,6 +59,7 @@ class Walk:
         self.unfit: dict[str, tuple[str, ...]] = {}
         self.dropped: dict[str, tuple[str, ...]] = {}
         self.too_long: ContextLengthExceeded | None = None
+        self._needed: int | None = None
 
     def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
         aliases = get_settings().MODEL_ALIASES
@@ -83,15 +87,38 @@ class Walk:
     def fits(self, provider: ProviderConfig, adapter: ProviderAdapter) -> bool:
         """Can this provider carry the whole request? One that would lose a field the
         answer depends on is skipped (no call, no breaker verdict) unless the settings
-        allow dropping it; advisory fields are always dropped, and named as dropped."""
+        allow dropping it; advisory fields are always dropped, and named as dropped.
+        One whose ``context_window`` the request clearly exceeds is skipped the same way
+        (see :meth:`window_fits`)."""
         missing = adapter.unsupported(self.request)
-        if not missing:
-            return True
-        if get_settings().DROP_UNSUPPORTED_PARAMS or ADVISORY.issuperset(missing):
+        if missing and not (get_settings().DROP_UNSUPPORTED_PARAMS
+                            or ADVISORY.issuperset(missing)):
+            self.unfit[provider.name] = tuple(m for m in missing if m not in ADVISORY)
+            self.trail.append(Attempt(provider.name, "unsupported"))
+            return False
+        if not self.window_fits(provider):
+            return False
+        if missing:
             self.dropped[provider.name] = missing
+        return True
+
+    def window_fits(self, provider: ProviderConfig) -> bool:
+        """Whether the request's estimated tokens (:mod:`flexiai_django.token_estimate`)
+        fit the provider's ``context_window``; one too small is noted as ``too_long``, so
+        the request goes to a larger window, or is refused as too long for every one."""
+        window = provider.context_window
+        if window is None:
             return True
-        self.unfit[provider.name] = tuple(m for m in missing if m not in ADVISORY)
-        self.trail.append(Attempt(provider.name, "unsupported"))
+        if self._needed is None:
+            self._needed = token_estimate.needed_tokens(self.request)
+        if self._needed <= window:
+            return True
+        self.trail.append(Attempt(provider.name, TOO_LONG))
+        if self.too_long is None:
+            self.too_long = ContextLengthExceeded(
+                f"This request needs about {self._needed} tokens (prompt and max_tokens), "
+                f"more than the context window of every provider for this model.",
+                provider=provider.name, status=400)
         return False
 
     def admitted(self, provider: ProviderConfig, admission: Admission) -> bool:
@@ -169,11 +196,16 @@ class Walk:
     def fallback(self, cached: dict[str, Any] | None) -> ChatResult:
         """The cache tier, then the degraded tier, then NoProviderAvailable.
 
-        A request no provider could carry, or one too long for every window tried, is
-        refused as what it is (a 400) rather than answered from a fallback tier.
+        A request no provider could carry, or one too long for every window tried (by
+        the estimate or the provider's own refusal), is refused as what it is (a 400)
+        rather than answered from a fallback tier. Too long for some and down elsewhere
+        is an outage: the fallback tiers answer.
         """
         if self.unfit and not self.attempts and len(self.unfit) == len(self.trail):
             raise UnsupportedParameters(self.unfit)
+        if self.too_long is not None and all(
+                a.outcome in (TOO_LONG, ContextLengthExceeded.kind) for a in self.trail):
+            raise self.too_long
         if cached is not None:
             metrics.fell_back("cache")
             calls = tuple(ToolCall(**c) for c in cached.get("tool_calls") or ())
@@ -183,8 +215,6 @@ class Walk:
                 trail=tuple(self.trail), tool_calls=calls,
                 finish_reason="tool_calls" if calls else "stop",
             )
-        if self.too_long is not None:
-            raise self.too_long
         settings = get_settings()
         if settings.DEGRADED_MESSAGE:
             metrics.fell_back("degraded")
