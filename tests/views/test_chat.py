@@ -149,3 +149,74 @@ async def test_an_upstream_stream_without_done_after_its_finish_ends_normally(
     assert json.loads(events[-2])["choices"][0]["finish_reason"] == "stop"
     assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "")
                    for e in events[:-1]) == "primary: hello"
+
+
+async def read_events(async_client, body):
+    with override_settings(FLEXIAI=OPEN):
+        response = await async_client.post(URL, {**body, "stream": True},
+                                           content_type="application/json")
+        text = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    return response, [line[len("data: "):] for line in text.split("\n\n") if line]
+
+
+def streamed_text(events):
+    return "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                   for e in events[:-1] if json.loads(e).get("choices"))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_stream_whose_first_token_is_late_is_served_by_the_next_provider_in_time(
+        async_client, make_provider, fake_upstream):
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(make_provider)("primary", priority=1, timeout=10,
+                                       first_token_timeout=0.5)
+    await sync_to_async(make_provider)("secondary", priority=2, timeout=10)
+    fake_upstream.set_fault("primary", first_token_delay=8)
+    started = time.monotonic()
+    response, events = await read_events(async_client, HELLO)
+    assert time.monotonic() - started < 3  # the primary's timeout is 10 s
+    assert (response["X-FlexiAI-Provider"], response["X-FlexiAI-Attempts"]) == ("secondary", "2")
+    assert events[-1] == "[DONE]" and streamed_text(events) == "secondary: hello"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_one_garbled_upstream_chunk_never_reaches_the_client(async_client, make_provider,
+                                                                   fake_upstream):
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(make_provider)("primary", kind="anthropic")
+    fake_upstream.set_fault("primary", malformed_chunk_at=1)
+    response, events = await read_events(async_client, HELLO)
+    assert events[-1] == "[DONE]" and '"error"' not in "".join(events)
+    assert streamed_text(events) == "primary: hello"
+
+
+LONG = {"messages": [{"role": "user", "content": "lorem ipsum " * 200}]}
+
+
+@pytest.fixture
+def windows(make_provider):
+    make_provider("primary", priority=1, context_window=100)
+    make_provider("secondary", priority=2, context_window=4000)
+
+
+def test_a_request_too_long_for_the_primary_window_goes_to_a_larger_one_unsent(
+        client, windows, fake_upstream):
+    response = post(client, LONG)
+    assert response.status_code == 200 and response["X-FlexiAI-Provider"] == "secondary"
+    assert response["X-FlexiAI-Attempts"] == "1" and fake_upstream.hits("primary") == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_too_long_for_every_window_is_a_400_with_no_call(client, windows,
+                                                                   fake_upstream, stream):
+    response = post(client, {**LONG, "max_tokens": 4000, "stream": stream})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert fake_upstream.hits("primary") == fake_upstream.hits("secondary") == 0
