@@ -192,7 +192,8 @@ async def test_one_garbled_upstream_chunk_never_reaches_the_client(async_client,
     await sync_to_async(make_provider)("primary", kind="anthropic")
     fake_upstream.set_fault("primary", malformed_chunk_at=1)
     response, events = await read_events(async_client, HELLO)
-    assert response.status_code == 200 and events[-1] == "[DONE]" and '"error"' not in "".join(events)
+    assert response.status_code == 200 and events[-1] == "[DONE]"
+    assert '"error"' not in "".join(events)
     assert streamed_text(events) == "primary: hello"
 
 
