@@ -1,19 +1,27 @@
 """The official openai SDK, unchanged, pointed at the gateway running under uvicorn."""
 
 import asyncio
+import json
+import time
 
 import openai
 import pytest
 
-from .conftest import start
+from .conftest import FLEXIAI, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 HI = [{"role": "user", "content": "say hi to the gateway"}]
 
 
+#: The demo providers' timeout with the fake upstream is 5 s; a first token must come
+#: within 1 s (the test streams answer in milliseconds).
+FIRST_TOKEN_TIMEOUT = 1.0
+
+
 @pytest.fixture(scope="module")
 def site(seeded):
-    server = start("uvicorn", seeded, workers=2)
+    flexiai = {**FLEXIAI, "FIRST_TOKEN_TIMEOUT": FIRST_TOKEN_TIMEOUT}
+    server = start("uvicorn", seeded, workers=2, FLEXIAI_JSON=json.dumps(flexiai))
     yield server
     server.stop()
 
@@ -84,6 +92,18 @@ def test_a_stream_fails_over_before_its_first_chunk(sdk, fake_upstream):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
         "echo: say hi to the gateway")
     assert chunks[0].model == "demo-claude"
+
+
+def test_a_stream_whose_first_token_is_late_fails_over_well_before_the_timeout(sdk,
+                                                                             fake_upstream):
+    fake_upstream.set_fault("demo-primary", first_token_delay=8)
+    started = time.monotonic()
+    raw = sdk.chat.completions.with_raw_response.create(messages=HI, model="auto", stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert time.monotonic() - started < 3  # the primary's timeout is 5 s, its delay 8 s
+    assert raw.headers["x-flexiai-provider"] == "demo-secondary"
+    assert text == "echo: say hi to the gateway"
+    assert fake_upstream.hits("demo-primary") == 1
 
 
 def test_a_failure_after_the_first_chunk_ends_the_stream_with_an_error(sdk, fake_upstream):
