@@ -291,7 +291,7 @@ class ProviderAdapter:
                                extensions={"timeout": DeadlineTimeouts(clock)}) as response:
                 if response.status_code >= 300:
                     self.check_status(response.status_code, response.headers, response.read())
-                with bounded_reads(response, clock):
+                with bounded_reads(response, clock) as reader:
                     for line in response.iter_lines():
                         if events.final is not None:
                             continue  # after the end marker, drain: the connection is reused
@@ -300,6 +300,7 @@ class ProviderAdapter:
                         for delta in events.feed(line):
                             clock.heard(delta)
                             yield delta
+                            reader.claim()
                             clock.resumed(time.monotonic())
                         if events.final is not None:
                             clock.done()

@@ -39,27 +39,38 @@ class DeadlineTimeouts(dict[str, float]):
         return self._clock.wait(time.monotonic())
 
 
+class Reader:
+    """Which thread is reading the stream now: a sync generator may be resumed by another
+    thread after each ``yield`` (a thread pool consuming it), so the reader claims it."""
+
+    def __init__(self) -> None:
+        self.thread: int | None = threading.get_ident()
+
+    def claim(self) -> None:
+        self.thread = threading.get_ident()
+
+
 @contextmanager
-def bounded_reads(response: httpx.Response, clock: StreamClock) -> Iterator[None]:
-    """While inside, each read of ``response``'s connection by this thread waits at most
-    the clock's time left. The connection goes back to the pool only once the body is
+def bounded_reads(response: httpx.Response, clock: StreamClock) -> Iterator[Reader]:
+    """While inside, each read of ``response``'s connection by the stream's reader waits at
+    most the clock's time left. The connection goes back to the pool only once the body is
     read, so the bound is removed before any other request can use it, and a request by
     another thread in that instant passes straight through."""
+    reader = Reader()
     stream: Any = response.extensions.get("network_stream")
     read = getattr(stream, "read", None)
     if read is None or not hasattr(stream, "__dict__"):
-        yield
+        yield reader
         return
-    owner = threading.get_ident()
 
     def bounded(max_bytes: int, timeout: float | None = None) -> bytes:
-        if threading.get_ident() == owner:
+        if threading.get_ident() == reader.thread:
             timeout = clock.wait(time.monotonic())
         return read(max_bytes, timeout)  # type: ignore[no-any-return]
 
     stream.read = bounded
     try:
-        yield
+        yield reader
     finally:
-        owner = -1
+        reader.thread = None
         stream.__dict__.pop("read", None)

@@ -269,16 +269,52 @@ async def test_async_keep_alive_bytes_do_not_stand_in_for_a_first_token(transpor
     assert time.monotonic() - started < 2
 
 
-def test_an_upstream_that_never_answers_is_cut_at_the_first_token_limit(client):
-    """A listener that never accepts nor replies: the wait for the response's headers is
-    bounded by the first-token limit too, not by the 10 s timeout."""
+@pytest.fixture
+def never_answers():
+    """A listener that never accepts nor replies."""
     with closing(socket.socket()) as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        config = ProviderConfig(name="silent", kind="openai", model="m", timeout=10,
-                                first_token_timeout=0.3,
-                                base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
-        started = time.monotonic()
+        yield ProviderConfig(name="silent", kind="openai", model="m", timeout=10,
+                             first_token_timeout=0.3,
+                             base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+
+
+def test_an_upstream_that_never_answers_is_cut_at_the_first_token_limit(never_answers,
+                                                                        client):
+    """The wait for the response's headers is bounded by the first-token limit too, not
+    by the 10 s timeout."""
+    started = time.monotonic()
+    with pytest.raises(FirstTokenTimeout):
+        drain(get_adapter(never_answers), client)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.asyncio
+async def test_async_an_upstream_that_never_answers_is_cut_at_the_limit_too(never_answers):
+    started = time.monotonic()
+    async with httpx.AsyncClient() as aclient:
         with pytest.raises(FirstTokenTimeout):
-            drain(get_adapter(config), client)
-        assert time.monotonic() - started < 2
+            await adrain(get_adapter(never_answers), aclient)
+    assert time.monotonic() - started < 2
+
+
+def test_a_stream_read_from_several_threads_keeps_its_limits(config, client, fake_upstream):
+    """A thread pool may resume the stream's generator from another thread each time: the
+    stall limit (5 s shorter than the first-token one) still cuts it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake_upstream.set_fault("up", stall_after=2, stall_for=8)
+    stream = get_adapter(config(first_token_timeout=5, stall_timeout=0.3)).stream(client,
+                                                                               REQUEST)
+    pools = [ThreadPoolExecutor(1), ThreadPoolExecutor(1)]
+    pieces, started = [], time.monotonic()
+    try:
+        with pytest.raises(StreamStalled):
+            for turn in range(100):
+                pieces.append(pools[turn % 2].submit(next, stream).result().content)
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    assert time.monotonic() - started < 3
+    assert "".join(pieces) == "echo: hi "
