@@ -160,11 +160,11 @@ class ProviderAdapter:
         return (self.config.base_url or self.default_base_url).rstrip("/") + self.chat_path
 
     def _request_args(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """What httpx sends, but its timeouts: each call says how it bounds its waits."""
         return {
             "url": self.url,
             "content": orjson.dumps(self.payload(request, stream=stream)),
             "headers": {"content-type": "application/json", **self.headers()},
-            "timeout": self.config.timeout,
         }
 
     def _error(self, exc: Exception) -> ProviderError:
@@ -241,7 +241,7 @@ class ProviderAdapter:
         deadline = time.monotonic() + self.config.timeout
         try:
             args = self._request_args(request, stream=False)
-            with client.stream("POST", **args) as response:
+            with client.stream("POST", **args, timeout=self.config.timeout) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -256,7 +256,8 @@ class ProviderAdapter:
         """:meth:`complete` for async code (no first-token limit either)."""
         try:
             async with asyncio.timeout(self.config.timeout):
-                response = await client.post(**self._request_args(request, stream=False))
+                response = await client.post(**self._request_args(request, stream=False),
+                                             timeout=self.config.timeout)
         except Exception as exc:
             raise self._error(exc) from None
         self.check_status(response.status_code, response.headers, response.content)
@@ -285,7 +286,6 @@ class ProviderAdapter:
         clock = self._clock()
         events = StreamEvents(self.config.name, self.stream_format, self.event_parser(request))
         args = self._request_args(request, stream=True)
-        del args["timeout"]
         try:
             with client.stream("POST", **args,
                                extensions={"timeout": DeadlineTimeouts(clock)}) as response:
@@ -317,8 +317,9 @@ class ProviderAdapter:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 async with asyncio.timeout(clock.wait(time.monotonic())):
-                    resp = await stack.enter_async_context(
-                        client.stream("POST", **self._request_args(request, stream=True)))
+                    resp = await stack.enter_async_context(client.stream(
+                        "POST", **self._request_args(request, stream=True),
+                        timeout=self.config.timeout))
                 if resp.status_code >= 300:
                     self.check_status(resp.status_code, resp.headers, await resp.aread())
                 lines = aiter(resp.aiter_lines())
