@@ -14,8 +14,8 @@ HI = [{"role": "user", "content": "say hi to the gateway"}]
 
 
 #: The demo providers' timeout with the fake upstream is 5 s; a first token must come
-#: within 1 s (the test streams answer in milliseconds).
-FIRST_TOKEN_TIMEOUT = 1.0
+#: within 1.5 s (the test streams answer in milliseconds).
+FIRST_TOKEN_TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_a_stream_whose_first_token_is_late_fails_over_well_before_the_timeout(s
     started = time.monotonic()
     raw = sdk.chat.completions.with_raw_response.create(messages=HI, model="auto", stream=True)
     text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
-    assert time.monotonic() - started < 3  # the primary's timeout is 5 s, its delay 8 s
+    assert time.monotonic() - started < 4  # the primary's timeout is 5 s, its delay 8 s
     assert raw.headers["x-flexiai-provider"] == "demo-secondary"
     assert text == "echo: say hi to the gateway"
     assert fake_upstream.hits("demo-primary") == 1

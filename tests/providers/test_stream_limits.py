@@ -21,6 +21,7 @@ API = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama"}
 KINDS = list(API)
 REQUEST = ChatRequest.build("hi there")
 ANSWER = "echo: hi there"
+SHORT = ChatRequest.build("hi")  # two pieces: one pause between them, one before the end
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ async def test_an_async_stream_has_the_same_first_token_limit(kind, transport, c
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_stream_silent_after_its_first_token_is_stalled(kind, config, client, fake_upstream):
     fake_upstream.set_fault("up", stall_after=1, stall_for=8)
-    adapter = get_adapter(config(kind, first_token_timeout=0.2, stall_timeout=0.2))
+    adapter = get_adapter(config(kind, first_token_timeout=2, stall_timeout=0.2))
     pieces, started = [], time.monotonic()
     with pytest.raises(StreamStalled) as caught:
         for delta in adapter.stream(client, REQUEST):
@@ -109,18 +110,20 @@ async def test_an_async_stream_silent_after_its_first_token_is_stalled(kind, tra
 
 def test_the_stall_limit_not_the_first_token_limit_governs_after_the_first_token(
         config, client, fake_upstream):
-    """Pieces 0.25 s apart: longer than the first-token limit, well inside the stall limit."""
-    fake_upstream.set_fault("up", chunk_delay=0.25)
-    adapter = get_adapter(config(first_token_timeout=0.1, stall_timeout=3))
-    assert "".join(d.content for d in drain(adapter, client)) == ANSWER
+    """Pieces 0.4 s apart: longer than the first-token limit, well inside the stall limit."""
+    fake_upstream.set_fault("up", chunk_delay=0.4)
+    adapter = get_adapter(config(first_token_timeout=0.3, stall_timeout=3))
+    deltas = list(adapter.stream(client, SHORT))
+    assert "".join(d.content for d in deltas) == "echo: hi"
 
 
 @pytest.mark.asyncio
 async def test_async_the_stall_limit_governs_after_the_first_token(config, fake_upstream):
-    fake_upstream.set_fault("up", chunk_delay=0.25)
-    adapter = get_adapter(config(first_token_timeout=0.1, stall_timeout=3))
+    fake_upstream.set_fault("up", chunk_delay=0.4)
+    adapter = get_adapter(config(first_token_timeout=0.3, stall_timeout=3))
     async with async_client("aiohttp") as aclient:
-        assert "".join(d.content for d in await adrain(adapter, aclient)) == ANSWER
+        deltas = [d async for d in adapter.astream(aclient, SHORT)]
+    assert "".join(d.content for d in deltas) == "echo: hi"
 
 
 def test_time_the_caller_spends_with_a_piece_is_not_a_stall(config, client):
