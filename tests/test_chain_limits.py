@@ -173,3 +173,26 @@ def test_a_content_filter_refusal_still_goes_back_to_the_caller(windows, fake_up
     result = flexiai_django.chat(HELLO)
     assert result.provider == "primary" and result.refusal
     assert fake_upstream.hits("secondary") == 0
+
+
+# -- garbled streams ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "ollama"])
+def test_a_wholly_garbled_stream_still_fails_over_before_its_first_token(kind, make_provider,
+                                                                        fake_upstream):
+    make_provider("primary", kind=kind, priority=1)
+    make_provider("secondary", priority=2)
+    fake_upstream.set_fault("primary", malformed=True)
+    stream = flexiai_django.stream(HELLO)
+    assert "".join(stream) == "secondary: hello"
+    assert stream.result.trail[0].outcome == "malformed_reply"
+    assert failures("primary") == 1
+
+
+def test_one_garbled_chunk_is_not_a_failure(make_provider, fake_upstream):
+    make_provider("primary", kind="anthropic", priority=1)
+    fake_upstream.set_fault("primary", malformed_chunk_at=1)
+    stream = flexiai_django.stream(HELLO)
+    assert "".join(stream) == "primary: hello"
+    assert failures("primary") == 0
