@@ -252,6 +252,13 @@ class ChatResult:
     dropped: tuple[str, ...] = ()
     #: The other answers, when the request asked for ``n`` > 1.
     more: tuple[Choice, ...] = ()
+    #: A stream continued after its provider broke mid-answer: the providers that wrote
+    #: its first parts, in order (``provider`` wrote the end). Empty otherwise.
+    continued_from: tuple[str, ...] = ()
+
+    @property
+    def continued(self) -> bool:
+        return bool(self.continued_from)
 
     @property
     def degraded(self) -> bool:
