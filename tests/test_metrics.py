@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from django.conf import settings
 from django.test import override_settings
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -189,11 +190,25 @@ def test_a_stream_counts_when_it_ends_and_its_latency_is_the_first_chunk(two, fa
 
 def test_a_stream_cut_after_its_start_is_an_interrupted_request(two, fake_upstream, counts):
     fake_upstream.set_fault("primary", stream_fail_after=2)
-    with pytest.raises(flexiai_django.StreamInterrupted):
+    off = {**settings.FLEXIAI, "CONTINUE_STREAMS": False}
+    with override_settings(FLEXIAI=off), pytest.raises(flexiai_django.StreamInterrupted):
         "".join(flexiai_django.stream([{"role": "user", "content": "a b c d e f"}]))
     assert counts.changed() == {
         'flexiai_requests_total{provider="primary",tier="provider",outcome="interrupted"}': 1,
         'flexiai_provider_attempts_total{provider="primary",outcome="stream_interrupted"}': 1,
+    }
+
+
+def test_a_stream_continued_elsewhere_is_interrupted_for_one_and_answered_by_the_other(
+        two, fake_upstream, counts):
+    fake_upstream.set_fault("primary", stream_fail_after=2)
+    "".join(flexiai_django.stream([{"role": "user", "content": "a b c d e f"}]))
+    assert counts.changed() == {
+        'flexiai_requests_total{provider="primary",tier="provider",outcome="interrupted"}': 1,
+        'flexiai_provider_attempts_total{provider="primary",outcome="stream_interrupted"}': 1,
+        'flexiai_requests_total{provider="secondary",tier="provider",outcome="ok"}': 1,
+        'flexiai_provider_attempts_total{provider="secondary",outcome="ok"}': 1,
+        'flexiai_provider_latency_seconds_count{provider="secondary"}': 1,
     }
 
 
