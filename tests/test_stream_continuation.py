@@ -134,21 +134,22 @@ def test_with_no_provider_left_the_stream_ends_with_stream_interrupted(chain, fa
     fake_upstream.set_fault("p1", stream_fail_after=2)
     fake_upstream.set_fault("p2", status=503)
     received = []
-    with pytest.raises(flexiai_django.StreamInterrupted):
+    with pytest.raises(flexiai_django.StreamInterrupted, match="no provider could continue"):
         for piece in flexiai_django.stream(ASK):
             received.append(piece)
     assert "".join(received) == "echo: one "
     assert (failures("p1"), failures("p2")) == (1, 1)
 
 
-@pytest.mark.parametrize("params", [
-    {"n": 2},
-    {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]},
+@pytest.mark.parametrize(("params", "why"), [
+    ({"n": 2}, "n > 1"),
+    ({"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]},
+     "tool call"),
 ])
-def test_a_tool_call_or_several_answers_are_not_continued(chain, fake_upstream, params):
+def test_a_tool_call_or_several_answers_are_not_continued(chain, fake_upstream, params, why):
     chain("openai", "openai")
     fake_upstream.set_fault("p1", stream_fail_after=2)
-    with pytest.raises(flexiai_django.StreamInterrupted):
+    with pytest.raises(flexiai_django.StreamInterrupted, match=f"not continued: {why}"):
         list(flexiai_django.stream(ASK, **params).deltas())
     assert fake_upstream.hits("p2") == 0 and failures("p1") == 1
 
@@ -157,7 +158,7 @@ def test_continuation_off_keeps_the_broken_stream_broken(chain, fake_upstream):
     chain("openai", "openai")
     fake_upstream.set_fault("p1", stream_fail_after=2)
     with override_settings(FLEXIAI={**settings.FLEXIAI, "CONTINUE_STREAMS": False}):
-        with pytest.raises(flexiai_django.StreamInterrupted):
+        with pytest.raises(flexiai_django.StreamInterrupted, match="continuation is off"):
             "".join(flexiai_django.stream(ASK))
         assert fake_upstream.hits("p2") == 0 and failures("p1") == 1
 

@@ -60,7 +60,7 @@ async def test_a_broken_stream_is_continued_into_one_answer(async_client, two, f
     # usage is the sum: the primary never said (it broke before its end), the secondary
     # (Anthropic) said its prompt and answer; the fake counts words for tokens
     secondary = fake_upstream.requests("secondary")[-1].json
-    prompt = len(QUESTION.split()) + len("echo: one two".split())
+    prompt = len(QUESTION.split()) + 3  # the prefill: "echo: one two"
     assert secondary["messages"][-1]["role"] == "assistant"  # a prefill
     assert usage["usage"] == {"prompt_tokens": prompt, "completion_tokens": 3,
                               "total_tokens": prompt + 3}
@@ -73,6 +73,6 @@ async def test_with_continuation_off_the_stream_ends_with_an_error_event(async_c
     fake_upstream.set_fault("primary", stream_fail_after=3)
     events = await events_of(async_client, {**OPEN, "CONTINUE_STREAMS": False})
     error = json.loads(events[-1])["error"]
-    assert error["code"] == "stream_interrupted"
+    assert error["code"] == "stream_interrupted" and "continuation is off" in error["message"]
     assert text_of([json.loads(e) for e in events[:-1]]) == "echo: one two "
     assert "[DONE]" not in events and fake_upstream.hits("secondary") == 0
