@@ -121,7 +121,7 @@ class _StreamState:
         """Why the broken answer cannot be continued (see
         :func:`flexiai_django.continuation.not_continuable`), or None when it can."""
         if not get_settings().CONTINUE_STREAMS:
-            return "CONTINUE_STREAMS is off"
+            return "continuation is off"
         answer = self.answers[0]
         return continuation.not_continuable(self.walk.request, tool_calls=bool(answer.calls),
                                             refusal=any(answer.refusal))
@@ -145,7 +145,7 @@ class _StreamState:
                     "prefill" if to.continuation.prefill else "instruction",
                     extra={"provider": to.provider.name})
 
-    def interrupted(self, exc: ProviderError) -> StreamInterrupted:
+    def interrupted(self, exc: ProviderError) -> None:
         assert self.provider is not None
         self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
         self.walk.observe(self.provider, ok=False)
@@ -153,7 +153,12 @@ class _StreamState:
         metrics.request_failed(self.provider.name, "interrupted")
         logger.warning("provider %s stream interrupted: %s", self.provider.name, exc.kind,
                        extra={"provider": self.provider.name, "error": exc.kind})
-        return StreamInterrupted(f"stream failed after it started ({exc.kind})",
+
+    def broken(self, exc: ProviderError, why: str | None) -> StreamInterrupted:
+        """The error that ends a stream no provider continues, saying why not."""
+        assert self.provider is not None
+        return StreamInterrupted(f"stream failed after it started ({exc.kind}); not "
+                                 f"continued: {why or 'no provider could continue it'}",
                                  provider=self.provider.name)
 
     def finish(self) -> None:
@@ -241,11 +246,12 @@ class ChatStream:
                 break
             except ProviderError as exc:
                 record(store, state.provider, state.admission, False, StreamInterrupted.kind)
-                error = state.interrupted(exc)
-                resumed = None if state.not_continued() else stream_resume.resume(
+                state.interrupted(exc)
+                why = state.not_continued()
+                resumed = None if why else stream_resume.resume(
                     state.walk, store, state.candidates, state.sent, _head)
                 if resumed is None:
-                    raise error from None
+                    raise state.broken(exc, why) from None
                 state.resumed(resumed)
                 pieces = chain(resumed.head, resumed.deltas)
             except GeneratorExit:
@@ -302,11 +308,12 @@ class AsyncChatStream(ChatStream):
             except ProviderError as exc:
                 await arecord(store, state.provider, state.admission, False,
                               StreamInterrupted.kind)
-                error = state.interrupted(exc)
-                resumed = None if state.not_continued() else await stream_resume.aresume(
+                state.interrupted(exc)
+                why = state.not_continued()
+                resumed = None if why else await stream_resume.aresume(
                     state.walk, store, state.candidates, state.sent, _ahead)
                 if resumed is None:
-                    raise error from None
+                    raise state.broken(exc, why) from None
                 state.resumed(resumed)
                 head, rest = resumed.head, resumed.deltas
             except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
