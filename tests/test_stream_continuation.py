@@ -60,8 +60,9 @@ def test_openai_to_openai_by_instruction_with_the_repeat_dropped(chain, fake_ups
     assert (failures("p1"), failures("p2")) == (1, 0)
 
 
-def test_openai_to_anthropic_by_prefill(chain, fake_upstream):
-    chain("openai", "anthropic")
+@pytest.mark.parametrize("second", ["anthropic", "ollama"])
+def test_openai_to_a_kind_that_takes_a_prefill(chain, fake_upstream, second):
+    chain("openai", second)
     fake_upstream.set_fault("p1", stream_fail_after=2)
     stream = flexiai_django.stream(ASK)
     assert "".join(stream) == WHOLE
