@@ -25,6 +25,21 @@ from flexiai_django.chat_types import ChatRequest, Message
 #: The longest repeat (in characters) dropped at a seam: a model repeats a few words, not
 #: paragraphs, and the seam holds back at most this much text while it decides.
 MAX_OVERLAP = 200
+#: Characters per token, roughly (English text): what the text so far has used of the
+#: answer's token limit, since a broken stream never reports its usage.
+CHARS_PER_TOKEN = 4
+
+
+def remaining_limit(request: ChatRequest, sent: str) -> ChatRequest:
+    """``request`` with its answer's token limit less what the text so far used
+    (estimated), so the stitched answer stays about as long as asked."""
+    limit = request.token_limit
+    if limit is None:
+        return request
+    left = max(1, limit - len(sent) // CHARS_PER_TOKEN)
+    if request.max_tokens is not None:
+        return dataclasses.replace(request, max_tokens=left)
+    return dataclasses.replace(request, max_completion_tokens=left)
 
 
 def not_continuable(request: ChatRequest, *, tool_calls: bool, refusal: bool) -> str | None:
@@ -63,7 +78,8 @@ def build(request: ChatRequest, sent: str, *, prefill: bool, instruction: str) -
 
     ``prefill``: the target takes a final assistant turn as the start of its answer.
     Otherwise the text so far goes as an assistant turn followed by ``instruction`` as a
-    user turn. Text that is only whitespace is no start at all: the original request is
+    user turn. A token limit is lowered by what the text so far used. Text that is only
+    whitespace is no start at all: the original request is
     sent again (the seam then drops nothing, there is nothing to repeat).
     """
     text = sent.rstrip()
@@ -72,7 +88,8 @@ def build(request: ChatRequest, sent: str, *, prefill: bool, instruction: str) -
     turns: tuple[Message, ...] = (Message("assistant", text),)
     if not prefill:
         turns += (Message("user", instruction),)
-    continued = dataclasses.replace(request, messages=request.messages + turns)
+    continued = dataclasses.replace(remaining_limit(request, sent),
+                                    messages=request.messages + turns)
     return Continuation(continued, prefill=prefill, trimmed=sent[len(text):])
 
 

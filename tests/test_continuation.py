@@ -83,6 +83,18 @@ def test_without_prefill_the_text_so_far_is_followed_by_the_instruction():
     assert not cont.prefill
 
 
+@pytest.mark.parametrize(("limits", "sent", "left"), [
+    ({"max_tokens": 100}, "x" * 40, {"max_tokens": 90}),
+    ({"max_completion_tokens": 100}, "x" * 41, {"max_completion_tokens": 90}),
+    ({"max_tokens": 5}, "x" * 400, {"max_tokens": 1}),
+    ({}, "x" * 40, {"max_tokens": None, "max_completion_tokens": None}),
+])
+def test_a_token_limit_is_lowered_by_what_the_text_so_far_used(limits, sent, left):
+    request = ChatRequest(messages=ASK.messages, **limits)
+    continued = build(request, sent, prefill=True, instruction=GO_ON).request
+    assert {name: getattr(continued, name) for name in left} == left
+
+
 def test_whitespace_so_far_is_no_start_the_request_goes_again():
     cont = build(ASK, " \n", prefill=True, instruction=GO_ON)
     assert cont.request == ASK and cont.trimmed == " \n"
