@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 #: Tiers of :data:`REQUESTS` and :data:`FALLBACKS`; "none" is a request no tier answered.
 TIERS = ("provider", "cache", "degraded", "none")
 
+#: Kinds of :data:`TOKENS`.
+TOKEN_KINDS = ("prompt", "completion")
+
 #: Error kinds that may appear as an outcome; anything else is reported as "provider_error".
 ERROR_KINDS = frozenset(
     cls.kind for cls in (
@@ -62,6 +65,12 @@ LATENCY = Histogram(
     "Successful provider calls: seconds to the whole answer, or to the first chunk of a stream.",
     ["provider"],
     buckets=LATENCY_BUCKETS,
+)
+TOKENS = Counter(
+    "flexiai_tokens_total",
+    "Tokens the providers that served reported, by provider and kind (prompt or "
+    "completion): the basis of cost. A provider that reports no usage adds nothing.",
+    ["provider", "kind"],
 )
 FALLBACKS = Counter(
     "flexiai_fallback_total",
@@ -99,7 +108,7 @@ REDIS_CONNECTED = Gauge(
 )
 
 ALL: tuple[MetricWrapperBase, ...] = (
-    REQUESTS, ATTEMPTS, LATENCY, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
+    REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
     PROVIDERS_AVAILABLE, REDIS_CONNECTED,
 )
 
@@ -131,6 +140,15 @@ def answered(provider: str, seconds: float) -> None:
     _child(ATTEMPTS, provider, "ok").inc()
     _child(LATENCY, provider).observe(seconds)
     _child(REQUESTS, provider, "provider", "ok").inc()
+
+
+def used(provider: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Tokens one provider served for one answer (each provider of a continued answer
+    reports its own part)."""
+    if prompt_tokens:
+        _child(TOKENS, provider, TOKEN_KINDS[0]).inc(prompt_tokens)
+    if completion_tokens:
+        _child(TOKENS, provider, TOKEN_KINDS[1]).inc(completion_tokens)
 
 
 def attempt_failed(provider: str, kind: str) -> None:

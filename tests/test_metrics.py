@@ -157,6 +157,23 @@ def test_the_degraded_tier_and_no_tier_at_all_are_fallbacks_too(two, fake_upstre
     }
 
 
+def tokens_counted(before):
+    now = flexiai_samples(REGISTRY.collect())
+    return {k: v - before.get(k, 0) for k, v in now.items()
+            if k.startswith("flexiai_tokens_total") and v != before.get(k, 0)}
+
+
+def test_tokens_are_those_of_the_provider_that_served(two, fake_upstream):
+    fake_upstream.set_fault("primary", status=500)
+    before = flexiai_samples(REGISTRY.collect())
+    result = flexiai_django.chat([{"role": "user", "content": "one two three"}])
+    assert result.provider == "secondary"
+    assert tokens_counted(before) == {
+        'flexiai_tokens_total{provider="secondary",kind="prompt"}': 3,
+        'flexiai_tokens_total{provider="secondary",kind="completion"}': 4,
+    }
+
+
 def test_a_request_error_ends_the_request_at_that_provider(two, fake_upstream, counts):
     fake_upstream.set_fault("primary", status=400)
     with pytest.raises(flexiai_django.BadRequest):
@@ -396,7 +413,8 @@ def test_metrics_label_values_are_names_tiers_states_and_outcomes_never_secrets(
 
     assert secret not in body and fake_upstream.url not in body
     closed_sets = {
-        "tier": set(metrics.TIERS), "state": {s.value for s in State},
+        "tier": set(metrics.TIERS), "kind": set(metrics.TOKEN_KINDS),
+        "state": {s.value for s in State},
         "from_state": {s.value for s in State}, "to_state": {s.value for s in State},
         "outcome": metrics.ERROR_KINDS | {"ok", "unavailable", "interrupted", "cancelled",
                                           "error"},
