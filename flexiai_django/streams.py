@@ -89,6 +89,9 @@ class _StreamState:
         self.model: str | None = next((d.model for d in head if d.model),
                                       provider.model if provider else None)
         self.usage = Usage()
+        #: The part of ``usage`` the provider writing now reported (each provider of a
+        #: continued answer is accounted for its own part).
+        self.own_usage = Usage()
         self.result: ChatResult | None = None
         self.first_chunk_after = time.monotonic() - walk.attempt_started
 
@@ -101,8 +104,8 @@ class _StreamState:
                 delta = dataclasses.replace(delta, content=text, logprobs=None)
         self.answers.setdefault(delta.choice, _Answer()).take(delta)
         if delta.usage is not None:
-            self.usage = Usage(self.usage.prompt_tokens + delta.usage.prompt_tokens,
-                               self.usage.completion_tokens + delta.usage.completion_tokens)
+            self.usage = _added(self.usage, delta.usage)
+            self.own_usage = _added(self.own_usage, delta.usage)
         return delta
 
     def abandoned_verdict(self) -> bool | None:
@@ -136,6 +139,9 @@ class _StreamState:
         """Another provider now writes the rest of the answer."""
         assert self.provider is not None
         self.continued_from.append(self.provider.name)
+        metrics.used(self.provider.name, self.own_usage.prompt_tokens,
+                     self.own_usage.completion_tokens)
+        self.own_usage = Usage()
         self.provider, self.admission = to.provider, to.admission
         self.seam = continuation.Seam(self.sent)
         self.model = next((d.model for d in to.head if d.model), to.provider.model)
@@ -163,10 +169,14 @@ class _StreamState:
 
     def finish(self) -> None:
         assert self.provider is not None
-        result = self.walk.answered(self.provider, self.completion(), self.first_chunk_after)
-        if self.continued_from:
-            result = dataclasses.replace(result, continued_from=tuple(self.continued_from))
-        self.result = result
+        completion = self.completion()
+        if not self.continued_from:
+            self.result = self.walk.answered(self.provider, completion, self.first_chunk_after)
+            return
+        own = dataclasses.replace(completion, usage=self.own_usage)  # accounted to this one
+        result = self.walk.answered(self.provider, own, self.first_chunk_after)
+        self.result = dataclasses.replace(result, usage=self.usage,
+                                          continued_from=tuple(self.continued_from))
 
 
 class ChatStream:
@@ -261,6 +271,11 @@ class ChatStream:
         record(store, state.provider, state.admission, True)
         cache_tier.remember(state.walk.request, state.provider.name, state.completion())
         state.finish()
+
+
+def _added(usage: Usage, more: Usage) -> Usage:
+    return Usage(usage.prompt_tokens + more.prompt_tokens,
+                 usage.completion_tokens + more.completion_tokens)
 
 
 def _whole(result: ChatResult) -> StreamDelta:

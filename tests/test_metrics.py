@@ -174,6 +174,26 @@ def test_tokens_are_those_of_the_provider_that_served(two, fake_upstream):
     }
 
 
+def test_each_provider_of_a_continued_stream_is_counted_its_own_tokens(make_provider,
+                                                                        fake_upstream):
+    make_provider("primary", kind="anthropic", priority=1)  # says its prompt's size first
+    make_provider("secondary", priority=2)
+    fake_upstream.set_reply_prefix("secondary", "primary: ")
+    fake_upstream.set_fault("primary", stream_fail_after=2)
+    before = flexiai_samples(REGISTRY.collect())
+    stream = flexiai_django.stream([{"role": "user", "content": "one two three"}])
+    assert "".join(stream) == "primary: one two three"
+    continued = fake_upstream.requests("secondary")[-1].json["messages"]
+    second_prompt = sum(len(m["content"].split()) for m in continued)
+    assert tokens_counted(before) == {
+        'flexiai_tokens_total{provider="primary",kind="prompt"}': 3,
+        'flexiai_tokens_total{provider="secondary",kind="prompt"}': second_prompt,
+        'flexiai_tokens_total{provider="secondary",kind="completion"}': 3,  # "one two three"
+    }
+    usage = stream.result.usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (3 + second_prompt, 3)
+
+
 def test_a_request_error_ends_the_request_at_that_provider(two, fake_upstream, counts):
     fake_upstream.set_fault("primary", status=400)
     with pytest.raises(flexiai_django.BadRequest):
