@@ -104,8 +104,8 @@ class _StreamState:
                 delta = dataclasses.replace(delta, content=text, logprobs=None)
         self.answers.setdefault(delta.choice, _Answer()).take(delta)
         if delta.usage is not None:
-            self.usage = _added(self.usage, delta.usage)
-            self.own_usage = _added(self.own_usage, delta.usage)
+            self.usage += delta.usage
+            self.own_usage += delta.usage
         return delta
 
     def abandoned_verdict(self) -> bool | None:
@@ -146,10 +146,8 @@ class _StreamState:
         self.seam = continuation.Seam(self.sent)
         self.model = next((d.model for d in to.head if d.model), to.provider.model)
         self.first_chunk_after = time.monotonic() - self.walk.attempt_started
-        logger.info("provider %s continues the answer of %s (%s)", to.provider.name,
-                    self.continued_from[-1],
-                    "prefill" if to.continuation.prefill else "instruction",
-                    extra={"provider": to.provider.name})
+        logger.info("provider %s continues the answer of %s", to.provider.name,
+                    self.continued_from[-1], extra={"provider": to.provider.name})
 
     def interrupted(self, exc: ProviderError) -> None:
         assert self.provider is not None
@@ -236,12 +234,10 @@ class ChatStream:
     def deltas(self) -> Iterator[StreamDelta]:
         """Every piece of the answer: text, tool-call pieces, refusal, finish and usage.
 
-        A provider that fails mid-answer counts as a failure in its breaker; the rest of
-        the answer then comes from the next provider of the chain that can give it (see
-        the module's docstring). :class:`StreamInterrupted` is raised instead when
-        ``CONTINUE_STREAMS`` is off, when no provider is left, and when the answer is not
-        plain text (a tool call, a refusal, ``n`` > 1: see
-        :func:`flexiai_django.continuation.not_continuable`).
+        A provider that fails mid-answer counts as a failure in its breaker, and the next
+        provider of the chain that can gives the rest. :class:`StreamInterrupted` (saying
+        why) is raised instead when ``CONTINUE_STREAMS`` is off, no provider is left, or
+        the answer is not one text (:func:`flexiai_django.continuation.not_continuable`).
         """
         if self._fallback is not None:
             yield _whole(self._fallback)
@@ -271,11 +267,6 @@ class ChatStream:
         record(store, state.provider, state.admission, True)
         cache_tier.remember(state.walk.request, state.provider.name, state.completion())
         state.finish()
-
-
-def _added(usage: Usage, more: Usage) -> Usage:
-    return Usage(usage.prompt_tokens + more.prompt_tokens,
-                 usage.completion_tokens + more.completion_tokens)
 
 
 def _whole(result: ChatResult) -> StreamDelta:
