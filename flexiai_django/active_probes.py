@@ -49,7 +49,8 @@ logger = logging.getLogger("flexiai_django")
 
 #: The cheapest real call a chat API answers.
 PROBE_REQUEST = ChatRequest(messages=(Message(role="user", content="ping"),), max_tokens=1)
-#: A probe waits at most this long (or the provider's own timeout, if shorter).
+#: A probe waits at most this long, or the interval (at least 1 s), or the provider's own
+#: timeout, whichever is shortest.
 PROBE_TIMEOUT_CAP = 5.0
 #: How often an idle prober (ACTIVE_PROBE_SECONDS None) looks at the settings again.
 IDLE_SECONDS = 1.0
@@ -57,7 +58,7 @@ IDLE_SECONDS = 1.0
 #: A probe's outcome and error kind: "ok", "failed" (the provider is still down),
 #: "inconclusive" (an answer that blames the request, such as a 400: no verdict) or
 #: "error" (a bug here).
-ProbeCall = Callable[[ProviderConfig], tuple[str, str | None]]
+ProbeCall = Callable[[ProviderConfig, float], tuple[str, str | None]]
 
 
 def wake_delay(interval: float, rand: float) -> float:
@@ -66,8 +67,8 @@ def wake_delay(interval: float, rand: float) -> float:
     return interval * (0.2 + 0.3 * rand)
 
 
-def probe_timeout(provider: ProviderConfig) -> float:
-    return min(provider.timeout, PROBE_TIMEOUT_CAP)
+def probe_timeout(provider: ProviderConfig, interval: float) -> float:
+    return min(provider.timeout, PROBE_TIMEOUT_CAP, max(interval, 1.0))
 
 
 def targets(providers: Iterable[ProviderConfig],
@@ -76,9 +77,9 @@ def targets(providers: Iterable[ProviderConfig],
     return [p for p in providers if state_of(p).state is State.OPEN]
 
 
-def call_provider(provider: ProviderConfig) -> tuple[str, str | None]:
-    """One real probe through the provider's adapter, with a short timeout."""
-    config = replace(provider, timeout=probe_timeout(provider))
+def call_provider(provider: ProviderConfig, timeout: float) -> tuple[str, str | None]:
+    """One real probe through the provider's adapter, waiting at most ``timeout``."""
+    config = replace(provider, timeout=timeout)
     try:
         get_adapter(config).complete(sync_client(provider.name), PROBE_REQUEST)
     except ProviderError as exc:
@@ -112,12 +113,13 @@ class Prober:
         outcomes: dict[str, str] = {}
         for provider in targets(self._providers(), lambda p: self._state(store, p)):
             name = provider.breaker_name
-            token = store.take_lease(name, interval + probe_timeout(provider))
+            timeout = probe_timeout(provider, interval)
+            token = store.take_lease(name, interval + timeout)
             if token is None:
                 continue
             started = self._clock()
             try:
-                outcome, kind = self._call(provider)
+                outcome, kind = self._call(provider, timeout)
             except Exception as exc:  # a bug in an adapter must not stop the prober
                 logger.warning("active probe of %s raised %s", provider.name,
                                type(exc).__name__)
