@@ -25,4 +25,4 @@ SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "flexiai
 FLEXIAI = {**FLEXIAI, "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}  # noqa: F405
 # Tests that open a breaker count the calls its provider gets; the active prober would
 # add its own. Its tests turn it on (tests/test_active_probes.py and the multiprocess one).
-FLEXIAI["ACTIVE_PROBE_SECONDS"] = None
+FLEXIAI.setdefault("ACTIVE_PROBE_SECONDS", None)  # FLEXIAI_JSON (real servers) may set it
