@@ -71,10 +71,9 @@ def probe_timeout(provider: ProviderConfig, interval: float) -> float:
     return min(provider.timeout, PROBE_TIMEOUT_CAP, max(interval, 1.0))
 
 
-def targets(providers: Iterable[ProviderConfig],
-            state_of: Callable[[ProviderConfig], BreakerState]) -> list[ProviderConfig]:
-    """The providers to probe: those whose breaker is OPEN (not forced open or disabled)."""
-    return [p for p in providers if state_of(p).state is State.OPEN]
+def open_breakers(states: dict[str, BreakerState]) -> set[str]:
+    """The breakers to probe: OPEN ones (never FORCED_OPEN or DISABLED: an admin's call)."""
+    return {name for name, state in states.items() if state.state is State.OPEN}
 
 
 def call_provider(provider: ProviderConfig, timeout: float) -> tuple[str, str | None]:
@@ -102,17 +101,21 @@ class Prober:
         self._rand = rand
         self.sent = 0
 
-    def _state(self, store: BreakerStore, provider: ProviderConfig) -> BreakerState:
-        """The listener keeps a shared store's snapshots fresh; read Redis only without one."""
-        snap = store.snapshot(provider.breaker_name)
-        return snap if snap is not None else store.get(provider.breaker_name)
+    def _open(self, store: BreakerStore) -> set[str]:
+        """From the snapshots the broadcast listener keeps fresh (no I/O), else the store."""
+        return open_breakers(store.snapshots() or store.all())
 
     def tick(self, interval: float) -> dict[str, str]:
         """Probe each OPEN provider whose lease this process takes; their outcomes."""
         store = self._store()
+        names = self._open(store)
+        if not names:
+            return {}  # the usual case: no provider list read, no lease asked for
         outcomes: dict[str, str] = {}
-        for provider in targets(self._providers(), lambda p: self._state(store, p)):
+        for provider in self._providers():
             name = provider.breaker_name
+            if name not in names:
+                continue
             timeout = probe_timeout(provider, interval)
             token = store.take_lease(name, interval + timeout)
             if token is None:

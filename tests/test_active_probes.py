@@ -55,7 +55,8 @@ def store(clock):
 
 
 def prober(store, clock, providers, call, rand=0.5):
-    return Prober(store=lambda: store, providers=lambda: providers, call=call, clock=clock,
+    listed = providers if callable(providers) else (lambda: providers)
+    return Prober(store=lambda: store, providers=listed, call=call, clock=clock,
                   rand=lambda: rand)
 
 
@@ -69,6 +70,13 @@ def test_only_open_breakers_are_probed(store, clock):
     store.acquire(ps[4].breaker_name, CFG)  # half-open, a real request is its probe
     upstream = Upstream(clock, ["failed"])
     assert prober(store, clock, ps, upstream).tick(5) == {"open": "failed"}
+
+
+def test_nothing_open_reads_no_provider_list(store, clock):
+    def unread():
+        raise AssertionError("the provider list was read")
+
+    assert prober(store, clock, unread, Upstream(clock)).tick(5) == {}
 
 
 def test_a_successful_probe_closes_the_breaker_at_once(store, clock):
@@ -226,19 +234,37 @@ def test_the_thread_closes_a_recovered_breaker_and_stops_cleanly(fake_upstream, 
         assert runner.prober.sent >= 1
 
 
-def test_the_thread_survives_a_failing_pass(caplog):
+def test_the_thread_survives_a_failing_pass(caplog, clock):
+    store = LocalBreakerStore(clock=clock)
+    trip(store, provider())
+    passes = []
+
     def boom():
+        passes.append(1)
         raise ValueError("no providers")
 
     with override_settings(FLEXIAI={"ACTIVE_PROBE_SECONDS": 0.05}):
-        runner = Runner(Prober(providers=boom)).start()
+        runner = Runner(Prober(store=lambda: store, providers=boom)).start()
         try:
             started = time.monotonic()
             with caplog.at_level(logging.WARNING, "flexiai_django"):
-                while caplog.text.count("active prober pass failed") < 2:
+                while len(passes) < 3:
                     assert time.monotonic() - started < 3
                     time.sleep(0.01)
             assert runner.thread.is_alive()
         finally:
             runner.stop()
     assert not runner.thread.is_alive()
+    assert "active prober pass failed (ValueError)" in caplog.text
+
+
+@pytest.mark.django_db
+def test_circuit_breakers_json_shows_the_last_probe_and_the_probes_sent(client, clock):
+    from flexiai_django.breakers import get_store
+
+    p = provider("primary")
+    trip(get_store(), p)
+    Prober(providers=lambda: [p], call=Upstream(clock, ["failed"])).tick(5)
+    shown = client.get("/circuit-breakers").json()["breakers"][p.breaker_name]
+    assert (shown["state"], shown["last_probe"], shown["active_probes"]) == ("open", "failed", 1)
+    assert shown["last_error"] == "server_error" and shown["last_probe_at"] > 0
