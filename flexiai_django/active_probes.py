@@ -129,7 +129,8 @@ class Prober:
                 outcome, kind = "error", None
             self.sent += 1
             outcomes[provider.name] = outcome
-            metrics.probed(provider.name, outcome)
+            metrics.probed(provider.name, outcome if outcome in ("ok", "error")
+                           else metrics.outcome_of(kind or ""))
             if outcome in ("ok", "failed"):
                 store.record_active_probe(name, provider.breaker, ok=outcome == "ok",
                                           error=kind)
@@ -184,13 +185,15 @@ def start() -> Runner:
         return _runner
 
 
-def stop() -> None:
-    """Stop this process's prober (a worker shutting down; tests)."""
+def stop(timeout: float = 1.0) -> None:
+    """Stop this process's prober (a worker shutting down: gunicorn's ``worker_exit``, ASGI
+    lifespan). A probe in flight is not waited for beyond ``timeout``: the thread is a
+    daemon, and the lease it holds ends by itself."""
     global _runner
     with _lock:
         runner, _runner = _runner, None
     if runner is not None and runner.pid == os.getpid():
-        runner.stop()
+        runner.stop(timeout)
 
 
 @receiver(signals.store_ready, dispatch_uid="flexiai-active-prober")

@@ -101,7 +101,7 @@ REDIS_CONNECTED = Gauge(
 ACTIVE_PROBES = Counter(
     "flexiai_active_probes_total",
     "Out-of-band probes of providers whose breaker is open (one per ACTIVE_PROBE_SECONDS "
-    "per open provider, deployment-wide), by outcome: ok, failed, inconclusive, error.",
+    "per open provider, deployment-wide), by outcome: ok, an error kind, or error.",
     ["provider", "outcome"],
 )
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from flexiai_django import active_probes, provider_cache
 from flexiai_django.active_probes import Prober, Runner, call_provider, wake_delay
@@ -88,11 +89,18 @@ def test_a_successful_probe_closes_the_breaker_at_once(store, clock):
     assert store.acquire(p.breaker_name, CFG).allowed
 
 
+def probes_counted(outcome, name="p"):
+    labels = {"provider": name, "outcome": outcome}
+    return REGISTRY.get_sample_value("flexiai_active_probes_total", labels) or 0
+
+
 def test_a_failed_probe_leaves_the_open_period_as_it_was(store, clock):
     p = provider()
     trip(store, p)
     retry_at = store.get(p.breaker_name).retry_at
+    counted = probes_counted("server_error")
     prober(store, clock, [p], Upstream(clock, ["failed"])).tick(5)
+    assert probes_counted("server_error") == counted + 1
     state = store.get(p.breaker_name)
     assert (state.state, state.retry_at, state.openings) == (State.OPEN, retry_at, 1)
     assert (state.last_probe, state.last_error) == ("failed", "server_error")
@@ -106,7 +114,9 @@ def test_an_inconclusive_or_broken_probe_changes_no_state(store, clock, caplog):
     def broken(p, timeout):
         raise RuntimeError(p.api_key)
 
+    counted = probes_counted("error")
     assert prober(store, clock, [p], broken).tick(5) == {"p": "error"}
+    assert probes_counted("error") == counted + 1
     clock.advance(5)
     assert prober(store, clock, [p], Upstream(clock, ["inconclusive"])).tick(5) == {
         "p": "inconclusive"}
@@ -268,3 +278,26 @@ def test_circuit_breakers_json_shows_the_last_probe_and_the_probes_sent(client, 
     shown = client.get("/circuit-breakers").json()["breakers"][p.breaker_name]
     assert (shown["state"], shown["last_probe"], shown["active_probes"]) == ("open", "failed", 1)
     assert shown["last_error"] == "server_error" and shown["last_probe_at"] > 0
+
+
+def test_asgi_lifespan_shutdown_stops_this_process_s_prober():
+    from asgiref.sync import async_to_sync
+
+    from flexiai_django import lifespan
+
+    runner = active_probes.start()
+    assert runner.thread.is_alive()
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    async_to_sync(lifespan.application)({"type": "lifespan"}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    runner.thread.join(2)
+    assert not runner.thread.is_alive()
+    assert active_probes.start() is not runner  # a later store build starts a fresh one
