@@ -17,6 +17,10 @@ the provider out of band: :func:`record_active_probe` takes its outcome. A succe
 toward ``success_threshold`` and closes the breaker at once, without waiting for the open
 period; a failure is noted but neither extends nor doubles the open period (the prober
 calls on its own schedule, so its failures say nothing new about how long to back off).
+A half-open request that fails still doubles it, probing or not: with probing on, the
+open period no longer decides how soon a recovered provider is back (a probe does, within
+an interval), only how often a real request is risked on a provider that may still be
+down, and the longer an outage has lasted the rarer that should be.
 """
 
 from __future__ import annotations
