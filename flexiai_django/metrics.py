@@ -107,9 +107,16 @@ REDIS_CONNECTED = Gauge(
     multiprocess_mode="livemostrecent",
 )
 
+ACTIVE_PROBES = Counter(
+    "flexiai_active_probes_total",
+    "Out-of-band probes of providers whose breaker is open (one per ACTIVE_PROBE_SECONDS "
+    "per open provider, deployment-wide), by outcome: ok, an error kind, or error.",
+    ["provider", "outcome"],
+)
+
 ALL: tuple[MetricWrapperBase, ...] = (
     REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
-    PROVIDERS_AVAILABLE, REDIS_CONNECTED,
+    PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -172,6 +179,11 @@ def fell_back(tier: str) -> None:
     """Every provider failed or was skipped; ``tier`` answered (``"none"``: a 503)."""
     _child(FALLBACKS, tier).inc()
     _child(REQUESTS, "", tier, "unavailable" if tier == "none" else "ok").inc()
+
+
+def probed(provider: str, outcome: str) -> None:
+    """The active prober called ``provider`` (see :mod:`flexiai_django.active_probes`)."""
+    _child(ACTIVE_PROBES, provider, outcome).inc()
 
 
 # -- breaker transitions ----------------------------------------------------------------------
