@@ -176,6 +176,8 @@ class Walk:
         """``seconds``: the attempt's latency when not "until now" (a stream's first chunk)."""
         self.trail.append(Attempt(provider.name, "ok"))
         metrics.answered(provider.name, self.observe(provider, ok=True, seconds=seconds))
+        metrics.used(provider.name, completion.usage.prompt_tokens,
+                     completion.usage.completion_tokens)
         return ChatResult(
             content=completion.content,
             tier="provider",

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 #: Tiers of :data:`REQUESTS` and :data:`FALLBACKS`; "none" is a request no tier answered.
 TIERS = ("provider", "cache", "degraded", "none")
 
+#: Kinds of :data:`TOKENS`.
+TOKEN_KINDS = ("prompt", "completion")
+
 #: Error kinds that may appear as an outcome; anything else is reported as "provider_error".
 ERROR_KINDS = frozenset(
     cls.kind for cls in (
@@ -62,6 +65,12 @@ LATENCY = Histogram(
     "Successful provider calls: seconds to the whole answer, or to the first chunk of a stream.",
     ["provider"],
     buckets=LATENCY_BUCKETS,
+)
+TOKENS = Counter(
+    "flexiai_tokens_total",
+    "Tokens the providers that served reported, by provider and kind (prompt or "
+    "completion): the basis of cost. A provider that reports no usage adds nothing.",
+    ["provider", "kind"],
 )
 FALLBACKS = Counter(
     "flexiai_fallback_total",
@@ -97,6 +106,7 @@ REDIS_CONNECTED = Gauge(
     "0 when a shared store lost Redis and workers run on local breakers.",
     multiprocess_mode="livemostrecent",
 )
+
 MALFORMED_CHUNKS = Counter(
     "flexiai_malformed_chunks_total",
     "Garbled stream events skipped, by provider (a stream with more than a few, or that "
@@ -104,9 +114,16 @@ MALFORMED_CHUNKS = Counter(
     ["provider"],
 )
 
+ACTIVE_PROBES = Counter(
+    "flexiai_active_probes_total",
+    "Out-of-band probes of providers whose breaker is open (one per ACTIVE_PROBE_SECONDS "
+    "per open provider, deployment-wide), by outcome: ok, an error kind, or error.",
+    ["provider", "outcome"],
+)
+
 ALL: tuple[MetricWrapperBase, ...] = (
-    REQUESTS, ATTEMPTS, LATENCY, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
-    PROVIDERS_AVAILABLE, REDIS_CONNECTED, MALFORMED_CHUNKS,
+    REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
+    PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES, MALFORMED_CHUNKS,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -139,6 +156,15 @@ def answered(provider: str, seconds: float) -> None:
     _child(REQUESTS, provider, "provider", "ok").inc()
 
 
+def used(provider: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Tokens one provider served for one answer (each provider of a continued answer
+    reports its own part)."""
+    if prompt_tokens:
+        _child(TOKENS, provider, TOKEN_KINDS[0]).inc(prompt_tokens)
+    if completion_tokens:
+        _child(TOKENS, provider, TOKEN_KINDS[1]).inc(completion_tokens)
+
+
 def attempt_failed(provider: str, kind: str) -> None:
     _child(ATTEMPTS, provider, outcome_of(kind)).inc()
 
@@ -165,6 +191,11 @@ def fell_back(tier: str) -> None:
     """Every provider failed or was skipped; ``tier`` answered (``"none"``: a 503)."""
     _child(FALLBACKS, tier).inc()
     _child(REQUESTS, "", tier, "unavailable" if tier == "none" else "ok").inc()
+
+
+def probed(provider: str, outcome: str) -> None:
+    """The active prober called ``provider`` (see :mod:`flexiai_django.active_probes`)."""
+    _child(ACTIVE_PROBES, provider, outcome).inc()
 
 
 # -- breaker transitions ----------------------------------------------------------------------

@@ -5,7 +5,8 @@
 -- KEYS[1] state hash, KEYS[2] probe reservations (zset: member -> expiry), KEYS[3] index set
 -- ARGV: op, name, failure_threshold, success_threshold, open_seconds, max_open_seconds,
 --       jitter, half_open_max_calls, probe_ttl, rand, now ('' = Redis TIME),
---       arg (record: 1 success, 0 failure, '' release; force: target state),
+--       arg (record: 1 success, 0 failure, '' release; force: target state;
+--            probed: 1 the active probe succeeded, 0 it failed),
 --       probe (1/0), error, probe member
 
 local key, probes_key, index_key = KEYS[1], KEYS[2], KEYS[3]
@@ -25,9 +26,10 @@ end
 local arg, probe, err, member = ARGV[12], ARGV[13] == '1', ARGV[14], ARGV[15]
 
 local NUMBERS = {'failures', 'successes', 'openings', 'version', 'total_failures',
-                 'opened_at', 'retry_at', 'last_failure_at', 'changed_at'}
+                 'opened_at', 'retry_at', 'last_failure_at', 'changed_at',
+                 'active_probes', 'last_probe_at'}
 local s = {state = 'closed', failures = 0, successes = 0, openings = 0, version = 0,
-           total_failures = 0}
+           total_failures = 0, active_probes = 0}
 local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
 for _, f in ipairs(NUMBERS) do
@@ -43,6 +45,7 @@ local function transition(to)
 end
 
 local function open()
+  if s.state ~= 'half_open' then s.active_probes = 0 end
   s.openings = s.openings + 1
   local base = math.min(cfg.open_seconds * math.max(s.openings, 1), cfg.max_open_seconds)
   local period = math.max(0, base * (1 + cfg.jitter * (2 * rand - 1)))
@@ -116,10 +119,32 @@ elseif op == 'record' then
       open()
     end
   end
+elseif op == 'probed' then
+  -- An active probe's outcome (state.record_active_probe): only an OPEN breaker takes it;
+  -- success closes at success_threshold, failure never touches the open period.
+  if s.state == 'open' then
+    s.active_probes = s.active_probes + 1
+    s.last_probe_at = now
+    if arg == '1' then
+      s.last_probe = 'ok'
+      s.successes = s.successes + 1
+      if s.successes >= cfg.success_threshold then
+        close()
+      else
+        s.version = s.version + 1
+      end
+    else
+      s.last_probe = 'failed'
+      s.successes = 0
+      s.last_failure_at, s.last_error = now, err
+      s.version = s.version + 1
+    end
+  end
 elseif op == 'force' then
   if arg == 'closed' then
     close()
     s.last_failure_at, s.last_error = false, false
+    s.active_probes, s.last_probe_at, s.last_probe = 0, false, false
   else
     transition(arg)
     s.successes = 0

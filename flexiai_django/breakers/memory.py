@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from . import state as rules
+from .leases import LocalLeases
 from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
 
@@ -24,6 +25,7 @@ class LocalBreakerStore(BreakerStore):
         self._rand = rand
         self._lock = threading.Lock()
         self._states: dict[str, BreakerState] = {}
+        self._leases = LocalLeases(clock)
 
     def acquire(self, name: str, config: BreakerConfig) -> Admission:
         with self._lock:
@@ -62,6 +64,21 @@ class LocalBreakerStore(BreakerStore):
             self._states[name] = after
         self.transitioned(name, before, after)
         return after
+
+    def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
+                            error: str | None = None) -> BreakerState:
+        with self._lock:
+            before = self._states.get(name) or BreakerState()
+            after = rules.record_active_probe(before, config, self._clock(), ok=ok, error=error)
+            self._states[name] = after
+        self.transitioned(name, before, after)
+        return after
+
+    def take_lease(self, key: str, seconds: float) -> str | None:
+        return self._leases.take(key, seconds)
+
+    def settle_lease(self, key: str, token: str, seconds: float) -> None:
+        self._leases.settle(key, token, seconds)
 
     def get(self, name: str) -> BreakerState:
         with self._lock:

@@ -33,6 +33,7 @@ from flexiai_django.redis_clients import fail_fast_client
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
 from flexiai_django.worker import worker_id
 
+from . import leases
 from .memory import LocalBreakerStore
 from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
@@ -46,7 +47,8 @@ def _script_source() -> str:
 
 
 def _number(value: Any) -> float | None:
-    return None if value in (None, "") else float(value)
+    """A number field; the script's JSON has ``false`` for a field it deleted."""
+    return None if value is None or value is False or value == "" else float(value)
 
 
 def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) -> BreakerState:
@@ -65,6 +67,9 @@ def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) ->
         last_error=get("last_error") or None,
         changed_at=_number(get("changed_at")),
         total_failures=int(float(get("total_failures") or 0)),
+        active_probes=int(float(get("active_probes") or 0)),
+        last_probe_at=_number(get("last_probe_at")),
+        last_probe=get("last_probe") or None,
     )
 
 
@@ -294,6 +299,36 @@ class RedisBreakerStore(BreakerStore):
         if result is None:
             return self._local.record(name, config, success=success, probe=probe, error=error)
         return self._apply(name, result, snap)
+
+    def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
+                            error: str | None = None) -> BreakerState:
+        snap = self.snapshot(name, max_age=float("inf"))
+        result = self._eval("probed", name, config, arg="1" if ok else "0", error=error)
+        if result is None:
+            return self._local.record_active_probe(name, config, ok=ok, error=error)
+        return self._apply(name, result, snap)
+
+    def take_lease(self, key: str, seconds: float) -> str | None:
+        """Deployment-wide (``<prefix>:probe-lease:<key>``); per process without Redis."""
+        token = f"{worker_id()}:{uuid.uuid4().hex[:8]}"
+        if self._usable():
+            try:
+                return token if leases.take(self._redis(), self._lease_key(key), token,
+                                            seconds) else None
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+        return self._local.take_lease(key, seconds)
+
+    def settle_lease(self, key: str, token: str, seconds: float) -> None:
+        if self._usable():
+            try:
+                leases.settle(self._redis(), self._lease_key(key), token, seconds)
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+        self._local.settle_lease(key, token, seconds)
+
+    def _lease_key(self, key: str) -> str:
+        return f"{self._prefix}:probe-lease:{key}"
 
     def force(self, name: str, to: State) -> BreakerState:
         if to not in (State.CLOSED, State.FORCED_OPEN, State.DISABLED):

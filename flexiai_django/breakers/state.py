@@ -11,6 +11,16 @@ closes after ``success_threshold`` successes. FORCED_OPEN and DISABLED are admin
 ``version`` grows on every transition and also when a failure streak starts or ends, so
 a worker holding a snapshot can tell "closed and clean" (no shared write needed after a
 success) from "closed with recent failures".
+
+While a breaker is OPEN an active prober (:mod:`flexiai_django.active_probes`) may call
+the provider out of band: :func:`record_active_probe` takes its outcome. A success counts
+toward ``success_threshold`` and closes the breaker at once, without waiting for the open
+period; a failure is noted but neither extends nor doubles the open period (the prober
+calls on its own schedule, so its failures say nothing new about how long to back off).
+A half-open request that fails still doubles it, probing or not: with probing on, the
+open period no longer decides how soon a recovered provider is back (a probe does, within
+an interval), only how often a real request is risked on a provider that may still be
+down, and the longer an outage has lasted the rarer that should be.
 """
 
 from __future__ import annotations
@@ -57,6 +67,10 @@ class BreakerState:
     last_error: str | None = None
     changed_at: float | None = None
     total_failures: int = 0
+    #: Active probes sent since the breaker last opened from CLOSED, and the latest one.
+    active_probes: int = 0
+    last_probe_at: float | None = None
+    last_probe: str | None = None  # "ok" or "failed"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +86,9 @@ class BreakerState:
             "last_error": self.last_error,
             "changed_at": self.changed_at,
             "total_failures": self.total_failures,
+            "active_probes": self.active_probes,
+            "last_probe_at": self.last_probe_at,
+            "last_probe": self.last_probe,
         }
 
     @classmethod
@@ -106,6 +123,7 @@ def _open(s: BreakerState, cfg: BreakerConfig, now: float, rand: float) -> Break
         s,
         State.OPEN,
         now,
+        active_probes=s.active_probes if s.state is State.HALF_OPEN else 0,
         openings=openings,
         opened_at=now,
         retry_at=now + cfg.open_period(openings, rand),
@@ -189,6 +207,33 @@ def record_failure(
     if s.state is State.HALF_OPEN and probe:
         return _open(s, cfg, now, rand)
     return s
+
+
+def record_active_probe(
+    s: BreakerState, cfg: BreakerConfig, now: float, *, ok: bool, error: str | None = None
+) -> BreakerState:
+    """An out-of-band probe of an OPEN breaker's provider came back ``ok`` or not.
+
+    Success: one more success; at ``success_threshold`` the breaker closes now. Failure:
+    the success streak restarts and the error is noted; the open period is left as it
+    is (never extended, never doubled). Any other state ignores the probe: it was
+    overtaken by traffic or by an admin. Always a new version, so the broadcast carries
+    the probe's outcome to every worker and the status page.
+    """
+    if s.state is not State.OPEN:
+        return s
+    s = replace(s, active_probes=s.active_probes + 1, last_probe_at=now,
+                last_probe="ok" if ok else "failed")
+    if not ok:
+        return replace(s, successes=0, last_failure_at=now, last_error=error,
+                       version=s.version + 1)
+    successes = s.successes + 1
+    if successes >= cfg.success_threshold:
+        return _transition(
+            s, State.CLOSED, now, failures=0, successes=0, openings=0,
+            opened_at=None, retry_at=None, probes=(),
+        )
+    return replace(s, successes=successes, version=s.version + 1)
 
 
 def release(s: BreakerState, *, probe: bool) -> BreakerState:

@@ -50,6 +50,23 @@ class BreakerStore(abc.ABC):
     def clear(self) -> None:
         """Forget every breaker (tests, and ``flexiai_reset --all``)."""
 
+    def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
+                            error: str | None = None) -> BreakerState:
+        """An active probe's outcome (see :func:`.state.record_active_probe`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not take active probes")
+
+    def take_lease(self, key: str, seconds: float) -> str | None:
+        """Hold ``key`` for ``seconds`` if nobody holds it: the holder's token, or None.
+
+        Leases pick one process among all that share this store to do a job (the active
+        prober): a shared store's leases are deployment-wide, a local store's per process.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no leases")
+
+    def settle_lease(self, key: str, token: str, seconds: float) -> None:
+        """Make a lease still held with ``token`` end ``seconds`` from now (<= 0: now)."""
+        raise NotImplementedError(f"{type(self).__name__} has no leases")
+
     async def aacquire(self, name: str, config: BreakerConfig) -> Admission:
         return self.acquire(name, config)
 

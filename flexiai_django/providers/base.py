@@ -97,6 +97,10 @@ class ProviderAdapter:
     stream_format: ClassVar[str] = "sse"
     #: The optional fields (names from :meth:`ChatRequest.options_set`) this kind carries.
     honours: ClassVar[frozenset[str]] = frozenset()
+    #: Takes a final assistant turn as the start of its answer (a *prefill*): a broken
+    #: stream is continued here by sending the text so far that way; otherwise with the
+    #: text so far and an instruction to continue (:mod:`flexiai_django.continuation`).
+    prefill: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

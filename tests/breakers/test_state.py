@@ -167,3 +167,28 @@ def test_forcing_half_open_is_refused():
 def test_state_round_trips_through_a_dict():
     s = rules.acquire(trip(now=0), CFG, now=10).state
     assert BreakerState.from_dict(s.to_dict()) == s
+
+
+def test_active_probe_successes_close_an_open_breaker_at_the_success_threshold():
+    s = rules.record_active_probe(trip(now=0), CFG, 1.0, ok=True)
+    assert (s.state, s.successes, s.active_probes, s.last_probe) == (State.OPEN, 1, 1, "ok")
+    s = rules.record_active_probe(s, CFG, 1.5, ok=True)
+    assert (s.state, s.openings, s.retry_at, s.changed_at) == (State.CLOSED, 0, None, 1.5)
+    assert rules.acquire(s, CFG, now=1.6).allowed
+
+
+def test_a_failed_active_probe_keeps_the_open_period_and_restarts_the_success_streak():
+    opened = trip(now=0)
+    s = rules.record_active_probe(opened, CFG, 1.0, ok=True)
+    s = rules.record_active_probe(s, CFG, 2.0, ok=False, error="server_error")
+    assert (s.state, s.retry_at, s.openings, s.successes) == (State.OPEN, 10, 1, 0)
+    assert (s.last_error, s.last_failure_at, s.last_probe_at) == ("server_error", 2.0, 2.0)
+    assert s.version == opened.version + 2
+
+
+@pytest.mark.parametrize("state", [State.HALF_OPEN, State.FORCED_OPEN, State.DISABLED,
+                                   State.CLOSED])
+def test_an_active_probe_is_ignored_unless_the_breaker_is_open(state):
+    s = BreakerState(state=state, version=7)
+    assert rules.record_active_probe(s, CFG, 1.0, ok=True) is s
+    assert rules.record_active_probe(s, CFG, 1.0, ok=False) is s

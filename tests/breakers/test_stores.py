@@ -141,6 +141,76 @@ def test_all_lists_every_breaker_used(store):
     assert {"one", "b"} <= set(store.all())
 
 
+def test_an_active_probe_success_closes_an_open_breaker_before_its_open_period(store, clock):
+    fail(store, 3)
+    clock.advance(1)
+    counted = store.record_active_probe("b", CFG, ok=True)
+    assert (counted.state, counted.successes, counted.active_probes) == (State.OPEN, 1, 1)
+    assert counted.last_probe == "ok" and counted.last_probe_at == pytest.approx(clock.now)
+    closed = store.record_active_probe("b", CFG, ok=True)  # success_threshold is 2
+    assert (closed.state, closed.openings, closed.active_probes) == (State.CLOSED, 0, 2)
+    assert closed.version > counted.version
+    assert store.acquire("b", CFG).allowed
+
+
+def test_a_failed_active_probe_neither_extends_nor_doubles_the_open_period(store, clock):
+    opened = fail(store, 3)
+    store.record_active_probe("b", CFG, ok=True)
+    clock.advance(4)
+    failed = store.record_active_probe("b", CFG, ok=False, error="server_error")
+    assert (failed.state, failed.openings, failed.retry_at) == (State.OPEN, 1, opened.retry_at)
+    assert (failed.successes, failed.last_error, failed.last_probe) == (0, "server_error",
+                                                                       "failed")
+    assert failed.last_failure_at == pytest.approx(clock.now)
+    assert failed.total_failures == opened.total_failures
+    assert failed.version == opened.version + 2  # each probe is broadcast
+    clock.advance(6)
+    assert store.acquire("b", CFG).probe  # the open period ended when it always would have
+
+
+def test_an_active_probe_changes_nothing_unless_the_breaker_is_open(store, clock):
+    assert store.record_active_probe("b", CFG, ok=False).version == 0
+    fail(store, 3)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    half_open = store.get("b")
+    assert store.record_active_probe("b", CFG, ok=True) == half_open
+    forced = store.force("b", State.FORCED_OPEN)
+    assert store.record_active_probe("b", CFG, ok=True) == forced
+
+
+def test_probe_figures_last_for_an_outage_and_reset_clears_them(store, clock):
+    fail(store, 3)
+    store.record_active_probe("b", CFG, ok=False)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    reopened = fail(store, probe=True)  # half-open -> open: the same outage
+    assert reopened.active_probes == 1
+    reset = store.force("b", State.CLOSED)
+    assert (reset.active_probes, reset.last_probe, reset.last_probe_at) == (0, None, None)
+
+
+def test_a_lease_has_one_holder_until_its_holder_settles_it(store):
+    token = store.take_lease("b", 30)
+    assert token is not None
+    assert store.take_lease("b", 30) is None
+    assert store.take_lease("other", 30) is not None
+    store.settle_lease("b", "not-the-holder", 0)
+    assert store.take_lease("b", 30) is None
+    store.settle_lease("b", token, 0)
+    assert store.take_lease("b", 30) is not None
+
+
+def test_a_local_lease_ends_by_itself_on_the_clock(clock):
+    store = LocalBreakerStore(clock=clock)
+    token = store.take_lease("b", 5)
+    store.settle_lease("b", token, 2)
+    clock.advance(1.9)
+    assert store.take_lease("b", 5) is None
+    clock.advance(0.2)
+    assert store.take_lease("b", 5) is not None
+
+
 # -- Redis only --------------------------------------------------------------------------
 
 def commands_processed(client):
@@ -272,3 +342,18 @@ def test_snapshots_show_what_this_worker_would_decide_from(clock):
     assert a.snapshots()["b"].state is State.CLOSED  # a has not heard yet
     assert a.get("b").state is State.FORCED_OPEN
     assert a.snapshots()["b"].state is State.FORCED_OPEN
+
+
+def test_a_redis_lease_is_one_key_shared_by_every_worker_and_ends_by_itself(clock):
+    a, b = redis_store(clock), redis_store(clock)
+    b._prefix = a._prefix
+    token = a.take_lease("llm:x", 5)
+    assert token is not None and b.take_lease("llm:x", 5) is None
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+    assert client.get(f"{a._prefix}:probe-lease:llm:x").decode() == token
+    a.settle_lease("llm:x", token, 0.05)
+    deadline = time.monotonic() + 2
+    while b.take_lease("llm:x", 5) is None:
+        assert time.monotonic() < deadline, "the settled lease never ended"
+        time.sleep(0.01)
+    client.delete(f"{a._prefix}:probe-lease:llm:x")
