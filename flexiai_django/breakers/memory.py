@@ -30,7 +30,7 @@ class LocalBreakerStore(BreakerStore):
             before = self._states.get(name)
             if before is None:
                 before = self._states[name] = BreakerState()
-            if before.state is State.CLOSED:
+            if before.state is State.CLOSED and before.cooldown_until is None:
                 return Admission(True, before)
             admission = rules.acquire(before, config, self._clock())
             self._states[name] = admission.state
@@ -59,6 +59,14 @@ class LocalBreakerStore(BreakerStore):
                 after = rules.record_failure(
                     before, config, now, self._rand(), probe=probe, error=error
                 )
+            self._states[name] = after
+        self.transitioned(name, before, after)
+        return after
+
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        with self._lock:
+            before = self._states.get(name) or BreakerState()
+            after = rules.cool_down(before, config, self._clock(), seconds)
             self._states[name] = after
         self.transitioned(name, before, after)
         return after

@@ -46,7 +46,8 @@ def _script_source() -> str:
 
 
 def _number(value: Any) -> float | None:
-    return None if value in (None, "") else float(value)
+    """A number field; the script's JSON says ``false`` for one it just cleared."""
+    return None if value is None or value is False or value == "" else float(value)
 
 
 def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) -> BreakerState:
@@ -65,6 +66,7 @@ def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) ->
         last_error=get("last_error") or None,
         changed_at=_number(get("changed_at")),
         total_failures=int(float(get("total_failures") or 0)),
+        cooldown_until=_number(get("cooldown_until")),
     )
 
 
@@ -212,14 +214,21 @@ class RedisBreakerStore(BreakerStore):
         self.all()
 
     def _local_decision(self, snap: BreakerState, cfg: BreakerConfig) -> Admission | None:
-        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis."""
-        if snap.state is State.CLOSED:
-            return Admission(True, snap) if snap.failures == 0 else None
+        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis.
+
+        A cooldown the snapshot knows of refuses here, without a Redis round trip: that
+        is how a Retry-After heard by one worker holds back every other.
+        """
         if snap.state is State.DISABLED:
             return Admission(True, snap, recorded=False)
         if snap.state is State.FORCED_OPEN:
             return Admission(False, snap)
         now = self._now()
+        if snap.cooldown_until is not None and now < snap.cooldown_until:
+            return Admission(False, snap, retry_after=snap.cooldown_until - now,
+                             cooling_down=True)
+        if snap.state is State.CLOSED:
+            return Admission(True, snap) if snap.failures == 0 else None
         if snap.state is State.OPEN and snap.retry_at is not None and now < snap.retry_at:
             return Admission(False, snap, retry_after=snap.retry_at - now)
         if snap.state is State.HALF_OPEN:
@@ -281,6 +290,7 @@ class RedisBreakerStore(BreakerStore):
             retry_after=result.get("retry_after"),
             transitioned=bool(result["transitioned"]),
             recorded=bool(result["recorded"]),
+            cooling_down=bool(result.get("cooling")),
         )
 
     def record(self, name: str, config: BreakerConfig, *, success: bool | None, probe: bool,
@@ -294,6 +304,16 @@ class RedisBreakerStore(BreakerStore):
         if result is None:
             return self._local.record(name, config, success=success, probe=probe, error=error)
         return self._apply(name, result, snap)
+
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        snap = self.snapshot(name)
+        result = self._eval("cool_down", name, config, arg=repr(float(seconds)))
+        if result is None:
+            return self._local.cool_down(name, config, seconds)
+        return self._apply(name, result, snap)
+
+    async def acool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        return await asyncio.to_thread(self.cool_down, name, config, seconds)
 
     def force(self, name: str, to: State) -> BreakerState:
         if to not in (State.CLOSED, State.FORCED_OPEN, State.DISABLED):
