@@ -8,6 +8,7 @@ fault applies until its ``times`` are used up — live in one place.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,13 @@ _FAULT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "too_long": ((bool,), False),
     "refusal": ((bool,), False),
     "no_end_marker": ((bool,), False),
+    "first_token_delay": ((int, float), False),
+    "stall_after": ((int,), True),
+    "stall_for": ((int, float), False),
+    "malformed_chunk_at": ((int,), True),
+    "prefill_refused": ((bool,), False),
+    "context_window": ((int,), True),
+    "down_for": ((int, float), True),
 }
 
 
@@ -50,6 +58,22 @@ class Fault:
     #: End a stream cleanly but without its last frame (OpenAI's ``[DONE]``, Anthropic's
     #: ``message_stop``; for Ollama the last line, which carries ``done`` and the finish).
     no_end_marker: bool = False
+    #: Stream: pause after the preamble, before the first content piece (a slow first
+    #: token). Plain call: pause before the reply.
+    first_token_delay: float = 0.0
+    #: Stream: after this many content pieces, go silent for ``stall_for`` seconds, then
+    #: carry on.
+    stall_after: int | None = None
+    stall_for: float = 30.0
+    #: Stream: one unparseable frame just before content piece N, then carry on.
+    malformed_chunk_at: int | None = None
+    #: Refuse (400) a request whose last message is the assistant's: a prefill.
+    prefill_refused: bool = False
+    #: Refuse (400, too long) a request whose prompt has more words than this.
+    context_window: int | None = None
+    #: A schedule: the fault applies for this many seconds after it is armed, then the
+    #: scope is healthy ("down for 30 s, then back").
+    down_for: float | None = None
 
     def __post_init__(self) -> None:
         """Reject bad values up front: a typo'd fault should fail the test setting it."""
@@ -61,7 +85,9 @@ class Fault:
                 raise ValueError(f"fault field {name!r} has invalid value {value!r}")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"fault field 'status' must be 100..599, got {self.status}")
-        for name in ("retry_after", "delay", "chunk_delay", "stream_fail_after"):
+        for name in ("retry_after", "delay", "chunk_delay", "stream_fail_after",
+                     "first_token_delay", "stall_after", "stall_for", "malformed_chunk_at",
+                     "context_window", "down_for"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"fault field {name!r} must be >= 0, got {value}")
@@ -95,17 +121,24 @@ class ArmedFault:
 
     fault: Fault | None = None
     remaining: int | None = None
+    #: When a ``down_for`` fault stops applying (monotonic seconds).
+    until: float | None = None
 
     def arm(self, fault: Fault | None) -> None:
-        """Apply ``fault`` (None: healthy) to the next ``fault.times`` requests, or all."""
+        """Apply ``fault`` (None: healthy) to the next ``fault.times`` requests, or all,
+        and for at most ``fault.down_for`` seconds from now."""
         self.fault = fault
         self.remaining = fault.times if fault is not None else None
+        down_for = fault.down_for if fault is not None else None
+        self.until = time.monotonic() + down_for if down_for is not None else None
 
     def clear(self) -> None:
-        self.fault = self.remaining = None
+        self.fault = self.remaining = self.until = None
 
     def take(self) -> Fault | None:
         """The fault for one arriving request, using up one of a ``times``-limited fault."""
+        if self.until is not None and time.monotonic() >= self.until:
+            self.clear()
         fault = self.fault
         if fault is not None and self.remaining is not None:
             self.remaining -= 1

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from flexiai_django.testing.fake_upstream import control, formats
 from flexiai_django.testing.fake_upstream.faults import Fault
 from flexiai_django.testing.fake_upstream.formats import ApiFormat, Reply
+from flexiai_django.testing.fake_upstream.formats.base import last_message, prompt_tokens
 from flexiai_django.testing.fake_upstream.state import Headers, RecordedRequest, norm_scope
 from flexiai_django.testing.fake_upstream.transport import Connection
 
@@ -78,8 +79,13 @@ class Handler(Connection):
         if fault.auth_key is not None and not fmt.authorized(headers, fault.auth_key):
             self._send_json(401, fmt.error_document(401, "invalid or missing api key"))
             return
-        if fault.too_long:
+        if fault.too_long or (fault.context_window is not None and isinstance(payload, dict)
+                               and prompt_tokens(payload) > fault.context_window):
             self._send_json(400, fmt.too_long_document())
+            return
+        if fault.prefill_refused and last_message(payload).get("role") == "assistant":
+            message = "This model does not support assistant message prefill."
+            self._send_json(400, fmt.error_document(400, message))
             return
         if fault.status is not None:
             extra = {}
@@ -102,6 +108,9 @@ class Handler(Connection):
             self._reply_whole(fmt, reply, fault)
 
     def _reply_whole(self, fmt: ApiFormat, reply: Reply, fault: Fault) -> None:
+        if fault.first_token_delay and not self._pause(fault.first_token_delay):
+            self.close_connection = True
+            return
         body = json.dumps(fmt.document(reply)).encode()
         if fault.malformed:
             body = fmt.malformed_body
@@ -126,6 +135,14 @@ class Handler(Connection):
             if fault.stream_fail_after is not None and sent >= fault.stream_fail_after:
                 self._abort()
                 return
+            pause = fault.first_token_delay if sent == 0 else 0.0
+            if fault.stall_after is not None and sent == fault.stall_after:
+                pause = fault.stall_for
+            if pause and not self._pause(pause):
+                self.close_connection = True
+                return
+            if fault.malformed_chunk_at == sent and piece is not None:
+                self._write_chunks(fmt.malformed_frames[:1])
             if fault.truncated and (sent >= 1 or piece is None):
                 self._hang_up()
                 return

@@ -124,7 +124,7 @@ class ApiFormat(abc.ABC):
             calls = (FakeCall(f"{self.call_id_prefix}{number}", tool,
                               {"text": last_user_text(payload)}),)
         else:
-            content = prefix + last_user_text(payload)
+            content = continued(payload, prefix)
         return Reply(
             model=str(payload.get("model", "")),
             content=content,
@@ -211,6 +211,30 @@ def last_user_text(payload: Mapping[str, Any]) -> str:
             if isinstance(message, dict) and message.get("role") == "user":
                 return text_of(message.get("content"))
     return ""
+
+
+def continued(payload: Mapping[str, Any], prefix: str) -> str:
+    """The echo answer, or the rest of it when the request continues a cut-off one.
+
+    An assistant prefill that begins the echo gets the rest of it; a request ending with
+    [the cut-off answer, an instruction to continue] gets the rest with the cut-off
+    answer's last word repeated first, as models do (the seam overlap a gateway drops).
+    A whole earlier answer is a conversation, not a cut-off one: answered as usual.
+    """
+    messages = [m for m in payload.get("messages") or () if isinstance(m, dict)]
+    last = messages[-1] if messages else {}
+    if last.get("role") == "assistant":
+        partial = text_of(last.get("content"))
+        whole = prefix + last_user_text(payload)
+        return whole[len(partial):] if partial and whole.startswith(partial) else whole
+    if len(messages) >= 3 and messages[-2].get("role") == "assistant":
+        partial = text_of(messages[-2].get("content"))
+        earlier = {**payload, "messages": messages[:-2]}
+        whole = prefix + last_user_text(earlier)
+        if partial and whole.startswith(partial) and len(whole) > len(partial):
+            words = _WORD.findall(partial)
+            return (words[-1] if words else "") + whole[len(partial):]
+    return prefix + last_user_text(payload)
 
 
 def prompt_tokens(payload: Mapping[str, Any]) -> int:
