@@ -97,6 +97,17 @@ def test_a_long_retry_after_fails_over_at_once_and_cools_the_provider_down(
     assert fake_upstream.hits("primary") == 1
 
 
+def test_the_cooldown_is_in_the_circuit_breakers_view(shared, fake_upstream, client,
+                                                     api_token):
+    fake_upstream.set_fault("primary", status=429, retry_after=30, times=1)
+    flexiai_django.chat(HELLO)
+
+    view = client.get("/circuit-breakers", HTTP_AUTHORIZATION=f"Bearer {api_token}").json()
+
+    assert 28 < view["breakers"]["llm:primary"]["cooldown_until"] - time.time() <= 30
+    assert view["breakers"]["llm:primary"]["failures"] == 1
+
+
 def test_a_retry_after_as_an_http_date_is_understood(two, fake_upstream):
     fake_upstream.set_fault("primary", status=503, retry_after=30, retry_after_date=True)
 
