@@ -306,8 +306,11 @@ class RedisBreakerStore(BreakerStore):
         return self._apply(name, result, snap)
 
     def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        if not seconds > 0:  # nothing to do (NaN included): no round trip
+            return self.get(name)
         snap = self.snapshot(name)
-        result = self._eval("cool_down", name, config, arg=repr(float(seconds)))
+        seconds = min(float(seconds), config.max_open_seconds)  # the script gets a finite number
+        result = self._eval("cool_down", name, config, arg=repr(seconds))
         if result is None:
             return self._local.cool_down(name, config, seconds)
         return self._apply(name, result, snap)

@@ -178,7 +178,7 @@ def cool_down(s: BreakerState, cfg: BreakerConfig, now: float, seconds: float) -
     """The provider asked for ``seconds`` of quiet (Retry-After): admit nobody until then,
     capped at ``max_open_seconds``. Extends a cooldown, never shortens it; an admin
     override (forced open, disabled) has the last word, so it is left alone."""
-    if s.state in (State.DISABLED, State.FORCED_OPEN) or seconds <= 0:
+    if s.state in (State.DISABLED, State.FORCED_OPEN) or not seconds > 0:  # NaN: nothing
         return s
     until = now + min(seconds, cfg.max_open_seconds)
     if s.cooldown_until is not None and s.cooldown_until >= until:

@@ -351,3 +351,9 @@ def test_a_cooldown_is_announced_like_a_transition(clock):
     finally:
         signals.breaker_transition.disconnect(listen)
     assert heard == [pytest.approx(clock.now + 5)]
+
+
+def test_a_cooldown_of_nothing_or_forever_is_handled(store, clock):
+    assert store.cool_down("b", CFG, 0).cooldown_until is None
+    assert store.cool_down("b", CFG, float("nan")).cooldown_until is None
+    assert store.cool_down("b", CFG, float("inf")).cooldown_until == pytest.approx(clock.now + 25)
