@@ -71,9 +71,12 @@ def probe_timeout(provider: ProviderConfig, interval: float) -> float:
     return min(provider.timeout, PROBE_TIMEOUT_CAP, max(interval, 1.0))
 
 
-def open_breakers(states: dict[str, BreakerState]) -> set[str]:
-    """The breakers to probe: OPEN ones (never FORCED_OPEN or DISABLED: an admin's call)."""
-    return {name for name, state in states.items() if state.state is State.OPEN}
+def open_breakers(states: dict[str, BreakerState], now: float) -> set[str]:
+    """The breakers to probe: OPEN ones (never FORCED_OPEN or DISABLED: an admin's call),
+    except those cooling down until a provider's Retry-After has passed (``now``: wall
+    clock, as the store's times are)."""
+    return {name for name, state in states.items() if state.state is State.OPEN
+            and (state.cooldown_until is None or state.cooldown_until <= now)}
 
 
 def call_provider(provider: ProviderConfig, timeout: float) -> tuple[str, str | None]:
@@ -93,8 +96,10 @@ class Prober:
                  providers: Callable[[], Iterable[ProviderConfig]] = get_providers,
                  call: ProbeCall = call_provider,
                  clock: Callable[[], float] = time.monotonic,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 wall: Callable[[], float] = time.time) -> None:
         self._store = store
+        self._wall = wall
         self._providers = providers
         self._call = call
         self._clock = clock
@@ -103,7 +108,7 @@ class Prober:
 
     def _open(self, store: BreakerStore) -> set[str]:
         """From the snapshots the broadcast listener keeps fresh (no I/O), else the store."""
-        return open_breakers(store.snapshots() or store.all())
+        return open_breakers(store.snapshots() or store.all(), self._wall())
 
     def tick(self, interval: float) -> dict[str, str]:
         """Probe each OPEN provider whose lease this process takes; their outcomes."""

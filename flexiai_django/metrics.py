@@ -77,6 +77,12 @@ FALLBACKS = Counter(
     "Requests no provider answered, by the tier that did: cache, degraded, or none (503).",
     ["tier"],
 )
+RETRIES = Counter(
+    "flexiai_retries_total",
+    "Calls sent to a provider again after a transient failure (429, 5xx, a lost "
+    "connection), before failing over.",
+    ["provider"],
+)
 REJECTIONS = Counter(
     "flexiai_breaker_rejections_total",
     "Calls a breaker refused without sending them (open, forced open, probe slots full).",
@@ -122,8 +128,8 @@ ACTIVE_PROBES = Counter(
 )
 
 ALL: tuple[MetricWrapperBase, ...] = (
-    REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
-    PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES, MALFORMED_CHUNKS,
+    REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, RETRIES, REJECTIONS, TRANSITIONS,
+    BREAKER_STATE, PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES, MALFORMED_CHUNKS,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -148,6 +154,10 @@ def outcome_of(kind: str) -> str:
 
 def rejected(breaker: str) -> None:
     _child(REJECTIONS, breaker).inc()
+
+
+def retried(provider: str) -> None:
+    _child(RETRIES, provider).inc()
 
 
 def answered(provider: str, seconds: float) -> None:

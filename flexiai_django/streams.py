@@ -358,20 +358,21 @@ def open_stream(request: ChatRequest) -> ChatStream:
     for provider in candidates:
         adapter = get_adapter(provider)
         admission = walk.admit(store, provider, adapter)
-        if admission is None:
-            continue
-        deltas = adapter.stream(sync_client(provider.name), request)
-        try:
-            head = _head(deltas)
-        except ProviderError as exc:
-            record(store, provider, admission, success_of(exc), exc.kind)
-            walk.failed(provider, exc)
-            continue
-        except BaseException:
-            walk.aborted(provider)
-            record(store, provider, admission, None)
-            raise
-        return ChatStream(_StreamState(walk, provider, admission, head, candidates), deltas)
+        while admission is not None:  # retries happen only before the first piece
+            deltas = adapter.stream(sync_client(provider.name), request)
+            try:
+                head = _head(deltas)
+            except ProviderError as exc:
+                record(store, provider, admission, success_of(exc), exc.kind)
+                walk.failed(provider, exc)
+                admission = walk.again(store, provider, exc)
+                continue
+            except BaseException:
+                walk.aborted(provider)
+                record(store, provider, admission, None)
+                raise
+            return ChatStream(_StreamState(walk, provider, admission, head, candidates),
+                              deltas)
     result = walk.fallback(cache_tier.recall(request))
     return ChatStream(_StreamState(walk, None, None, []), None, result)
 
@@ -382,20 +383,20 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
     for provider in candidates:
         adapter = get_adapter(provider)
         admission = await walk.aadmit(store, provider, adapter)
-        if admission is None:
-            continue
-        deltas = adapter.astream(async_client(provider.name), request)
-        try:
-            head = await _ahead(deltas)
-        except ProviderError as exc:
-            await arecord(store, provider, admission, success_of(exc), exc.kind)
-            walk.failed(provider, exc)
-            continue
-        except BaseException:
-            walk.aborted(provider)
-            await arecord(store, provider, admission, None)
-            raise
-        return AsyncChatStream(_StreamState(walk, provider, admission, head, candidates),
-                               deltas)
+        while admission is not None:  # retries happen only before the first piece
+            deltas = adapter.astream(async_client(provider.name), request)
+            try:
+                head = await _ahead(deltas)
+            except ProviderError as exc:
+                await arecord(store, provider, admission, success_of(exc), exc.kind)
+                walk.failed(provider, exc)
+                admission = await walk.aagain(store, provider, exc)
+                continue
+            except BaseException:
+                walk.aborted(provider)
+                await arecord(store, provider, admission, None)
+                raise
+            state = _StreamState(walk, provider, admission, head, candidates)
+            return AsyncChatStream(state, deltas)
     result = walk.fallback(await cache_tier.arecall(request))
     return AsyncChatStream(_StreamState(walk, None, None, []), None, result)

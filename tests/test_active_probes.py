@@ -58,7 +58,7 @@ def store(clock):
 def prober(store, clock, providers, call, rand=0.5):
     listed = providers if callable(providers) else (lambda: providers)
     return Prober(store=lambda: store, providers=listed, call=call, clock=clock,
-                  rand=lambda: rand)
+                  rand=lambda: rand, wall=clock)
 
 
 def test_only_open_breakers_are_probed(store, clock):
@@ -71,6 +71,16 @@ def test_only_open_breakers_are_probed(store, clock):
     store.acquire(ps[4].breaker_name, CFG)  # half-open, a real request is its probe
     upstream = Upstream(clock, ["failed"])
     assert prober(store, clock, ps, upstream).tick(5) == {"open": "failed"}
+
+
+def test_a_provider_that_asked_us_to_wait_is_not_probed_before_its_retry_after(store, clock):
+    p = provider()
+    trip(store, p)
+    store.cool_down(p.breaker_name, CFG, 12)
+    upstream = Upstream(clock)
+    assert prober(store, clock, [p], upstream).tick(5) == {}
+    clock.advance(12)
+    assert prober(store, clock, [p], upstream).tick(5) == {"p": "ok"}
 
 
 def test_nothing_open_reads_no_provider_list(store, clock):

@@ -169,3 +169,16 @@ def test_a_row_shows_the_last_active_probe_and_what_probing_cost(provider):
 def test_the_template_styles_misconfigured_rows(admin_client, undecryptable):
     html = admin_client.get(URL).content.decode()
     assert "#flexiai-status .misconfigured" in html and 'dataset.misconfigured' in html
+
+
+def test_the_page_shows_a_provider_cooling_down(provider):
+    from flexiai_django.breakers import get_store
+
+    config = Provider.objects.get(name="primary").to_config()
+    get_store().cool_down(config.breaker_name, config.breaker, 30)
+    snapshot = async_to_sync(status_page.snapshot)()
+    row = next(p for p in snapshot["providers"] if p["name"] == "primary")
+    assert row["state"]["cooldown_until"] is not None
+
+    assert render([snapshot])["primary"]["state"] in {
+        "closed (cooling down 30 s)", "closed (cooling down 29 s)"}

@@ -32,7 +32,7 @@ class LocalBreakerStore(BreakerStore):
             before = self._states.get(name)
             if before is None:
                 before = self._states[name] = BreakerState()
-            if before.state is State.CLOSED:
+            if before.state is State.CLOSED and before.cooldown_until is None:
                 return Admission(True, before)
             admission = rules.acquire(before, config, self._clock())
             self._states[name] = admission.state
@@ -70,6 +70,14 @@ class LocalBreakerStore(BreakerStore):
         with self._lock:
             before = self._states.get(name) or BreakerState()
             after = rules.record_active_probe(before, config, self._clock(), ok=ok, error=error)
+            self._states[name] = after
+        self.transitioned(name, before, after)
+        return after
+
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        with self._lock:
+            before = self._states.get(name) or BreakerState()
+            after = rules.cool_down(before, config, self._clock(), seconds)
             self._states[name] = after
         self.transitioned(name, before, after)
         return after

@@ -70,6 +70,7 @@ def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) ->
         active_probes=int(float(get("active_probes") or 0)),
         last_probe_at=_number(get("last_probe_at")),
         last_probe=get("last_probe") or None,
+        cooldown_until=_number(get("cooldown_until")),
     )
 
 
@@ -217,14 +218,21 @@ class RedisBreakerStore(BreakerStore):
         self.all()
 
     def _local_decision(self, snap: BreakerState, cfg: BreakerConfig) -> Admission | None:
-        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis."""
-        if snap.state is State.CLOSED:
-            return Admission(True, snap) if snap.failures == 0 else None
+        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis.
+
+        A cooldown the snapshot knows of refuses here, without a Redis round trip: that
+        is how a Retry-After heard by one worker holds back every other.
+        """
         if snap.state is State.DISABLED:
             return Admission(True, snap, recorded=False)
         if snap.state is State.FORCED_OPEN:
             return Admission(False, snap)
         now = self._now()
+        if snap.cooldown_until is not None and now < snap.cooldown_until:
+            return Admission(False, snap, retry_after=snap.cooldown_until - now,
+                             cooling_down=True)
+        if snap.state is State.CLOSED:
+            return Admission(True, snap) if snap.failures == 0 else None
         if snap.state is State.OPEN and snap.retry_at is not None and now < snap.retry_at:
             return Admission(False, snap, retry_after=snap.retry_at - now)
         if snap.state is State.HALF_OPEN:
@@ -286,6 +294,7 @@ class RedisBreakerStore(BreakerStore):
             retry_after=result.get("retry_after"),
             transitioned=bool(result["transitioned"]),
             recorded=bool(result["recorded"]),
+            cooling_down=bool(result.get("cooling")),
         )
 
     def record(self, name: str, config: BreakerConfig, *, success: bool | None, probe: bool,
@@ -329,6 +338,18 @@ class RedisBreakerStore(BreakerStore):
 
     def _lease_key(self, key: str) -> str:
         return f"{self._prefix}:probe-lease:{key}"
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        if not seconds > 0:  # nothing to do (NaN included): no round trip
+            return self.get(name)
+        snap = self.snapshot(name)
+        seconds = min(float(seconds), config.max_open_seconds)  # the script gets a finite number
+        result = self._eval("cool_down", name, config, arg=repr(seconds))
+        if result is None:
+            return self._local.cool_down(name, config, seconds)
+        return self._apply(name, result, snap)
+
+    async def acool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        return await asyncio.to_thread(self.cool_down, name, config, seconds)
 
     def force(self, name: str, to: State) -> BreakerState:
         if to not in (State.CLOSED, State.FORCED_OPEN, State.DISABLED):

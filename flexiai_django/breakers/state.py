@@ -21,6 +21,9 @@ A half-open request that fails still doubles it, probing or not: with probing on
 open period no longer decides how soon a recovered provider is back (a probe does, within
 an interval), only how often a real request is risked on a provider that may still be
 down, and the longer an outage has lasted the rarer that should be.
+A provider's ``Retry-After`` cools its breaker down (:func:`cool_down`): whatever the
+state, no call is admitted before ``cooldown_until``, in any worker. It bumps the version
+so the broadcast carries it to every worker's snapshot, but it is not a failure itself.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class BreakerState:
     active_probes: int = 0
     last_probe_at: float | None = None
     last_probe: str | None = None  # "ok" or "failed"
+    #: No call before this time (a provider's Retry-After), whatever the state.
+    cooldown_until: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -89,6 +94,7 @@ class BreakerState:
             "active_probes": self.active_probes,
             "last_probe_at": self.last_probe_at,
             "last_probe": self.last_probe,
+            "cooldown_until": self.cooldown_until,
         }
 
     @classmethod
@@ -111,6 +117,13 @@ class Admission:
     retry_after: float | None = None
     transitioned: bool = False
     recorded: bool = field(default=True)
+    #: Refused because the provider asked for a pause (Retry-After), not by the state.
+    cooling_down: bool = False
+
+    @property
+    def refusal(self) -> str:
+        """Why a call was refused, as the chain's trail shows it."""
+        return "cooling_down" if self.cooling_down else self.state.state.value
 
 
 def _transition(s: BreakerState, to: State, now: float, **changes: object) -> BreakerState:
@@ -136,10 +149,13 @@ def acquire(s: BreakerState, cfg: BreakerConfig, now: float) -> Admission:
     """Decide whether one call may go out now; a HALF_OPEN admission reserves a probe slot."""
     if s.state is State.DISABLED:
         return Admission(True, s, recorded=False)
-    if s.state is State.CLOSED:
-        return Admission(True, s)
     if s.state is State.FORCED_OPEN:
         return Admission(False, s)
+    if cooling(s, now):
+        assert s.cooldown_until is not None
+        return Admission(False, s, retry_after=s.cooldown_until - now, cooling_down=True)
+    if s.state is State.CLOSED:
+        return Admission(True, s)
     transitioned = False
     if s.state is State.OPEN:
         assert s.retry_at is not None
@@ -157,7 +173,11 @@ def acquire(s: BreakerState, cfg: BreakerConfig, now: float) -> Admission:
 
 def available(s: BreakerState, cfg: BreakerConfig, now: float) -> bool:
     """Would a call be admitted now? (A read-only question: no probe slot is taken.)"""
-    if s.state in (State.CLOSED, State.DISABLED):
+    if s.state is State.DISABLED:
+        return True
+    if cooling(s, now):
+        return False
+    if s.state is State.CLOSED:
         return True
     if s.state is State.OPEN:
         return s.retry_at is not None and now >= s.retry_at
@@ -166,19 +186,43 @@ def available(s: BreakerState, cfg: BreakerConfig, now: float) -> bool:
     return False
 
 
+def cooling(s: BreakerState, now: float) -> bool:
+    """Whether the provider's own Retry-After still holds every call back."""
+    return s.cooldown_until is not None and now < s.cooldown_until
+
+
+def cool_down(s: BreakerState, cfg: BreakerConfig, now: float, seconds: float) -> BreakerState:
+    """The provider asked for ``seconds`` of quiet (Retry-After): admit nobody until then,
+    capped at ``max_open_seconds``. Extends a cooldown, never shortens it; an admin
+    override (forced open, disabled) has the last word, so it is left alone."""
+    if s.state in (State.DISABLED, State.FORCED_OPEN) or not seconds > 0:  # NaN: nothing
+        return s
+    until = now + min(seconds, cfg.max_open_seconds)
+    if s.cooldown_until is not None and s.cooldown_until >= until:
+        return s
+    return replace(s, cooldown_until=until, version=s.version + 1)
+
+
+def _still(s: BreakerState, now: float) -> float | None:
+    """The cooldown if it still holds: a write that ends a streak drops a spent one."""
+    return s.cooldown_until if cooling(s, now) else None
+
+
 def _release_probe(s: BreakerState) -> tuple[float, ...]:
     return tuple(sorted(s.probes)[1:])
 
 
 def record_success(s: BreakerState, cfg: BreakerConfig, now: float, *, probe: bool) -> BreakerState:
     if s.state is State.CLOSED:
-        return replace(s, failures=0, version=s.version + 1) if s.failures else s
+        if not s.failures:
+            return s
+        return replace(s, failures=0, version=s.version + 1, cooldown_until=_still(s, now))
     if s.state is State.HALF_OPEN and probe:
         s = replace(s, probes=_release_probe(s), successes=s.successes + 1)
         if s.successes >= cfg.success_threshold:
             return _transition(
                 s, State.CLOSED, now, failures=0, successes=0, openings=0,
-                opened_at=None, retry_at=None, probes=(),
+                opened_at=None, retry_at=None, probes=(), cooldown_until=_still(s, now),
             )
         return s
     return s

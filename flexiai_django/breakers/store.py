@@ -35,6 +35,11 @@ class BreakerStore(abc.ABC):
         """Record an outcome (``None``: no verdict, just free the probe slot)."""
 
     @abc.abstractmethod
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        """The provider asked for ``seconds`` of quiet (Retry-After): no call is admitted
+        before then (capped at ``max_open_seconds``), whichever worker asks."""
+
+    @abc.abstractmethod
     def get(self, name: str) -> BreakerState:
         """Current state; CLOSED and version 0 for a breaker never seen."""
 
@@ -80,6 +85,9 @@ class BreakerStore(abc.ABC):
         error: str | None = None,
     ) -> BreakerState:
         return self.record(name, config, success=success, probe=probe, error=error)
+
+    async def acool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        return self.cool_down(name, config, seconds)
 
     async def aget(self, name: str) -> BreakerState:
         return self.get(name)

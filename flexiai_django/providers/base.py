@@ -38,6 +38,7 @@ from flexiai_django.errors import (
     UpstreamTimeout,
 )
 from flexiai_django.redaction import redact
+from flexiai_django.retries import retry_after_seconds
 
 from .deadline_io import DeadlineTimeouts, bounded_reads
 from .rejections import is_context_length
@@ -171,8 +172,12 @@ class ProviderAdapter:
             "headers": {"content-type": "application/json", **self.headers()},
         }
 
-    def _error(self, exc: Exception) -> ProviderError:
-        """Map a transport or decoding exception to the taxonomy, without leaking details."""
+    def _error(self, exc: Exception, *, replied: bool = False) -> ProviderError:
+        """Map a transport or decoding exception to the taxonomy, without leaking details.
+
+        ``replied``: the upstream had begun its reply (a lost connection then is not
+        retried: the provider may have done the work).
+        """
         name = self.config.name
         if isinstance(exc, ProviderError):
             return exc
@@ -180,7 +185,7 @@ class ProviderAdapter:
             return UpstreamTimeout(f"no reply within {self.config.timeout:g}s", provider=name)
         if isinstance(exc, httpx.TransportError):
             return UpstreamConnectionError(
-                f"connection failed ({type(exc).__name__})", provider=name
+                f"connection failed ({type(exc).__name__})", provider=name, replied=replied
             )
         return MalformedReply(f"unreadable reply ({type(exc).__name__})", provider=name)
 
@@ -243,27 +248,37 @@ class ProviderAdapter:
         would cut every long answer. A plain call keeps the provider's ``timeout``.
         """
         deadline = time.monotonic() + self.config.timeout
+        replied = False
         try:
             args = self._request_args(request, stream=False)
             with client.stream("POST", **args, timeout=self.config.timeout) as response:
+                replied = True
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if time.monotonic() > deadline:
                         raise TimeoutError
         except Exception as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, replied=replied) from None
         self.check_status(response.status_code, response.headers, bytes(body))
         return self._completion(bytes(body), request)
 
     async def acomplete(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
         """:meth:`complete` for async code (no first-token limit either)."""
+        replied = False
         try:
             async with asyncio.timeout(self.config.timeout):
-                response = await client.post(**self._request_args(request, stream=False),
-                                             timeout=self.config.timeout)
+                args = self._request_args(request, stream=False)
+                response = await client.send(
+                    client.build_request("POST", **args, timeout=self.config.timeout),
+                    stream=True)
+                replied = True
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except Exception as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, replied=replied) from None
         self.check_status(response.status_code, response.headers, response.content)
         return self._completion(response.content, request)
 
@@ -272,11 +287,11 @@ class ProviderAdapter:
         return StreamClock(timeout=config.timeout, first_token=config.first_token_timeout,
                            stall=config.stall_timeout, now=time.monotonic())
 
-    def _stream_error(self, exc: Exception, clock: StreamClock) -> ProviderError:
+    def _stream_error(self, exc: Exception, clock: StreamClock, replied: bool) -> ProviderError:
         """:meth:`_error`, naming the limit that cut the stream when one did."""
         if isinstance(exc, httpx.TimeoutException | TimeoutError) and clock.limited:
             return clock.error(self.config.name)
-        return self._error(exc)
+        return self._error(exc, replied=replied)
 
     def stream(self, client: httpx.Client, request: ChatRequest) -> Iterator[StreamDelta]:
         """Deltas until the final one; any failure raises a ProviderError.
@@ -290,9 +305,11 @@ class ProviderAdapter:
         clock = self._clock()
         events = StreamEvents(self.config.name, self.stream_format, self.event_parser(request))
         args = self._request_args(request, stream=True)
+        replied = False
         try:
             with client.stream("POST", **args,
                                extensions={"timeout": DeadlineTimeouts(clock)}) as response:
+                replied = True
                 if response.status_code >= 300:
                     self.check_status(response.status_code, response.headers, response.read())
                 with bounded_reads(response, clock) as reader:
@@ -309,7 +326,7 @@ class ProviderAdapter:
                         if events.final is not None:
                             clock.done()
         except Exception as exc:
-            raise self._stream_error(exc, clock) from None
+            raise self._stream_error(exc, clock, replied) from None
         yield events.end()
 
     async def astream(
@@ -318,12 +335,14 @@ class ProviderAdapter:
         """:meth:`stream` for async code: each wait is bounded with ``asyncio.timeout``."""
         clock = self._clock()
         events = StreamEvents(self.config.name, self.stream_format, self.event_parser(request))
+        replied = False
         try:
             async with contextlib.AsyncExitStack() as stack:
                 async with asyncio.timeout(clock.wait(time.monotonic())):
                     resp = await stack.enter_async_context(client.stream(
                         "POST", **self._request_args(request, stream=True),
                         timeout=self.config.timeout))
+                replied = True
                 if resp.status_code >= 300:
                     self.check_status(resp.status_code, resp.headers, await resp.aread())
                 lines = aiter(resp.aiter_lines())
@@ -343,15 +362,11 @@ class ProviderAdapter:
                         yield delta
                         clock.resumed(time.monotonic())
         except Exception as exc:
-            raise self._stream_error(exc, clock) from None
+            raise self._stream_error(exc, clock, replied) from None
         yield events.end()
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the provider asks us to wait: its ``Retry-After``, in seconds or a date."""
     value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return None if value is None else retry_after_seconds(value, time.time())

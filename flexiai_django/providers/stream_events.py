@@ -96,7 +96,7 @@ class StreamEvents:
         if self.finished:
             return StreamDelta(final=True)
         raise UpstreamConnectionError("stream ended before its end marker",
-                                      provider=self.provider)
+                                      provider=self.provider, replied=True)
 
     def _malformed(self, why: str) -> MalformedReply:
         return MalformedReply(f"malformed stream ({why})", provider=self.provider)

@@ -357,3 +357,86 @@ def test_a_redis_lease_is_one_key_shared_by_every_worker_and_ends_by_itself(cloc
         assert time.monotonic() < deadline, "the settled lease never ended"
         time.sleep(0.01)
     client.delete(f"{a._prefix}:probe-lease:llm:x")
+# -- cooldown (a provider's Retry-After), both stores --------------------------------------
+
+
+def test_a_cooldown_refuses_calls_until_it_ends(store, clock):
+    state = store.cool_down("b", CFG, 5)
+    assert state.cooldown_until == pytest.approx(clock.now + 5)
+    assert (state.state, state.failures) == (State.CLOSED, 0)
+    clock.advance(1)
+    refused = store.acquire("b", CFG)
+    assert not refused.allowed and refused.cooling_down
+    assert refused.retry_after == pytest.approx(4)
+    clock.advance(4)
+    admitted = store.acquire("b", CFG)
+    assert admitted.allowed and not admitted.cooling_down
+
+
+def test_a_cooldown_is_capped_extends_and_never_shortens(store, clock):
+    assert store.cool_down("b", CFG, 3600).cooldown_until == pytest.approx(clock.now + 25)
+    assert store.cool_down("b", CFG, 1).cooldown_until == pytest.approx(clock.now + 25)
+    version = store.get("b").version
+    clock.advance(20)
+    assert store.cool_down("b", CFG, 10).cooldown_until == pytest.approx(clock.now + 10)
+    assert store.get("b").version == version + 1
+
+
+def test_a_cooldown_with_failures_then_a_success_after_it(store, clock):
+    fail(store, 1)
+    store.cool_down("b", CFG, 5)
+    assert not store.acquire("b", CFG).allowed
+    clock.advance(5)
+    assert store.acquire("b", CFG).allowed
+    after = store.record("b", CFG, success=True, probe=False)
+    assert (after.failures, after.cooldown_until) == (0, None)
+
+
+def test_a_reset_and_overrides_end_or_outrank_a_cooldown(store):
+    store.cool_down("b", CFG, 5)
+    store.force("b", State.DISABLED)
+    assert store.acquire("b", CFG).allowed
+    assert store.force("b", State.CLOSED).cooldown_until is None
+    assert store.acquire("b", CFG).allowed
+
+
+# -- cooldown across workers (Redis) -----------------------------------------------------------
+
+
+def test_a_cooldown_reaches_another_worker_whose_snapshot_said_closed(clock):
+    """The other worker's snapshot (closed, clean) would admit without asking Redis: the
+    cooldown's broadcast, or its next re-read, must hold it back."""
+    a, b = redis_store(clock), redis_store(clock)
+    b._prefix = a._prefix
+    assert b.acquire("b", CFG).allowed  # b now has a fresh, clean snapshot
+    cooled = a.cool_down("b", CFG, 5)
+    assert b.apply_remote("b", BreakerState.from_dict(cooled.to_dict()))  # the broadcast
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+    before = commands_processed(client)
+    refused = b.acquire("b", CFG)
+    assert commands_processed(client) - before == 1  # decided from the snapshot
+    assert not refused.allowed and refused.cooling_down
+    assert refused.retry_after == pytest.approx(5)
+    b._snapshots.clear()  # no broadcast heard: Redis says the same
+    assert not b.acquire("b", CFG).allowed
+
+
+def test_a_cooldown_is_announced_like_a_transition(clock):
+    store = redis_store(clock)
+    heard = []
+
+    def listen(sender, name, before, after, **kwargs):
+        heard.append(after.cooldown_until)
+
+    signals.breaker_transition.connect(listen)
+    try:
+        store.cool_down("b", CFG, 5)
+    finally:
+        signals.breaker_transition.disconnect(listen)
+    assert heard == [pytest.approx(clock.now + 5)]
+
+
+def test_a_cooldown_of_nothing_or_forever_is_handled(store, clock):
+    assert store.cool_down("b", CFG, 0).cooldown_until is None
+    assert store.cool_down("b", CFG, float("nan")).cooldown_until is None
+    assert store.cool_down("b", CFG, float("inf")).cooldown_until == pytest.approx(clock.now + 25)

@@ -110,7 +110,8 @@
     cell(row, "misconfigured", p.misconfigured ? `misconfigured: ${p.misconfigured}` : "");
     if (p.misconfigured) row.dataset.misconfigured = p.misconfigured;
     else delete row.dataset.misconfigured;
-    cell(row, "state", s.state);
+    const coolingFor = s.cooldown_until ? Math.ceil(s.cooldown_until - now()) : 0;
+    cell(row, "state", coolingFor > 0 ? `${s.state} (cooling down ${coolingFor} s)` : s.state);
     cell(row, "failures", String(s.failures));
     cell(row, "last-error", s.last_error || "—");
     cell(row, "opened-at", s.state === "closed" || s.state === "disabled" ? "—" : fmtTime(s.opened_at));
