@@ -11,8 +11,9 @@ byte now and then. So each wait is bounded by the time left (:meth:`StreamClock.
   httpcore extension) while the stream is being read, and only from the reading thread.
 
 The reader also checks the deadline as each line arrives. A transport without a
-``network_stream`` keeps the provider's timeout for body reads (the arrival checks still
-apply). Async streams use ``asyncio.timeout`` around each wait instead.
+``network_stream`` keeps the provider's timeout for body reads (a fixed shorter one would
+cut healthy streams after their first token): there, only the arrival checks apply to the
+body. Async streams use ``asyncio.timeout`` around each wait instead.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ class DeadlineTimeouts(dict[str, float]):
     def __init__(self, clock: StreamClock) -> None:
         super().__init__()
         self._clock = clock
+        #: Set once the body's reads can't be bounded: they get the provider's timeout.
+        self.unbounded = False
 
     def get(self, key: str, default: Any = None) -> float:
+        if self.unbounded:
+            return self._clock.unbounded_wait()
         return self._clock.wait(time.monotonic())
 
 
@@ -60,6 +65,9 @@ def bounded_reads(response: httpx.Response, clock: StreamClock) -> Iterator[Read
     stream: Any = response.extensions.get("network_stream")
     read = getattr(stream, "read", None)
     if read is None or not hasattr(stream, "__dict__"):
+        timeouts = response.request.extensions.get("timeout")
+        if isinstance(timeouts, DeadlineTimeouts):
+            timeouts.unbounded = True
         yield reader
         return
 

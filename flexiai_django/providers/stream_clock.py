@@ -54,6 +54,11 @@ class StreamClock:
         self.limited = left < self.timeout
         return min(left, self.timeout)
 
+    def unbounded_wait(self) -> float:
+        """The provider's timeout, for a wait the limits cannot bound (see ``deadline_io``)."""
+        self.limited = False
+        return self.timeout
+
     def expired(self, now: float) -> bool:
         return self.deadline is not None and now >= self.deadline
 

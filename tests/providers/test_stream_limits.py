@@ -117,6 +117,34 @@ def test_the_stall_limit_not_the_first_token_limit_governs_after_the_first_token
     assert "".join(d.content for d in deltas) == "echo: hi"
 
 
+class _NoNetworkStream(httpx.BaseTransport):
+    """httpx's own transport, minus the ``network_stream`` extension (as a custom
+    ``SYNC_TRANSPORT`` might be)."""
+
+    def __init__(self):
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request):
+        response = self._inner.handle_request(request)
+        response.extensions = {k: v for k, v in response.extensions.items()
+                               if k != "network_stream"}
+        return response
+
+    def close(self):
+        self._inner.close()
+
+
+def test_a_transport_without_a_network_stream_keeps_healthy_slow_streams(config,
+                                                                         fake_upstream):
+    """Its body reads can't be bounded one by one: they keep the provider's timeout
+    rather than the first-token limit, which would cut the stream after its first token."""
+    fake_upstream.set_fault("up", chunk_delay=0.4)
+    adapter = get_adapter(config(first_token_timeout=0.3, stall_timeout=3))
+    with httpx.Client(transport=_NoNetworkStream()) as plain:
+        deltas = list(adapter.stream(plain, SHORT))
+    assert "".join(d.content for d in deltas) == "echo: hi"
+
+
 @pytest.mark.asyncio
 async def test_async_the_stall_limit_governs_after_the_first_token(config, fake_upstream):
     fake_upstream.set_fault("up", chunk_delay=0.4)
