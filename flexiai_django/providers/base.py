@@ -40,7 +40,7 @@ from flexiai_django.errors import (
 from flexiai_django.redaction import redact
 from flexiai_django.retries import retry_after_seconds
 
-from .deadline_io import DeadlineTimeouts, bounded_reads
+from .deadline_io import BoundedByteStream, DeadlineTimeouts, bounded_reads
 from .rejections import is_context_length
 from .stream_clock import StreamClock
 from .stream_events import StreamEvents
@@ -332,7 +332,8 @@ class ProviderAdapter:
     async def astream(
         self, client: httpx.AsyncClient, request: ChatRequest
     ) -> AsyncIterator[StreamDelta]:
-        """:meth:`stream` for async code: each wait is bounded with ``asyncio.timeout``."""
+        """:meth:`stream` for async code: each wait (for the headers, then for each network
+        read of the body) is bounded with ``asyncio.timeout``."""
         clock = self._clock()
         events = StreamEvents(self.config.name, self.stream_format, self.event_parser(request))
         replied = False
@@ -345,22 +346,19 @@ class ProviderAdapter:
                 replied = True
                 if resp.status_code >= 300:
                     self.check_status(resp.status_code, resp.headers, await resp.aread())
-                lines = aiter(resp.aiter_lines())
-                while True:
-                    if events.final is not None:  # drain: the connection is reused
-                        async for _ in lines:
-                            pass
-                        break
-                    async with asyncio.timeout(clock.wait(time.monotonic())):
-                        line = await anext(lines, None)
-                    if line is None:
-                        break
+                assert isinstance(resp.stream, httpx.AsyncByteStream)
+                resp.stream = BoundedByteStream(resp.stream, clock)
+                async for line in resp.aiter_lines():
+                    if events.final is not None:
+                        continue  # after the end marker, drain: the connection is reused
                     if clock.expired(time.monotonic()):
                         raise clock.error(self.config.name)
                     for delta in events.feed(line):
                         clock.heard(delta)
                         yield delta
                         clock.resumed(time.monotonic())
+                    if events.final is not None:
+                        clock.done()
         except Exception as exc:
             raise self._stream_error(exc, clock, replied) from None
         yield events.end()

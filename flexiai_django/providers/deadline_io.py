@@ -13,14 +13,17 @@ byte now and then. So each wait is bounded by the time left (:meth:`StreamClock.
 The reader also checks the deadline as each line arrives. A transport without a
 ``network_stream`` keeps the provider's timeout for body reads (a fixed shorter one would
 cut healthy streams after their first token): there, only the arrival checks apply to the
-body. Async streams use ``asyncio.timeout`` around each wait instead.
+body. Async streams bound each network read of the body with ``asyncio.timeout``
+(:class:`BoundedByteStream`): per read, not per line, since one read often carries many
+lines and a timer costs a few microseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -82,3 +85,23 @@ def bounded_reads(response: httpx.Response, clock: StreamClock) -> Iterator[Read
     finally:
         reader.thread = None
         stream.__dict__.pop("read", None)
+
+
+class BoundedByteStream(httpx.AsyncByteStream):
+    """An async response body whose every read waits at most the clock's time left."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, clock: StreamClock) -> None:
+        self._inner = inner
+        self._clock = clock
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = aiter(self._inner)
+        while True:
+            async with asyncio.timeout(self._clock.wait(time.monotonic())):
+                chunk = await anext(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
