@@ -115,8 +115,8 @@ REDIS_CONNECTED = Gauge(
 
 MALFORMED_CHUNKS = Counter(
     "flexiai_malformed_chunks_total",
-    "Garbled stream events skipped, by provider (a stream with more than a few, or that "
-    "ends on one before its finish, fails as malformed_reply).",
+    "Garbled stream events, by provider: skipped while a stream has few (more than 3, or "
+    "one right before its end with no finish reason, fail it as malformed_reply).",
     ["provider"],
 )
 
