@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from flexiai_django import cache_tier, metrics, ordering, recent_calls
+from flexiai_django import cache_tier, hedging, metrics, ordering, recent_calls
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
@@ -148,7 +148,9 @@ class Walk:
                  seconds: float | None = None) -> ChatResult:
         """``seconds``: the attempt's latency when not "until now" (a stream's first chunk)."""
         self.trail.append(Attempt(provider.name, "ok"))
-        metrics.answered(provider.name, self.observe(provider, ok=True, seconds=seconds))
+        elapsed = self.observe(provider, ok=True, seconds=seconds)
+        recent_calls.local().first_token(provider.name, elapsed, streamed=seconds is not None)
+        metrics.answered(provider.name, elapsed)
         return ChatResult(
             content=completion.content,
             tier="provider",
@@ -226,6 +228,8 @@ def complete(request: ChatRequest) -> ChatResult:
 
 
 async def acomplete(request: ChatRequest) -> ChatResult:
+    if hedging.hedged(request):
+        return await _ahedged_complete(request)
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
         adapter = get_adapter(provider)
@@ -246,6 +250,21 @@ async def acomplete(request: ChatRequest) -> ChatResult:
         cache_tier.remember_soon(request, provider.name, completion)
         return walk.answered(provider, completion)
     return walk.fallback(await cache_tier.arecall(request))
+
+
+async def _ahedged_complete(request: ChatRequest) -> ChatResult:
+    """:func:`acomplete` for a hedged alias: :func:`hedging.race` runs the attempts."""
+    walk, store = Walk(request), get_store()
+
+    async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> Completion:
+        return await adapter.acomplete(async_client(provider.name), request)
+
+    won = await hedging.race(walk, store, await aget_providers(), start, streamed=False)
+    if won is None:
+        return walk.fallback(await cache_tier.arecall(request))
+    await arecord(store, won.provider, won.admission, True)
+    cache_tier.remember_soon(request, won.provider.name, won.value)
+    return walk.answered(won.provider, won.value)
 
 
 def record(

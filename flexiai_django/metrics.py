@@ -91,6 +91,13 @@ PROVIDERS_AVAILABLE = Gauge(
     "by the cache or degraded tier, or gets a 503).",
     multiprocess_mode="livemostrecent",
 )
+HEDGES = Counter(
+    "flexiai_hedges_total",
+    "Hedged requests' second calls, by the provider they went to: started, won (its answer "
+    "was used), lost (cancelled or failed; started = won + lost), refused_budget (the "
+    "deployment's hedge budget was spent: provider is the one it would have gone to).",
+    ["provider", "outcome"],
+)
 REDIS_CONNECTED = Gauge(
     "flexiai_redis_connected",
     "1 when the breaker store can use its state (Redis reachable, or an in-process store), "
@@ -99,7 +106,7 @@ REDIS_CONNECTED = Gauge(
 )
 
 ALL: tuple[MetricWrapperBase, ...] = (
-    REQUESTS, ATTEMPTS, LATENCY, FALLBACKS, REJECTIONS, TRANSITIONS, BREAKER_STATE,
+    REQUESTS, ATTEMPTS, LATENCY, FALLBACKS, REJECTIONS, TRANSITIONS, HEDGES, BREAKER_STATE,
     PROVIDERS_AVAILABLE, REDIS_CONNECTED,
 )
 
@@ -148,6 +155,16 @@ def aborted(provider: str) -> None:
     outcome = "error" if isinstance(exc, Exception) else "cancelled"
     _child(ATTEMPTS, provider, outcome).inc()
     _child(REQUESTS, provider, "provider", outcome).inc()
+
+
+def cancelled(provider: str) -> None:
+    """An attempt the chain itself cancelled (a hedged race's loser): the request goes on."""
+    _child(ATTEMPTS, provider, "cancelled").inc()
+
+
+def hedged(provider: str, outcome: str) -> None:
+    """A hedge ``started``, ``won``, ``lost`` or was ``refused_budget`` (see :data:`HEDGES`)."""
+    _child(HEDGES, provider, outcome).inc()
 
 
 def fell_back(tier: str) -> None:

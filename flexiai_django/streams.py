@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from itertools import chain
 
-from flexiai_django import cache_tier, metrics
+from flexiai_django import cache_tier, hedging, metrics
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.chain import Walk, arecord, record, success_of
@@ -31,7 +31,7 @@ from flexiai_django.chat_types import (
 from flexiai_django.errors import ProviderError, StreamInterrupted
 from flexiai_django.provider_cache import aget_providers, get_providers
 from flexiai_django.providers import get_adapter
-from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.base import ProviderAdapter, ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
 
 logger = logging.getLogger("flexiai_django")
@@ -281,6 +281,8 @@ def open_stream(request: ChatRequest) -> ChatStream:
 
 
 async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
+    if hedging.hedged(request):
+        return await _ahedged_stream(request)
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
         adapter = get_adapter(provider)
@@ -301,3 +303,38 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
         return AsyncChatStream(_StreamState(walk, provider, admission, head), deltas)
     result = walk.fallback(await cache_tier.arecall(request))
     return AsyncChatStream(_StreamState(walk, None, None, []), None, result)
+
+
+#: A stream opened up to its first piece: the rest of its deltas, and the head.
+_Opened = tuple[AsyncIterator[StreamDelta], list[StreamDelta]]
+
+
+async def _ahedged_stream(request: ChatRequest) -> AsyncChatStream:
+    """:func:`aopen_stream` for a hedged alias: :func:`hedging.race` runs the attempts,
+    each up to its first piece of the answer."""
+    walk = Walk(request)
+
+    async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> _Opened:
+        deltas = adapter.astream(async_client(provider.name), request)
+        try:
+            return deltas, await _ahead(deltas)
+        except BaseException:  # cancelled: close the upstream connection now
+            await _aclose(deltas)
+            raise
+
+    async def discard(opened: _Opened) -> None:
+        await _aclose(opened[0])
+
+    won = await hedging.race(walk, get_store(), await aget_providers(), start, streamed=True,
+                             discard=discard)
+    if won is None:
+        result = walk.fallback(await cache_tier.arecall(request))
+        return AsyncChatStream(_StreamState(walk, None, None, []), None, result)
+    deltas, head = won.value
+    return AsyncChatStream(_StreamState(walk, won.provider, won.admission, head), deltas)
+
+
+async def _aclose(deltas: AsyncIterator[StreamDelta]) -> None:
+    close = getattr(deltas, "aclose", None)
+    if close is not None:
+        await close()
