@@ -25,6 +25,7 @@ BENCHMARKS: tuple[tuple[str, bool], ...] = (
     ("propagation", False),
     ("dead_provider", False),
     ("bogus_keys", False),
+    ("hedging", False),
 )
 
 
