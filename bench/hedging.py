@@ -51,8 +51,10 @@ def _rounds(n: int) -> list[int]:
 class Batch:
     """``n`` requests of one alias and kind, ``concurrency`` at a time; 1 in 20 slow."""
 
-    def __init__(self, upstream: Any, alias: str, streamed: bool, slow: float) -> None:
+    def __init__(self, upstream: Any, alias: str, streamed: bool, slow: float,
+                 every: int) -> None:
         self.upstream, self.alias, self.streamed, self.slow = upstream, alias, streamed, slow
+        self.every = every
         self.primary = PAIRS[alias][0]
 
     async def one(self, arm: bool) -> float:
@@ -79,7 +81,7 @@ class Batch:
 
         async def gated(i: int) -> float:
             async with gate:
-                return await self.one(slow and (offset + i) % SLOW_EVERY == 0)
+                return await self.one(slow and (offset + i) % self.every == 0)
 
         return list(await asyncio.gather(*(gated(i) for i in range(n))))
 
@@ -96,11 +98,12 @@ def hits(upstream: Any, alias: str) -> int:
     return sum(upstream.hits(name) for name in PAIRS[alias])
 
 
-async def measure(upstream: Any, n: int, concurrency: int, slow: float) -> list[list[str]]:
+async def measure(upstream: Any, n: int, concurrency: int, slow: float,
+                  every: int) -> list[list[str]]:
     rows = []
     for streamed in (True, False):
         kind = "stream" if streamed else "plain call"
-        batches = {alias: Batch(upstream, alias, streamed, slow) for alias in PAIRS}
+        batches = {alias: Batch(upstream, alias, streamed, slow, every) for alias in PAIRS}
         for batch in batches.values():  # the primaries' p95, before any slow call
             await batch.run(WARM_UP, concurrency, 0, slow=False)
         samples: dict[str, list[float]] = {alias: [] for alias in PAIRS}
@@ -121,7 +124,7 @@ async def measure(upstream: Any, n: int, concurrency: int, slow: float) -> list[
             extra = calls[alias] - n
             rows.append([
                 kind, "on" if alias == "hedged" else "off", str(n),
-                str(len(range(0, n, SLOW_EVERY))), _setup.fmt(figures["p50"], 1),
+                str(len(range(0, n, every))), _setup.fmt(figures["p50"], 1),
                 _setup.fmt(figures["p99"], 1), _setup.fmt(max(samples[alias]), 1),
                 f"{extra} ({100 * extra / n:.1f} %)",
                 (f"{counted['won']}/{counted['lost']}/{counted['refused_budget']}"
@@ -136,9 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--slow", type=float, default=1.0,
                         help="first_token_delay of the slow primary calls (s)")
+    parser.add_argument("--slow-every", type=int, default=SLOW_EVERY,
+                        help="1 primary call in this many is slow (20: 5 %%)")
     parser.add_argument("--quick", action="store_true", help="N / 4")
     args = parser.parse_args(argv)
-    n = max(SLOW_EVERY, args.n // 4 if args.quick else args.n)
+    n = max(args.slow_every, args.n // 4 if args.quick else args.n)
 
     os.environ["FLEXIAI_JSON"] = json.dumps(FLEXIAI)
     os.environ.pop("REDIS_URL", None)  # a throwaway redis-server, never yours
@@ -151,9 +156,9 @@ def main(argv: list[str] | None = None) -> None:
 
     _setup.print_header(
         "time to first token with slow primaries, hedging off vs on",
-        requests=n, concurrency=args.concurrency, slow=f"1 in {SLOW_EVERY} at {args.slow:g}s",
+        requests=n, concurrency=args.concurrency, slow=f"1 in {args.slow_every} at {args.slow:g}s",
         store=get_store().describe()["backend"], flexiai=FLEXIAI)
-    rows = asyncio.run(measure(upstream, n, args.concurrency, args.slow))
+    rows = asyncio.run(measure(upstream, n, args.concurrency, args.slow, args.slow_every))
     _setup.print_table(
         "time to first token, ms (plain call: to the whole answer)",
         ["kind", "hedging", "requests", "slow", "p50", "p99", "max", "extra calls",
