@@ -166,7 +166,7 @@ class HedgeBudget:
         with self._lock:
             self._unshipped += 1
             self._local.decide(1, False, 0.0, self._now())
-            return self._shared and self._unshipped >= SHIP_EVERY
+            return self._shared and self._unshipped >= SHIP_EVERY and self._outage.retry_due
 
     def _take_unshipped(self) -> int:
         with self._lock:

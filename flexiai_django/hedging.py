@@ -130,21 +130,21 @@ class _Race(Generic[T]):
         if budget.count():
             await budget.aship()
         hedge_at: float | None = None
-        hedged = False
+        decided = False  # whether this request's one hedge decision was made
         try:
             while True:
                 if not self.running:
                     first = await self._launch(hedge=False)
                     if first is None:
                         return None
-                    if not hedged:
+                    if not decided:
                         hedge_at = first.started + delay_for(first.provider,
                                                              streamed=self.streamed)
                 wait = None if hedge_at is None else max(0.0, hedge_at - time.monotonic())
                 done, _ = await asyncio.wait([r.task for r in self.running], timeout=wait,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    hedge_at, hedged = None, True
+                    hedge_at, decided = None, True
                     await self._hedge()
                     continue
                 won = await self._settle(done)
@@ -192,7 +192,9 @@ class _Race(Generic[T]):
         winner: _Run[T] | None = None
         extra: list[_Run[T]] = []
         for run in ended:
-            exc = run.task.exception()
+            # Only this module cancels an attempt; one that ended cancelled anyway is
+            # treated like the sequential chain treats it: the request is cancelled.
+            exc = asyncio.CancelledError() if run.task.cancelled() else run.task.exception()
             if exc is None:
                 if winner is None:
                     winner = run

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 import flexiai_django
 from flexiai_django import hedge_budget, hedging
 from flexiai_django.breakers import get_store
+from flexiai_django.breakers.state import State
 from flexiai_django.hedge_budget import BURST, HedgeBudget, LocalWindow, allows, get_budget
 from flexiai_django.testing.clock import FakeClock
 
@@ -137,6 +138,14 @@ def test_requests_reach_redis_in_batches():
         budget.clear()
 
 
+@override_settings(FLEXIAI={"HEDGE_BUDGET": 0.1})
+def test_without_redis_each_process_rations_its_own_hedges(caplog):
+    clock = FakeClock(start=6_000_000.0)
+    budget = HedgeBudget(url="redis://127.0.0.1:1/0", clock=clock)  # nothing listens there
+    assert spend(budget, 20) == 2 + BURST
+    assert "hedge budget lost Redis (ConnectionError)" in caplog.text
+
+
 def test_the_local_window_is_the_scripts_rule():
     window = LocalWindow()
     assert [window.decide(0, True, 0.1, 0.0) for _ in range(BURST + 1)] == [True] * BURST + [
@@ -171,14 +180,26 @@ class Hedges:
                 if hedges(self.provider, o) != self.start[o]}
 
 
+#: The suite's Redis under keys of this module's own, so no other test run sharing the
+#: database clears them mid-test.
+PREFIX = "flexiai-test-hedging"
+
+
+def redis_store(**options):
+    return {"BACKEND": "flexiai_django.breakers.redis_store.RedisBreakerStore",
+            "OPTIONS": {"key_prefix": PREFIX, **options}}
+
+
 @pytest.fixture
 def two(make_provider):
-    flexiai = {**settings.FLEXIAI, **HEDGED}
+    flexiai = {**settings.FLEXIAI, **HEDGED, "BREAKER_STORE": redis_store()}
     with override_settings(FLEXIAI=flexiai):
+        get_store().clear()
         get_budget().clear()
         make_provider("primary", priority=1, timeout=5.0)
         make_provider("secondary", priority=2, timeout=5.0)
         yield
+        get_store().clear()
         get_budget().clear()
 
 
@@ -248,7 +269,7 @@ async def test_a_hedge_that_loses_is_cancelled(two, fake_upstream):
 @pytest.mark.asyncio
 async def test_a_fast_first_token_starts_no_second_call(two, fake_upstream):
     counted = Hedges("secondary")
-    with override_settings(FLEXIAI={**settings.FLEXIAI, **HEDGED,
+    with override_settings(FLEXIAI={**settings.FLEXIAI, **HEDGED, "BREAKER_STORE": redis_store(),
                                     "HEDGE_DEFAULT_DELAY_SECONDS": 1.0}):
         stream = await flexiai_django.astream(HELLO, model="auto")
         assert "".join([piece async for piece in stream]) == "primary: hello"
@@ -297,6 +318,40 @@ def test_the_sync_api_never_hedges(two, fake_upstream):
     fake_upstream.set_fault("primary", first_token_delay=0.5)
     assert flexiai_django.chat(HELLO, model="auto").provider == "primary"
     assert fake_upstream.hits("secondary") == 0
+
+
+@pytest.fixture
+def clock(make_provider):
+    """Two providers, breakers in this process on a clock the test moves (the Redis store
+    frees a probe slot the same way: tests/breakers/test_stores.py)."""
+    clock = FakeClock()
+    store = {"BACKEND": "flexiai_django.breakers.memory.LocalBreakerStore",
+             "OPTIONS": {"clock": clock}}
+    flexiai = {**settings.FLEXIAI, **HEDGED, "BREAKER_STORE": store,
+               "FAILURE_THRESHOLD": 3,
+               "OPEN_SECONDS": 30, "OPEN_JITTER": 0.0, "HALF_OPEN_MAX_CALLS": 1}
+    with override_settings(FLEXIAI=flexiai):
+        get_store().clear()
+        get_budget().clear()
+        make_provider("primary", priority=1, timeout=5.0)
+        make_provider("secondary", priority=2, timeout=5.0)
+        yield clock
+        get_store().clear()
+        get_budget().clear()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_cancelled_half_open_probe_frees_its_slot(clock, fake_upstream):
+    fake_upstream.set_fault("primary", status=500, times=3)
+    for _ in range(3):
+        await flexiai_django.achat(HELLO, model="steady")
+    clock.advance(30)  # the next call to the primary is its half-open probe
+    fake_upstream.set_fault("primary", first_token_delay=2.0, times=1)
+    assert (await flexiai_django.achat(HELLO, model="auto")).provider == "secondary"
+    assert get_store().get("llm:primary").state is State.HALF_OPEN  # no verdict
+    assert (await flexiai_django.achat(HELLO, model="auto")).provider == "primary"  # probes
+    assert get_store().get("llm:primary").state is State.CLOSED
 
 
 @pytest.mark.django_db(transaction=True)
