@@ -24,6 +24,7 @@ BENCHMARKS: tuple[tuple[str, bool], ...] = (
     ("json_libs", False),
     ("propagation", False),
     ("dead_provider", False),
+    ("probes", False),
     ("bogus_keys", False),
     ("hedging", False),
 )

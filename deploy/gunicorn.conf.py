@@ -2,8 +2,9 @@
 
     gunicorn -c deploy/gunicorn.conf.py flexiai_site.asgi:application
 
-Each worker process starts its own breaker listener lazily on first use; ``worker_exit``
-only makes an exiting worker leave the broadcast group at once.
+Each worker process starts its own breaker listener and active prober lazily on first
+use; ``worker_exit`` only makes an exiting worker leave the broadcast group at once and
+stop its prober.
 
 Bind: ``127.0.0.1:8000`` unless ``BIND`` says otherwise. Serve it behind nginx on the
 same host (nginx buffers slow clients; gunicorn's workers should not wait on them); the
@@ -69,11 +70,13 @@ def child_exit(server, worker):
 
 
 def worker_exit(server, worker):
-    """In the exiting worker: leave the broadcast group now, not after group_expiry."""
+    """In the exiting worker: leave the broadcast group now, not after group_expiry, and
+    stop the active prober (a probe in flight is not waited for beyond a second)."""
     try:
-        from flexiai_django import broadcast
+        from flexiai_django import active_probes, broadcast
 
         broadcast.leave()
+        active_probes.stop()
     except Exception as exc:  # the app may never have loaded; exiting must not fail
         server.log.warning("flexiai: broadcast group not left (%s)", type(exc).__name__)
 

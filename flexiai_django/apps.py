@@ -13,7 +13,14 @@ class FlexiAIConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from flexiai_django import broadcast, checks, history, metrics, provider_cache  # noqa: F401
+        from flexiai_django import (  # noqa: F401
+            active_probes,
+            broadcast,
+            checks,
+            history,
+            metrics,
+            provider_cache,
+        )
 
         checks.register()
         provider_cache.connect()

@@ -1,19 +1,24 @@
 """The fallback chain: providers in order → cached answer → degraded message → 503.
 
 Each attempt goes through the provider's breaker: an open breaker is skipped without
-a network call; a provider failure is recorded and the next provider is tried; a
-request error (the caller's fault) stops the chain at once. :class:`Walk` is one
+a network call; a provider failure is recorded and, unless it was transient and worth
+another try on the same provider (:mod:`flexiai_django.retries`), the next provider is
+tried; a request error (the caller's fault) stops the chain at once. A provider's
+``Retry-After`` cools its breaker down for the whole deployment. :class:`Walk` is one
 request's bookkeeping, shared by plain calls (here) and streams
 (:mod:`flexiai_django.streams`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flexiai_django import cache_tier, hedging, metrics, ordering, recent_calls
+from flexiai_django import cache_tier, hedging, metrics, ordering, recent_calls, retries
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
@@ -32,6 +37,10 @@ from flexiai_django.providers.clients import async_client, sync_client
 
 logger = logging.getLogger("flexiai_django")
 
+#: Extra seconds on a wait a provider asked for, so the cooldown it set (by the shared
+#: store's clock) is over when the retry asks to be admitted.
+HINT_MARGIN = 0.05
+
 #: Fields that only inform the provider (abuse monitoring, dashboards): a provider kind
 #: that cannot carry them still serves, and the answer names them as dropped.
 ADVISORY = frozenset({"user", "metadata", MESSAGE_NAME})
@@ -46,11 +55,15 @@ def success_of(exc: ProviderError) -> bool | None:
 class Walk:
     """Bookkeeping for one request's trip down the chain, shared by sync and async."""
 
-    def __init__(self, request: ChatRequest) -> None:
+    def __init__(self, request: ChatRequest,
+                 rand: Callable[[], float] = random.random) -> None:
         self.request = request
+        self.rand = rand
         self.started = time.monotonic()
         self.attempts = 0
         self.attempt_started = self.started
+        self.retries = 0  # on the current provider
+        self.provider_started = self.started
         self.trail: list[Attempt] = []
         self.retry_hints: list[float] = []
         self.unfit: dict[str, tuple[str, ...]] = {}
@@ -108,6 +121,7 @@ class Walk:
         """The breaker's admission for an attempt that starts now, or None to skip."""
         if not self.fits(provider, adapter):
             return None
+        self.retries, self.provider_started = 0, time.monotonic()
         admission = store.acquire(provider.breaker_name, provider.breaker)
         return admission if self.admitted(provider, admission) else None
 
@@ -116,12 +130,53 @@ class Walk:
         """:meth:`admit` for async code (the store decides on the loop when it can)."""
         if not self.fits(provider, adapter):
             return None
+        self.retries, self.provider_started = 0, time.monotonic()
         admission = await store.aacquire(provider.breaker_name, provider.breaker)
         return admission if self.admitted(provider, admission) else None
 
+    def again(self, store: BreakerStore, provider: ProviderConfig,
+              exc: ProviderError) -> Admission | None:
+        """After a failed try: cool the provider down deployment-wide if it asked, then
+        wait and take the admission for another try on it, or None to fail over."""
+        if exc.retry_after is not None:
+            store.cool_down(provider.breaker_name, provider.breaker, exc.retry_after)
+        wait = self.retry_wait(provider, exc)
+        if wait is None:
+            return None
+        time.sleep(wait)
+        return self.readmitted(provider, store.acquire(provider.breaker_name, provider.breaker))
+
+    async def aagain(self, store: BreakerStore, provider: ProviderConfig,
+                     exc: ProviderError) -> Admission | None:
+        """:meth:`again` for async code."""
+        if exc.retry_after is not None:
+            await store.acool_down(provider.breaker_name, provider.breaker, exc.retry_after)
+        wait = self.retry_wait(provider, exc)
+        if wait is None:
+            return None
+        await asyncio.sleep(wait)
+        admission = await store.aacquire(provider.breaker_name, provider.breaker)
+        return self.readmitted(provider, admission)
+
+    def retry_wait(self, provider: ProviderConfig, exc: ProviderError) -> float | None:
+        """Seconds before the same provider is tried again, or None (see :mod:`.retries`)."""
+        spent = time.monotonic() - self.provider_started
+        wait = retries.delay(exc, self.retries, provider, get_settings(), self.rand(), spent)
+        if wait is not None and exc.retry_after is not None:
+            wait += HINT_MARGIN
+        return wait
+
+    def readmitted(self, provider: ProviderConfig, admission: Admission) -> Admission | None:
+        """The breaker's word on a retry (it may have opened, or cooled down further)."""
+        if not self.admitted(provider, admission):
+            return None
+        self.retries += 1
+        metrics.retried(provider.name)
+        return admission
+
     def skipped(self, provider: ProviderConfig, admission: Admission) -> None:
         metrics.rejected(provider.breaker_name)
-        self.trail.append(Attempt(provider.name, f"skipped:{admission.state.state.value}"))
+        self.trail.append(Attempt(provider.name, f"skipped:{admission.refusal}"))
         if admission.retry_after is not None:
             self.retry_hints.append(admission.retry_after)
 
@@ -151,6 +206,8 @@ class Walk:
         elapsed = self.observe(provider, ok=True, seconds=seconds)
         recent_calls.local().first_token(provider.name, elapsed, streamed=seconds is not None)
         metrics.answered(provider.name, elapsed)
+        metrics.used(provider.name, completion.usage.prompt_tokens,
+                     completion.usage.completion_tokens)
         return ChatResult(
             content=completion.content,
             tier="provider",
@@ -209,21 +266,21 @@ def complete(request: ChatRequest) -> ChatResult:
     for provider in walk.candidates(get_providers()):
         adapter = get_adapter(provider)
         admission = walk.admit(store, provider, adapter)
-        if admission is None:
-            continue
-        try:
-            completion = adapter.complete(sync_client(provider.name), request)
-        except ProviderError as exc:
-            record(store, provider, admission, success_of(exc), exc.kind)
-            walk.failed(provider, exc)
-            continue
-        except BaseException:
-            walk.aborted(provider)
-            record(store, provider, admission, None)
-            raise
-        record(store, provider, admission, True)
-        cache_tier.remember(request, provider.name, completion)
-        return walk.answered(provider, completion)
+        while admission is not None:
+            try:
+                completion = adapter.complete(sync_client(provider.name), request)
+            except ProviderError as exc:
+                record(store, provider, admission, success_of(exc), exc.kind)
+                walk.failed(provider, exc)
+                admission = walk.again(store, provider, exc)
+                continue
+            except BaseException:
+                walk.aborted(provider)
+                record(store, provider, admission, None)
+                raise
+            record(store, provider, admission, True)
+            cache_tier.remember(request, provider.name, completion)
+            return walk.answered(provider, completion)
     return walk.fallback(cache_tier.recall(request))
 
 
@@ -234,21 +291,21 @@ async def acomplete(request: ChatRequest) -> ChatResult:
     for provider in walk.candidates(await aget_providers()):
         adapter = get_adapter(provider)
         admission = await walk.aadmit(store, provider, adapter)
-        if admission is None:
-            continue
-        try:
-            completion = await adapter.acomplete(async_client(provider.name), request)
-        except ProviderError as exc:
-            await arecord(store, provider, admission, success_of(exc), exc.kind)
-            walk.failed(provider, exc)
-            continue
-        except BaseException:
-            walk.aborted(provider)
-            await arecord(store, provider, admission, None)
-            raise
-        await arecord(store, provider, admission, True)
-        cache_tier.remember_soon(request, provider.name, completion)
-        return walk.answered(provider, completion)
+        while admission is not None:
+            try:
+                completion = await adapter.acomplete(async_client(provider.name), request)
+            except ProviderError as exc:
+                await arecord(store, provider, admission, success_of(exc), exc.kind)
+                walk.failed(provider, exc)
+                admission = await walk.aagain(store, provider, exc)
+                continue
+            except BaseException:
+                walk.aborted(provider)
+                await arecord(store, provider, admission, None)
+                raise
+            await arecord(store, provider, admission, True)
+            cache_tier.remember_soon(request, provider.name, completion)
+            return walk.answered(provider, completion)
     return walk.fallback(await cache_tier.arecall(request))
 
 
@@ -259,7 +316,8 @@ async def _ahedged_complete(request: ChatRequest) -> ChatResult:
     async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> Completion:
         return await adapter.acomplete(async_client(provider.name), request)
 
-    won = await hedging.race(walk, store, await aget_providers(), start, streamed=False)
+    candidates = walk.candidates(await aget_providers())
+    won = await hedging.race(walk, store, candidates, start, streamed=False)
     if won is None:
         return walk.fallback(await cache_tier.arecall(request))
     await arecord(store, won.provider, won.admission, True)

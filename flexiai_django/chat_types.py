@@ -193,6 +193,10 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens,
+                     self.completion_tokens + other.completion_tokens)
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -252,6 +256,13 @@ class ChatResult:
     dropped: tuple[str, ...] = ()
     #: The other answers, when the request asked for ``n`` > 1.
     more: tuple[Choice, ...] = ()
+    #: A stream continued after its provider broke mid-answer: the providers that wrote
+    #: its first parts, in order (``provider`` wrote the end). Empty otherwise.
+    continued_from: tuple[str, ...] = ()
+
+    @property
+    def continued(self) -> bool:
+        return bool(self.continued_from)
 
     @property
     def degraded(self) -> bool:

@@ -7,6 +7,8 @@ provider's breaker (``trips_breaker``), and may the next provider be tried
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FlexiAIError(Exception):
     """Base class of everything this app raises."""
@@ -43,7 +45,14 @@ class UpstreamTimeout(ProviderError):
 
 
 class UpstreamConnectionError(ProviderError):
+    """The connection failed or was lost. ``replied``: after the upstream had begun its
+    reply, so the provider may have done the work (not worth a same-provider retry)."""
+
     kind = "connection_error"
+
+    def __init__(self, message: str, *, replied: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.replied = replied
 
 
 class RateLimited(ProviderError):

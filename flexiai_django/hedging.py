@@ -3,8 +3,9 @@
 For a model alias listed in ``HEDGED_ALIASES`` the async chain (``aopen_stream``,
 ``acomplete``) runs its attempts through :func:`race` instead of one after another:
 
-* the first admitted provider starts; if it fails before the hedge delay, the chain fails
-  over as usual and the next provider becomes the first;
+* the first admitted provider starts; if it fails before the hedge delay, the chain goes
+  on as usual (a transient failure is retried on the same provider, see
+  :mod:`flexiai_django.retries`, then the next provider becomes the first);
 * if it has produced nothing by the hedge delay (:func:`hedge_delay`: its recent p95 time
   to first token in this worker, ``HEDGE_DEFAULT_DELAY_SECONDS`` until it has
   :data:`MIN_SAMPLES` of them, never under :data:`FLOOR_SECONDS`) and the deployment's
@@ -14,6 +15,9 @@ For a model alias listed in ``HEDGED_ALIASES`` the async chain (``aopen_stream``
   whole answer) and the other is cancelled: its connection is closed, its breaker gets
   no verdict (a cancelled call says nothing about the provider; a half-open probe slot is
   freed), and it counts as a cancelled attempt (and a lost hedge, if it was the hedge).
+
+An attempt that fails while the other one is still running is not retried (the other is
+already the alternative); its ``Retry-After`` still cools the provider down.
 
 The sync chain (``chat()``, ``stream()``) never hedges: a call blocking a thread cannot be
 cancelled. A cancelled first provider's wait is noted as its time to first token (a lower
@@ -99,13 +103,14 @@ Start = Callable[[ProviderConfig, ProviderAdapter], Coroutine[Any, Any, T]]
 async def race(
     walk: Walk,
     store: BreakerStore,
-    providers: Iterable[ProviderConfig],
+    candidates: Iterable[ProviderConfig],
     start: Start[T],
     *,
     streamed: bool,
     discard: Callable[[T], Awaitable[None]] | None = None,
 ) -> Won[T] | None:
-    """Walk the chain for ``walk.request`` with one hedge allowed (see the module doc).
+    """Walk ``candidates`` (the chain, in order) for ``walk.request`` with one hedge
+    allowed (see the module doc).
 
     ``start(provider, adapter)`` makes one attempt and returns once it has its first
     token (raising a :class:`ProviderError` if it fails); ``discard`` releases the value
@@ -113,17 +118,18 @@ async def race(
     answered (the caller goes on to the fallback tiers); raises like the chain does
     (a request error stops it). On return no attempt is left running.
     """
-    return await _Race(walk, store, providers, start, streamed, discard).run()
+    return await _Race(walk, store, candidates, start, streamed, discard).run()
 
 
 class _Race(Generic[T]):
-    def __init__(self, walk: Walk, store: BreakerStore, providers: Iterable[ProviderConfig],
+    def __init__(self, walk: Walk, store: BreakerStore, candidates: Iterable[ProviderConfig],
                  start: Start[T], streamed: bool,
                  discard: Callable[[T], Awaitable[None]] | None) -> None:
         self.walk, self.store, self.start = walk, store, start
         self.streamed, self.discard = streamed, discard
-        self.queue = deque(walk.candidates(tuple(providers)))
+        self.queue = deque(candidates)
         self.running: list[_Run[T]] = []
+        self.latest: _Run[T] | None = None  # the last attempt started (the walk's retries)
 
     async def run(self) -> Won[T] | None:
         budget = get_budget()
@@ -164,14 +170,17 @@ class _Race(Generic[T]):
             provider = self.queue.popleft()
             adapter = get_adapter(provider)
             admission = await self.walk.aadmit(self.store, provider, adapter)
-            if admission is None:
-                continue
-            task = asyncio.create_task(self.start(provider, adapter),
-                                       name=f"flexiai-attempt:{provider.name}")
-            run = _Run(provider, admission, task, time.monotonic(), hedge)
-            self.running.append(run)
-            return run
+            if admission is not None:
+                return self._start(provider, admission, hedge=hedge, adapter=adapter)
         return None
+
+    def _start(self, provider: ProviderConfig, admission: Admission, *, hedge: bool,
+               adapter: ProviderAdapter | None = None) -> _Run[T]:
+        task = asyncio.create_task(self.start(provider, adapter or get_adapter(provider)),
+                                   name=f"flexiai-attempt:{provider.name}")
+        run = self.latest = _Run(provider, admission, task, time.monotonic(), hedge)
+        self.running.append(run)
+        return run
 
     async def _hedge(self) -> None:
         """The first token is late: start the next provider if the budget allows."""
@@ -201,7 +210,9 @@ class _Race(Generic[T]):
                 else:
                     extra.append(run)
             elif isinstance(exc, ProviderError):
-                await self._failed(run, exc)
+                again = await self._failed(run, exc)
+                if again is not None:
+                    self._start(run.provider, again, hedge=False)
             else:
                 self.running.insert(0, run)  # the handler in run() counts it as aborted
                 raise exc
@@ -214,12 +225,20 @@ class _Race(Generic[T]):
         self.walk.attempt_started = winner.started  # the winner's latency, from its start
         return Won(winner.provider, winner.admission, winner.task.result())
 
-    async def _failed(self, run: _Run[T], exc: ProviderError) -> None:
+    async def _failed(self, run: _Run[T], exc: ProviderError) -> Admission | None:
+        """Record a failed attempt; the admission for a retry on the same provider when it
+        was the only attempt running and is worth another try (after the backoff)."""
         if run.hedge:
             metrics.hedged(run.provider.name, "lost")
         self.walk.attempt_started = run.started
         await _verdict(self.store, run, False if exc.trips_breaker else None, exc.kind)
         self.walk.failed(run.provider, exc)  # raises when the chain must stop
+        if not self.running and run is self.latest:
+            return await self.walk.aagain(self.store, run.provider, exc)
+        if exc.retry_after is not None:
+            await self.store.acool_down(run.provider.breaker_name, run.provider.breaker,
+                                        exc.retry_after)
+        return None
 
     async def _drop(self, runs: list[_Run[T]], *, counted: int, lower_bound: bool) -> None:
         """Cancel ``runs`` and wait for them to end (their connections closed): no verdict,

@@ -1,4 +1,5 @@
-"""ASGI lifespan for servers that send it (uvicorn): leave the broadcast group on shutdown.
+"""ASGI lifespan for servers that send it (uvicorn): leave the broadcast group and stop
+the active prober on shutdown.
 
 Nothing depends on it: daphne sends no lifespan events, and a worker that never leaves
 drops out of the group after ``group_expiry``. It only saves the group from queueing
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from flexiai_django import broadcast
+from flexiai_django import active_probes, broadcast
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -21,5 +22,6 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await asyncio.to_thread(broadcast.leave)
+            await asyncio.to_thread(active_probes.stop)
             await send({"type": "lifespan.shutdown.complete"})
             return

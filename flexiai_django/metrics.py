@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 #: Tiers of :data:`REQUESTS` and :data:`FALLBACKS`; "none" is a request no tier answered.
 TIERS = ("provider", "cache", "degraded", "none")
 
+#: Kinds of :data:`TOKENS`.
+TOKEN_KINDS = ("prompt", "completion")
+
 #: Error kinds that may appear as an outcome; anything else is reported as "provider_error".
 ERROR_KINDS = frozenset(
     cls.kind for cls in (
@@ -63,10 +66,22 @@ LATENCY = Histogram(
     ["provider"],
     buckets=LATENCY_BUCKETS,
 )
+TOKENS = Counter(
+    "flexiai_tokens_total",
+    "Tokens the providers that served reported, by provider and kind (prompt or "
+    "completion): the basis of cost. A provider that reports no usage adds nothing.",
+    ["provider", "kind"],
+)
 FALLBACKS = Counter(
     "flexiai_fallback_total",
     "Requests no provider answered, by the tier that did: cache, degraded, or none (503).",
     ["tier"],
+)
+RETRIES = Counter(
+    "flexiai_retries_total",
+    "Calls sent to a provider again after a transient failure (429, 5xx, a lost "
+    "connection), before failing over.",
+    ["provider"],
 )
 REJECTIONS = Counter(
     "flexiai_breaker_rejections_total",
@@ -105,9 +120,16 @@ REDIS_CONNECTED = Gauge(
     multiprocess_mode="livemostrecent",
 )
 
+ACTIVE_PROBES = Counter(
+    "flexiai_active_probes_total",
+    "Out-of-band probes of providers whose breaker is open (one per ACTIVE_PROBE_SECONDS "
+    "per open provider, deployment-wide), by outcome: ok, an error kind, or error.",
+    ["provider", "outcome"],
+)
+
 ALL: tuple[MetricWrapperBase, ...] = (
-    REQUESTS, ATTEMPTS, LATENCY, FALLBACKS, REJECTIONS, TRANSITIONS, HEDGES, BREAKER_STATE,
-    PROVIDERS_AVAILABLE, REDIS_CONNECTED,
+    REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, RETRIES, REJECTIONS, TRANSITIONS,
+    HEDGES, BREAKER_STATE, PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -134,10 +156,23 @@ def rejected(breaker: str) -> None:
     _child(REJECTIONS, breaker).inc()
 
 
+def retried(provider: str) -> None:
+    _child(RETRIES, provider).inc()
+
+
 def answered(provider: str, seconds: float) -> None:
     _child(ATTEMPTS, provider, "ok").inc()
     _child(LATENCY, provider).observe(seconds)
     _child(REQUESTS, provider, "provider", "ok").inc()
+
+
+def used(provider: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Tokens one provider served for one answer (each provider of a continued answer
+    reports its own part)."""
+    if prompt_tokens:
+        _child(TOKENS, provider, TOKEN_KINDS[0]).inc(prompt_tokens)
+    if completion_tokens:
+        _child(TOKENS, provider, TOKEN_KINDS[1]).inc(completion_tokens)
 
 
 def attempt_failed(provider: str, kind: str) -> None:
@@ -171,6 +206,11 @@ def fell_back(tier: str) -> None:
     """Every provider failed or was skipped; ``tier`` answered (``"none"``: a 503)."""
     _child(FALLBACKS, tier).inc()
     _child(REQUESTS, "", tier, "unavailable" if tier == "none" else "ok").inc()
+
+
+def probed(provider: str, outcome: str) -> None:
+    """The active prober called ``provider`` (see :mod:`flexiai_django.active_probes`)."""
+    _child(ACTIVE_PROBES, provider, outcome).inc()
 
 
 # -- breaker transitions ----------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 The snapshot is read from the shared store (the truth for every worker), the provider
 table and the transition history; it carries ``server_time`` so the browser can count
-down to half-open with its own clock. A provider that can't be used as configured (a key
-that can't be decrypted…) carries ``misconfigured: "<reason>"`` so it is never invisible.
+down to half-open with its own clock, and ``active_probe_seconds`` (each breaker state
+carries its last active probe and the probes of the current outage). A provider that
+can't be used as configured (a key that can't be decrypted…) carries
+``misconfigured: "<reason>"`` so it is never invisible.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ async def snapshot() -> dict[str, Any]:
         "worker": worker_id(),
         "window": settings.STATS_WINDOW_SECONDS,
         "stale_after": settings.STATS_WINDOW_SECONDS + 2 * settings.STATS_PUBLISH_SECONDS,
+        "active_probe_seconds": settings.ACTIVE_PROBE_SECONDS,
         "providers": providers,
         "transitions": recent,
         "stats": worker_stats(),

@@ -1,19 +1,24 @@
-"""Streams through the fallback chain: failover before the first chunk, then one provider.
+"""Streams through the fallback chain: failover before the first chunk, continuation after.
 
 :func:`open_stream` / :func:`aopen_stream` walk the chain until a provider yields its
 first piece (the point of no failover); the :class:`ChatStream` they return carries that
-provider's remaining pieces and records the outcome in its breaker when it ends.
+provider's remaining pieces and records the outcome in its breaker when it ends. If the
+provider breaks mid-answer, the stream is *continued*: the next provider of the chain is
+asked for the rest (:mod:`.stream_resume`, :mod:`.continuation`) and its text follows
+on, past a seam that drops what it repeats, so the caller reads one answer (see
+:meth:`ChatStream.deltas` for when a stream is not continued).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from itertools import chain
 
-from flexiai_django import cache_tier, hedging, metrics
+from flexiai_django import cache_tier, continuation, hedging, metrics, stream_resume
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.chain import Walk, arecord, record, success_of
@@ -28,6 +33,7 @@ from flexiai_django.chat_types import (
     ToolCallDelta,
     Usage,
 )
+from flexiai_django.conf import get_settings
 from flexiai_django.errors import ProviderError, StreamInterrupted
 from flexiai_django.provider_cache import aget_providers, get_providers
 from flexiai_django.providers import get_adapter
@@ -67,8 +73,14 @@ class _StreamState:
     """What a stream knows about itself; filled in as it goes, complete once it ends."""
 
     def __init__(self, walk: Walk, provider: ProviderConfig | None,
-                 admission: Admission | None, head: list[StreamDelta]) -> None:
+                 admission: Admission | None, head: list[StreamDelta],
+                 candidates: Sequence[ProviderConfig] = ()) -> None:
         self.walk = walk
+        #: The request's chain, in order: where a continuation is looked for.
+        self.candidates = candidates
+        #: Providers whose broken streams this answer continues, in order.
+        self.continued_from: list[str] = []
+        self.seam: continuation.Seam | None = None
         self.provider = provider
         self.admission = admission
         self.head = head
@@ -77,14 +89,23 @@ class _StreamState:
         self.model: str | None = next((d.model for d in head if d.model),
                                       provider.model if provider else None)
         self.usage = Usage()
+        #: The part of ``usage`` the provider writing now reported (each provider of a
+        #: continued answer is accounted for its own part).
+        self.own_usage = Usage()
         self.result: ChatResult | None = None
         self.first_chunk_after = time.monotonic() - walk.attempt_started
 
     def take(self, delta: StreamDelta) -> StreamDelta:
+        if self.seam is not None and not self.seam.decided:
+            text = self.seam.feed(delta.content)
+            if delta.finish_reason or delta.final:
+                text += self.seam.close()
+            if text != delta.content:  # its logprobs no longer match its text
+                delta = dataclasses.replace(delta, content=text, logprobs=None)
         self.answers.setdefault(delta.choice, _Answer()).take(delta)
         if delta.usage is not None:
-            self.usage = Usage(self.usage.prompt_tokens + delta.usage.prompt_tokens,
-                               self.usage.completion_tokens + delta.usage.completion_tokens)
+            self.usage += delta.usage
+            self.own_usage += delta.usage
         return delta
 
     def abandoned_verdict(self) -> bool | None:
@@ -99,7 +120,36 @@ class _StreamState:
         return Completion(first.content, self.model or "", first.finish_reason, self.usage,
                           tool_calls=first.tool_calls, refusal=first.refusal, more=tuple(more))
 
-    def interrupted(self, exc: ProviderError) -> StreamInterrupted:
+    def not_continued(self) -> str | None:
+        """Why the broken answer cannot be continued (see
+        :func:`flexiai_django.continuation.not_continuable`), or None when it can."""
+        if not get_settings().CONTINUE_STREAMS:
+            return "continuation is off"
+        answer = self.answers[0]
+        return continuation.not_continuable(self.walk.request, tool_calls=bool(answer.calls),
+                                            refusal=any(answer.refusal))
+
+    @property
+    def sent(self) -> str:
+        """The answer's text so far, as the caller received it."""
+        return "".join(self.answers[0].parts)
+
+    def resumed(self, to: stream_resume.Resumed[Iterator[StreamDelta]]
+                | stream_resume.Resumed[AsyncIterator[StreamDelta]]) -> None:
+        """Another provider now writes the rest of the answer."""
+        assert self.provider is not None
+        self.continued_from.append(self.provider.name)
+        metrics.used(self.provider.name, self.own_usage.prompt_tokens,
+                     self.own_usage.completion_tokens)
+        self.own_usage = Usage()
+        self.provider, self.admission = to.provider, to.admission
+        self.seam = continuation.Seam(self.sent)
+        self.model = next((d.model for d in to.head if d.model), to.provider.model)
+        self.first_chunk_after = time.monotonic() - self.walk.attempt_started
+        logger.info("provider %s continues the answer of %s", to.provider.name,
+                    self.continued_from[-1], extra={"provider": to.provider.name})
+
+    def interrupted(self, exc: ProviderError) -> None:
         assert self.provider is not None
         self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
         self.walk.observe(self.provider, ok=False)
@@ -107,13 +157,24 @@ class _StreamState:
         metrics.request_failed(self.provider.name, "interrupted")
         logger.warning("provider %s stream interrupted: %s", self.provider.name, exc.kind,
                        extra={"provider": self.provider.name, "error": exc.kind})
-        return StreamInterrupted(f"stream failed after it started ({exc.kind})",
+
+    def broken(self, exc: ProviderError, why: str | None) -> StreamInterrupted:
+        """The error that ends a stream no provider continues, saying why not."""
+        assert self.provider is not None
+        return StreamInterrupted(f"stream failed after it started ({exc.kind}); not "
+                                 f"continued: {why or 'no provider could continue it'}",
                                  provider=self.provider.name)
 
     def finish(self) -> None:
         assert self.provider is not None
-        self.result = self.walk.answered(self.provider, self.completion(),
-                                         self.first_chunk_after)
+        completion = self.completion()
+        if not self.continued_from:
+            self.result = self.walk.answered(self.provider, completion, self.first_chunk_after)
+            return
+        own = dataclasses.replace(completion, usage=self.own_usage)  # accounted to this one
+        result = self.walk.answered(self.provider, own, self.first_chunk_after)
+        self.result = dataclasses.replace(result, usage=self.usage,
+                                          continued_from=tuple(self.continued_from))
 
 
 class ChatStream:
@@ -158,6 +219,12 @@ class ChatStream:
         """The whole answer, once the stream has ended."""
         return self._fallback or self._state.result
 
+    @property
+    def continued_from(self) -> tuple[str, ...]:
+        """Providers whose broken streams this answer continues, in order (``provider``
+        names the one writing now); empty while one provider writes it all."""
+        return tuple(self._state.continued_from)
+
     def __iter__(self) -> Iterator[str]:
         """The answer's text, piece by piece."""
         for delta in self.deltas():
@@ -165,22 +232,38 @@ class ChatStream:
                 yield delta.content
 
     def deltas(self) -> Iterator[StreamDelta]:
-        """Every piece of the answer: text, tool-call pieces, refusal, finish and usage."""
+        """Every piece of the answer: text, tool-call pieces, refusal, finish and usage.
+
+        A provider that fails mid-answer counts as a failure in its breaker, and the next
+        provider of the chain that can gives the rest. :class:`StreamInterrupted` (saying
+        why) is raised instead when ``CONTINUE_STREAMS`` is off, no provider is left, or
+        the answer is not one text (:func:`flexiai_django.continuation.not_continuable`).
+        """
         if self._fallback is not None:
             yield _whole(self._fallback)
             return
         state, store = self._state, get_store()
         assert state.provider and state.admission and self._deltas is not None
-        try:
-            for delta in chain(state.head, self._deltas):
-                yield state.take(delta)
-        except ProviderError as exc:
-            record(store, state.provider, state.admission, False, StreamInterrupted.kind)
-            raise state.interrupted(exc) from None
-        except GeneratorExit:
-            state.walk.aborted(state.provider)
-            record(store, state.provider, state.admission, state.abandoned_verdict())
-            raise
+        pieces: Iterator[StreamDelta] = chain(state.head, self._deltas)
+        while True:
+            try:
+                for delta in pieces:
+                    yield state.take(delta)
+                break
+            except ProviderError as exc:
+                record(store, state.provider, state.admission, False, StreamInterrupted.kind)
+                state.interrupted(exc)
+                why = state.not_continued()
+                resumed = None if why else stream_resume.resume(
+                    state.walk, store, state.candidates, state.sent, _head)
+                if resumed is None:
+                    raise state.broken(exc, why) from None
+                state.resumed(resumed)
+                pieces = chain(resumed.head, resumed.deltas)
+            except GeneratorExit:
+                state.walk.aborted(state.provider)
+                record(store, state.provider, state.admission, state.abandoned_verdict())
+                raise
         record(store, state.provider, state.admission, True)
         cache_tier.remember(state.walk.request, state.provider.name, state.completion())
         state.finish()
@@ -220,18 +303,30 @@ class AsyncChatStream(ChatStream):
             return
         state, store = self._state, get_store()
         assert state.provider and state.admission and self._adeltas is not None
-        try:
-            for delta in state.head:
-                yield state.take(delta)
-            async for delta in self._adeltas:
-                yield state.take(delta)
-        except ProviderError as exc:
-            await arecord(store, state.provider, state.admission, False, StreamInterrupted.kind)
-            raise state.interrupted(exc) from None
-        except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
-            state.walk.aborted(state.provider)
-            await arecord(store, state.provider, state.admission, state.abandoned_verdict())
-            raise
+        head, rest = state.head, self._adeltas
+        while True:
+            try:
+                for delta in head:
+                    yield state.take(delta)
+                async for delta in rest:
+                    yield state.take(delta)
+                break
+            except ProviderError as exc:
+                await arecord(store, state.provider, state.admission, False,
+                              StreamInterrupted.kind)
+                state.interrupted(exc)
+                why = state.not_continued()
+                resumed = None if why else await stream_resume.aresume(
+                    state.walk, store, state.candidates, state.sent, _ahead)
+                if resumed is None:
+                    raise state.broken(exc, why) from None
+                state.resumed(resumed)
+                head, rest = resumed.head, resumed.deltas
+            except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
+                state.walk.aborted(state.provider)
+                await arecord(store, state.provider, state.admission,
+                              state.abandoned_verdict())
+                raise
         await arecord(store, state.provider, state.admission, True)
         cache_tier.remember_soon(state.walk.request, state.provider.name, state.completion())
         state.finish()
@@ -259,23 +354,25 @@ async def _ahead(deltas: AsyncIterator[StreamDelta]) -> list[StreamDelta]:
 
 def open_stream(request: ChatRequest) -> ChatStream:
     walk, store = Walk(request), get_store()
-    for provider in walk.candidates(get_providers()):
+    candidates = walk.candidates(get_providers())
+    for provider in candidates:
         adapter = get_adapter(provider)
         admission = walk.admit(store, provider, adapter)
-        if admission is None:
-            continue
-        deltas = adapter.stream(sync_client(provider.name), request)
-        try:
-            head = _head(deltas)
-        except ProviderError as exc:
-            record(store, provider, admission, success_of(exc), exc.kind)
-            walk.failed(provider, exc)
-            continue
-        except BaseException:
-            walk.aborted(provider)
-            record(store, provider, admission, None)
-            raise
-        return ChatStream(_StreamState(walk, provider, admission, head), deltas)
+        while admission is not None:  # retries happen only before the first piece
+            deltas = adapter.stream(sync_client(provider.name), request)
+            try:
+                head = _head(deltas)
+            except ProviderError as exc:
+                record(store, provider, admission, success_of(exc), exc.kind)
+                walk.failed(provider, exc)
+                admission = walk.again(store, provider, exc)
+                continue
+            except BaseException:
+                walk.aborted(provider)
+                record(store, provider, admission, None)
+                raise
+            return ChatStream(_StreamState(walk, provider, admission, head, candidates),
+                              deltas)
     result = walk.fallback(cache_tier.recall(request))
     return ChatStream(_StreamState(walk, None, None, []), None, result)
 
@@ -284,23 +381,25 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
     if hedging.hedged(request):
         return await _ahedged_stream(request)
     walk, store = Walk(request), get_store()
-    for provider in walk.candidates(await aget_providers()):
+    candidates = walk.candidates(await aget_providers())
+    for provider in candidates:
         adapter = get_adapter(provider)
         admission = await walk.aadmit(store, provider, adapter)
-        if admission is None:
-            continue
-        deltas = adapter.astream(async_client(provider.name), request)
-        try:
-            head = await _ahead(deltas)
-        except ProviderError as exc:
-            await arecord(store, provider, admission, success_of(exc), exc.kind)
-            walk.failed(provider, exc)
-            continue
-        except BaseException:
-            walk.aborted(provider)
-            await arecord(store, provider, admission, None)
-            raise
-        return AsyncChatStream(_StreamState(walk, provider, admission, head), deltas)
+        while admission is not None:  # retries happen only before the first piece
+            deltas = adapter.astream(async_client(provider.name), request)
+            try:
+                head = await _ahead(deltas)
+            except ProviderError as exc:
+                await arecord(store, provider, admission, success_of(exc), exc.kind)
+                walk.failed(provider, exc)
+                admission = await walk.aagain(store, provider, exc)
+                continue
+            except BaseException:
+                walk.aborted(provider)
+                await arecord(store, provider, admission, None)
+                raise
+            state = _StreamState(walk, provider, admission, head, candidates)
+            return AsyncChatStream(state, deltas)
     result = walk.fallback(await cache_tier.arecall(request))
     return AsyncChatStream(_StreamState(walk, None, None, []), None, result)
 
@@ -325,13 +424,15 @@ async def _ahedged_stream(request: ChatRequest) -> AsyncChatStream:
     async def discard(opened: _Opened) -> None:
         await _aclose(opened[0])
 
-    won = await hedging.race(walk, get_store(), await aget_providers(), start, streamed=True,
+    candidates = walk.candidates(await aget_providers())
+    won = await hedging.race(walk, get_store(), candidates, start, streamed=True,
                              discard=discard)
     if won is None:
         result = walk.fallback(await cache_tier.arecall(request))
         return AsyncChatStream(_StreamState(walk, None, None, []), None, result)
     deltas, head = won.value
-    return AsyncChatStream(_StreamState(walk, won.provider, won.admission, head), deltas)
+    state = _StreamState(walk, won.provider, won.admission, head, candidates)
+    return AsyncChatStream(state, deltas)
 
 
 async def _aclose(deltas: AsyncIterator[StreamDelta]) -> None:

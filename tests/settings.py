@@ -23,3 +23,6 @@ SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "flexiai
 # The suite sends many anonymous requests a minute from loopback on purpose; the limit
 # itself is tested with its own settings (tests/test_auth.py).
 FLEXIAI = {**FLEXIAI, "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}  # noqa: F405
+# Tests that open a breaker count the calls its provider gets; the active prober would
+# add its own. Its tests turn it on (tests/test_active_probes.py and the multiprocess one).
+FLEXIAI.setdefault("ACTIVE_PROBE_SECONDS", None)  # FLEXIAI_JSON (real servers) may set it

@@ -291,6 +291,20 @@ async def test_a_primary_failing_before_the_delay_fails_over_as_usual(two, fake_
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
+async def test_a_transient_failure_of_the_only_attempt_is_retried_first(two, fake_upstream):
+    from flexiai_django.models import Provider
+
+    await Provider.objects.filter(name="primary").aupdate(max_retries=1)
+    fake_upstream.set_fault("primary", status=503, times=1)
+    with override_settings(FLEXIAI={**settings.FLEXIAI, **HEDGED, "BREAKER_STORE": redis_store(),
+                                    "RETRY_BACKOFF_SECONDS": 0.01}):
+        result = await flexiai_django.achat(HELLO, model="auto")
+    assert (result.provider, fake_upstream.hits("primary")) == ("primary", 2)
+    assert fake_upstream.hits("secondary") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
 async def test_no_hedge_once_the_budget_is_spent(two, fake_upstream):
     get_budget().count()  # another request, which with others took every hedge there was
     while await get_budget().aallow():

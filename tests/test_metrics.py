@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from django.conf import settings
 from django.test import override_settings
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -156,6 +157,43 @@ def test_the_degraded_tier_and_no_tier_at_all_are_fallbacks_too(two, fake_upstre
     }
 
 
+def tokens_counted(before):
+    now = flexiai_samples(REGISTRY.collect())
+    return {k: v - before.get(k, 0) for k, v in now.items()
+            if k.startswith("flexiai_tokens_total") and v != before.get(k, 0)}
+
+
+def test_tokens_are_those_of_the_provider_that_served(two, fake_upstream):
+    fake_upstream.set_fault("primary", status=500)
+    before = flexiai_samples(REGISTRY.collect())
+    result = flexiai_django.chat([{"role": "user", "content": "one two three"}])
+    assert result.provider == "secondary"
+    assert tokens_counted(before) == {
+        'flexiai_tokens_total{provider="secondary",kind="prompt"}': 3,
+        'flexiai_tokens_total{provider="secondary",kind="completion"}': 4,
+    }
+
+
+def test_each_provider_of_a_continued_stream_is_counted_its_own_tokens(make_provider,
+                                                                        fake_upstream):
+    make_provider("primary", kind="anthropic", priority=1)  # says its prompt's size first
+    make_provider("secondary", priority=2)
+    fake_upstream.set_reply_prefix("secondary", "primary: ")
+    fake_upstream.set_fault("primary", stream_fail_after=2)
+    before = flexiai_samples(REGISTRY.collect())
+    stream = flexiai_django.stream([{"role": "user", "content": "one two three"}])
+    assert "".join(stream) == "primary: one two three"
+    continued = fake_upstream.requests("secondary")[-1].json["messages"]
+    second_prompt = sum(len(m["content"].split()) for m in continued)
+    assert tokens_counted(before) == {
+        'flexiai_tokens_total{provider="primary",kind="prompt"}': 3,
+        'flexiai_tokens_total{provider="secondary",kind="prompt"}': second_prompt,
+        'flexiai_tokens_total{provider="secondary",kind="completion"}': 3,  # "one two three"
+    }
+    usage = stream.result.usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (3 + second_prompt, 3)
+
+
 def test_a_request_error_ends_the_request_at_that_provider(two, fake_upstream, counts):
     fake_upstream.set_fault("primary", status=400)
     with pytest.raises(flexiai_django.BadRequest):
@@ -189,11 +227,25 @@ def test_a_stream_counts_when_it_ends_and_its_latency_is_the_first_chunk(two, fa
 
 def test_a_stream_cut_after_its_start_is_an_interrupted_request(two, fake_upstream, counts):
     fake_upstream.set_fault("primary", stream_fail_after=2)
-    with pytest.raises(flexiai_django.StreamInterrupted):
+    off = {**settings.FLEXIAI, "CONTINUE_STREAMS": False}
+    with override_settings(FLEXIAI=off), pytest.raises(flexiai_django.StreamInterrupted):
         "".join(flexiai_django.stream([{"role": "user", "content": "a b c d e f"}]))
     assert counts.changed() == {
         'flexiai_requests_total{provider="primary",tier="provider",outcome="interrupted"}': 1,
         'flexiai_provider_attempts_total{provider="primary",outcome="stream_interrupted"}': 1,
+    }
+
+
+def test_a_stream_continued_elsewhere_is_interrupted_for_one_and_answered_by_the_other(
+        two, fake_upstream, counts):
+    fake_upstream.set_fault("primary", stream_fail_after=2)
+    "".join(flexiai_django.stream([{"role": "user", "content": "a b c d e f"}]))
+    assert counts.changed() == {
+        'flexiai_requests_total{provider="primary",tier="provider",outcome="interrupted"}': 1,
+        'flexiai_provider_attempts_total{provider="primary",outcome="stream_interrupted"}': 1,
+        'flexiai_requests_total{provider="secondary",tier="provider",outcome="ok"}': 1,
+        'flexiai_provider_attempts_total{provider="secondary",outcome="ok"}': 1,
+        'flexiai_provider_latency_seconds_count{provider="secondary"}': 1,
     }
 
 
@@ -381,7 +433,8 @@ def test_metrics_label_values_are_names_tiers_states_and_outcomes_never_secrets(
 
     assert secret not in body and fake_upstream.url not in body
     closed_sets = {
-        "tier": set(metrics.TIERS), "state": {s.value for s in State},
+        "tier": set(metrics.TIERS), "kind": set(metrics.TOKEN_KINDS),
+        "state": {s.value for s in State},
         "from_state": {s.value for s in State}, "to_state": {s.value for s in State},
         "outcome": metrics.ERROR_KINDS | {"ok", "unavailable", "interrupted", "cancelled",
                                           "error"},

@@ -1,6 +1,7 @@
 """The fallback chain as a caller sees it: real providers on a real HTTP upstream."""
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 import flexiai_django
@@ -292,16 +293,22 @@ def test_stream_fails_over_before_the_first_chunk(two, fake_upstream):
     assert "".join(stream) == "secondary: hello"
 
 
+def continuation_off():
+    return override_settings(FLEXIAI={**settings.FLEXIAI, "CONTINUE_STREAMS": False})
+
+
 def test_a_failure_after_the_first_chunk_ends_the_stream_and_counts(two, fake_upstream):
+    """With continuation off; it is on by default (tests/test_stream_continuation.py)."""
     fake_upstream.set_fault("primary", stream_fail_after=2)
-    stream = flexiai_django.stream([{"role": "user", "content": "a b c d e f"}])
-    received = []
-    with pytest.raises(flexiai_django.StreamInterrupted):
-        for piece in stream:
-            received.append(piece)
-    assert "".join(received).startswith("primary:")
-    assert fake_upstream.hits("secondary") == 0
-    assert breaker_of("primary").failures == 1
+    with continuation_off():  # (a settings change starts a new local store: all inside)
+        stream = flexiai_django.stream([{"role": "user", "content": "a b c d e f"}])
+        received = []
+        with pytest.raises(flexiai_django.StreamInterrupted):
+            for piece in stream:
+                received.append(piece)
+        assert "".join(received).startswith("primary:")
+        assert fake_upstream.hits("secondary") == 0
+        assert breaker_of("primary").failures == 1
 
 
 def test_a_finished_stream_feeds_the_cache_tier(two, fake_upstream):
@@ -326,11 +333,12 @@ async def test_astream_fails_over_before_the_first_chunk(two, fake_upstream):
 @pytest.mark.asyncio
 async def test_astream_mid_stream_failure_is_raised(two, fake_upstream):
     fake_upstream.set_fault("primary", stream_fail_after=1)
-    stream = await flexiai_django.astream([{"role": "user", "content": "a b c d"}])
-    with pytest.raises(flexiai_django.StreamInterrupted):
-        async for _ in stream:
-            pass
-    assert breaker_of("primary").failures == 1
+    with continuation_off():
+        stream = await flexiai_django.astream([{"role": "user", "content": "a b c d"}])
+        with pytest.raises(flexiai_django.StreamInterrupted):
+            async for _ in stream:
+                pass
+        assert breaker_of("primary").failures == 1
 
 
 # -- decorator -------------------------------------------------------------------------

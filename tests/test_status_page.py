@@ -144,6 +144,41 @@ def test_the_page_shows_a_misconfigured_provider_in_its_row(provider, undecrypta
     assert render([snapshot, fixed])["broken"]["shown"] == ""
 
 
+def test_a_row_shows_the_last_active_probe_and_what_probing_cost(provider):
+    cfg = breaker("llm:primary").config
+    store = breaker("llm:primary").store
+
+    def shown():
+        snapshot = async_to_sync(status_page.snapshot)()
+        assert snapshot["active_probe_seconds"] is None  # the suite's setting: off
+        return render([{**snapshot, "active_probe_seconds": 5}])["primary"]
+
+    for _ in range(cfg.failure_threshold):
+        store.record("llm:primary", cfg, success=False, probe=False, error="timeout")
+    assert shown()["probe"] == "every 5 s, none yet"
+    for _ in range(2):
+        store.record_active_probe("llm:primary", cfg, ok=False, error="server_error")
+    row = shown()
+    assert row["probe"].startswith("failed at ")
+    assert row["probe"].endswith("(2 probes, ≤ 2 tokens, every 5 s)")
+    store.record_active_probe("llm:primary", cfg, ok=True)
+    row = shown()
+    assert row["state"] == "closed" and row["probe"].endswith("(3 probes, ≤ 3 tokens)")
+
+
 def test_the_template_styles_misconfigured_rows(admin_client, undecryptable):
     html = admin_client.get(URL).content.decode()
     assert "#flexiai-status .misconfigured" in html and 'dataset.misconfigured' in html
+
+
+def test_the_page_shows_a_provider_cooling_down(provider):
+    from flexiai_django.breakers import get_store
+
+    config = Provider.objects.get(name="primary").to_config()
+    get_store().cool_down(config.breaker_name, config.breaker, 30)
+    snapshot = async_to_sync(status_page.snapshot)()
+    row = next(p for p in snapshot["providers"] if p["name"] == "primary")
+    assert row["state"]["cooldown_until"] is not None
+
+    assert render([snapshot])["primary"]["state"] in {
+        "closed (cooling down 30 s)", "closed (cooling down 29 s)"}

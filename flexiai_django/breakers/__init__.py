@@ -138,7 +138,7 @@ class Breaker:
 
     def _rejected(self, admission: Admission) -> CircuitOpen:
         metrics.rejected(self.name)
-        return CircuitOpen(self.name, admission.state.state.value, admission.retry_after)
+        return CircuitOpen(self.name, admission.refusal, admission.retry_after)
 
     def _success_of(self, exc: BaseException) -> tuple[bool | None, str]:
         """What the store records for ``exc`` (``success=`` and the error kind).

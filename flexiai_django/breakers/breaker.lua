@@ -5,7 +5,8 @@
 -- KEYS[1] state hash, KEYS[2] probe reservations (zset: member -> expiry), KEYS[3] index set
 -- ARGV: op, name, failure_threshold, success_threshold, open_seconds, max_open_seconds,
 --       jitter, half_open_max_calls, probe_ttl, rand, now ('' = Redis TIME),
---       arg (record: 1 success, 0 failure, '' release; force: target state),
+--       arg (record: 1 success, 0 failure, '' release; force: target state;
+--            probed: 1 the active probe succeeded, 0 it failed; cool_down: seconds),
 --       probe (1/0), error, probe member
 
 local key, probes_key, index_key = KEYS[1], KEYS[2], KEYS[3]
@@ -25,16 +26,27 @@ end
 local arg, probe, err, member = ARGV[12], ARGV[13] == '1', ARGV[14], ARGV[15]
 
 local NUMBERS = {'failures', 'successes', 'openings', 'version', 'total_failures',
-                 'opened_at', 'retry_at', 'last_failure_at', 'changed_at'}
+                 'opened_at', 'retry_at', 'last_failure_at', 'changed_at',
+                 'active_probes', 'last_probe_at', 'cooldown_until'}
 local s = {state = 'closed', failures = 0, successes = 0, openings = 0, version = 0,
-           total_failures = 0}
+           total_failures = 0, active_probes = 0}
 local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
 for _, f in ipairs(NUMBERS) do
   if s[f] ~= nil then s[f] = tonumber(s[f]) end
 end
 local before, previous = s.version, s.state
-local result = {allowed = 1, probe = 0, transitioned = 0, recorded = 1}
+local result = {allowed = 1, probe = 0, transitioned = 0, recorded = 1, cooling = 0}
+
+-- A provider's Retry-After still holds every call back.
+local function cooling()
+  return s.cooldown_until and now < s.cooldown_until
+end
+
+-- A write that ends a streak drops a spent cooldown.
+local function drop_spent_cooldown()
+  if not cooling() then s.cooldown_until = false end
+end
 
 local function transition(to)
   s.state = to
@@ -43,6 +55,7 @@ local function transition(to)
 end
 
 local function open()
+  if s.state ~= 'half_open' then s.active_probes = 0 end
   s.openings = s.openings + 1
   local base = math.min(cfg.open_seconds * math.max(s.openings, 1), cfg.max_open_seconds)
   local period = math.max(0, base * (1 + cfg.jitter * (2 * rand - 1)))
@@ -57,6 +70,7 @@ local function close()
   transition('closed')
   s.failures, s.successes, s.openings = 0, 0, 0
   s.opened_at, s.retry_at = false, false
+  drop_spent_cooldown()
   redis.call('DEL', probes_key)
 end
 
@@ -69,6 +83,8 @@ if op == 'acquire' then
     result.recorded = 0
   elseif s.state == 'forced_open' then
     result.allowed = 0
+  elseif cooling() then
+    result.allowed, result.retry_after, result.cooling = 0, s.cooldown_until - now, 1
   elseif s.state ~= 'closed' then
     local admit = true
     if s.state == 'open' then
@@ -99,6 +115,7 @@ elseif op == 'record' then
       if s.failures > 0 then
         s.failures = 0
         s.version = s.version + 1
+        drop_spent_cooldown()
       end
     elseif s.state == 'half_open' and probe then
       release_probe()
@@ -116,14 +133,45 @@ elseif op == 'record' then
       open()
     end
   end
+elseif op == 'probed' then
+  -- An active probe's outcome (state.record_active_probe): only an OPEN breaker takes it;
+  -- success closes at success_threshold, failure never touches the open period.
+  if s.state == 'open' then
+    s.active_probes = s.active_probes + 1
+    s.last_probe_at = now
+    if arg == '1' then
+      s.last_probe = 'ok'
+      s.successes = s.successes + 1
+      if s.successes >= cfg.success_threshold then
+        close()
+      else
+        s.version = s.version + 1
+      end
+    else
+      s.last_probe = 'failed'
+      s.successes = 0
+      s.last_failure_at, s.last_error = now, err
+      s.version = s.version + 1
+    end
+  end
 elseif op == 'force' then
   if arg == 'closed' then
     close()
-    s.last_failure_at, s.last_error = false, false
+    s.last_failure_at, s.last_error, s.cooldown_until = false, false, false
+    s.active_probes, s.last_probe_at, s.last_probe = 0, false, false
   else
     transition(arg)
     s.successes = 0
     redis.call('DEL', probes_key)
+  end
+elseif op == 'cool_down' then
+  local seconds = tonumber(arg)
+  if s.state ~= 'disabled' and s.state ~= 'forced_open' and seconds > 0 then
+    local untl = now + math.min(seconds, cfg.max_open_seconds)
+    if not s.cooldown_until or s.cooldown_until < untl then
+      s.cooldown_until = untl
+      s.version = s.version + 1
+    end
   end
 end
 

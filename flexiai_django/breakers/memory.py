@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from . import state as rules
+from .leases import LocalLeases
 from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
 
@@ -24,13 +25,14 @@ class LocalBreakerStore(BreakerStore):
         self._rand = rand
         self._lock = threading.Lock()
         self._states: dict[str, BreakerState] = {}
+        self._leases = LocalLeases(clock)
 
     def acquire(self, name: str, config: BreakerConfig) -> Admission:
         with self._lock:
             before = self._states.get(name)
             if before is None:
                 before = self._states[name] = BreakerState()
-            if before.state is State.CLOSED:
+            if before.state is State.CLOSED and before.cooldown_until is None:
                 return Admission(True, before)
             admission = rules.acquire(before, config, self._clock())
             self._states[name] = admission.state
@@ -62,6 +64,29 @@ class LocalBreakerStore(BreakerStore):
             self._states[name] = after
         self.transitioned(name, before, after)
         return after
+
+    def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
+                            error: str | None = None) -> BreakerState:
+        with self._lock:
+            before = self._states.get(name) or BreakerState()
+            after = rules.record_active_probe(before, config, self._clock(), ok=ok, error=error)
+            self._states[name] = after
+        self.transitioned(name, before, after)
+        return after
+
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        with self._lock:
+            before = self._states.get(name) or BreakerState()
+            after = rules.cool_down(before, config, self._clock(), seconds)
+            self._states[name] = after
+        self.transitioned(name, before, after)
+        return after
+
+    def take_lease(self, key: str, seconds: float) -> str | None:
+        return self._leases.take(key, seconds)
+
+    def settle_lease(self, key: str, token: str, seconds: float) -> None:
+        self._leases.settle(key, token, seconds)
 
     def get(self, name: str) -> BreakerState:
         with self._lock:

@@ -33,6 +33,7 @@ from flexiai_django.redis_clients import fail_fast_client
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
 from flexiai_django.worker import worker_id
 
+from . import leases
 from .memory import LocalBreakerStore
 from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
@@ -46,7 +47,8 @@ def _script_source() -> str:
 
 
 def _number(value: Any) -> float | None:
-    return None if value in (None, "") else float(value)
+    """A number field; the script's JSON has ``false`` for a field it deleted."""
+    return None if value is None or value is False or value == "" else float(value)
 
 
 def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) -> BreakerState:
@@ -65,6 +67,10 @@ def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) ->
         last_error=get("last_error") or None,
         changed_at=_number(get("changed_at")),
         total_failures=int(float(get("total_failures") or 0)),
+        active_probes=int(float(get("active_probes") or 0)),
+        last_probe_at=_number(get("last_probe_at")),
+        last_probe=get("last_probe") or None,
+        cooldown_until=_number(get("cooldown_until")),
     )
 
 
@@ -212,14 +218,21 @@ class RedisBreakerStore(BreakerStore):
         self.all()
 
     def _local_decision(self, snap: BreakerState, cfg: BreakerConfig) -> Admission | None:
-        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis."""
-        if snap.state is State.CLOSED:
-            return Admission(True, snap) if snap.failures == 0 else None
+        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis.
+
+        A cooldown the snapshot knows of refuses here, without a Redis round trip: that
+        is how a Retry-After heard by one worker holds back every other.
+        """
         if snap.state is State.DISABLED:
             return Admission(True, snap, recorded=False)
         if snap.state is State.FORCED_OPEN:
             return Admission(False, snap)
         now = self._now()
+        if snap.cooldown_until is not None and now < snap.cooldown_until:
+            return Admission(False, snap, retry_after=snap.cooldown_until - now,
+                             cooling_down=True)
+        if snap.state is State.CLOSED:
+            return Admission(True, snap) if snap.failures == 0 else None
         if snap.state is State.OPEN and snap.retry_at is not None and now < snap.retry_at:
             return Admission(False, snap, retry_after=snap.retry_at - now)
         if snap.state is State.HALF_OPEN:
@@ -281,6 +294,7 @@ class RedisBreakerStore(BreakerStore):
             retry_after=result.get("retry_after"),
             transitioned=bool(result["transitioned"]),
             recorded=bool(result["recorded"]),
+            cooling_down=bool(result.get("cooling")),
         )
 
     def record(self, name: str, config: BreakerConfig, *, success: bool | None, probe: bool,
@@ -294,6 +308,48 @@ class RedisBreakerStore(BreakerStore):
         if result is None:
             return self._local.record(name, config, success=success, probe=probe, error=error)
         return self._apply(name, result, snap)
+
+    def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
+                            error: str | None = None) -> BreakerState:
+        snap = self.snapshot(name, max_age=float("inf"))
+        result = self._eval("probed", name, config, arg="1" if ok else "0", error=error)
+        if result is None:
+            return self._local.record_active_probe(name, config, ok=ok, error=error)
+        return self._apply(name, result, snap)
+
+    def take_lease(self, key: str, seconds: float) -> str | None:
+        """Deployment-wide (``<prefix>:probe-lease:<key>``); per process without Redis."""
+        token = f"{worker_id()}:{uuid.uuid4().hex[:8]}"
+        if self._usable():
+            try:
+                return token if leases.take(self._redis(), self._lease_key(key), token,
+                                            seconds) else None
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+        return self._local.take_lease(key, seconds)
+
+    def settle_lease(self, key: str, token: str, seconds: float) -> None:
+        if self._usable():
+            try:
+                leases.settle(self._redis(), self._lease_key(key), token, seconds)
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+        self._local.settle_lease(key, token, seconds)
+
+    def _lease_key(self, key: str) -> str:
+        return f"{self._prefix}:probe-lease:{key}"
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        if not seconds > 0:  # nothing to do (NaN included): no round trip
+            return self.get(name)
+        snap = self.snapshot(name)
+        seconds = min(float(seconds), config.max_open_seconds)  # the script gets a finite number
+        result = self._eval("cool_down", name, config, arg=repr(seconds))
+        if result is None:
+            return self._local.cool_down(name, config, seconds)
+        return self._apply(name, result, snap)
+
+    async def acool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        return await asyncio.to_thread(self.cool_down, name, config, seconds)
 
     def force(self, name: str, to: State) -> BreakerState:
         if to not in (State.CLOSED, State.FORCED_OPEN, State.DISABLED):

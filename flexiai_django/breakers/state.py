@@ -11,6 +11,19 @@ closes after ``success_threshold`` successes. FORCED_OPEN and DISABLED are admin
 ``version`` grows on every transition and also when a failure streak starts or ends, so
 a worker holding a snapshot can tell "closed and clean" (no shared write needed after a
 success) from "closed with recent failures".
+
+While a breaker is OPEN an active prober (:mod:`flexiai_django.active_probes`) may call
+the provider out of band: :func:`record_active_probe` takes its outcome. A success counts
+toward ``success_threshold`` and closes the breaker at once, without waiting for the open
+period; a failure is noted but neither extends nor doubles the open period (the prober
+calls on its own schedule, so its failures say nothing new about how long to back off).
+A half-open request that fails still doubles it, probing or not: with probing on, the
+open period no longer decides how soon a recovered provider is back (a probe does, within
+an interval), only how often a real request is risked on a provider that may still be
+down, and the longer an outage has lasted the rarer that should be.
+A provider's ``Retry-After`` cools its breaker down (:func:`cool_down`): whatever the
+state, no call is admitted before ``cooldown_until``, in any worker. It bumps the version
+so the broadcast carries it to every worker's snapshot, but it is not a failure itself.
 """
 
 from __future__ import annotations
@@ -57,6 +70,12 @@ class BreakerState:
     last_error: str | None = None
     changed_at: float | None = None
     total_failures: int = 0
+    #: Active probes sent since the breaker last opened from CLOSED, and the latest one.
+    active_probes: int = 0
+    last_probe_at: float | None = None
+    last_probe: str | None = None  # "ok" or "failed"
+    #: No call before this time (a provider's Retry-After), whatever the state.
+    cooldown_until: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +91,10 @@ class BreakerState:
             "last_error": self.last_error,
             "changed_at": self.changed_at,
             "total_failures": self.total_failures,
+            "active_probes": self.active_probes,
+            "last_probe_at": self.last_probe_at,
+            "last_probe": self.last_probe,
+            "cooldown_until": self.cooldown_until,
         }
 
     @classmethod
@@ -94,6 +117,13 @@ class Admission:
     retry_after: float | None = None
     transitioned: bool = False
     recorded: bool = field(default=True)
+    #: Refused because the provider asked for a pause (Retry-After), not by the state.
+    cooling_down: bool = False
+
+    @property
+    def refusal(self) -> str:
+        """Why a call was refused, as the chain's trail shows it."""
+        return "cooling_down" if self.cooling_down else self.state.state.value
 
 
 def _transition(s: BreakerState, to: State, now: float, **changes: object) -> BreakerState:
@@ -106,6 +136,7 @@ def _open(s: BreakerState, cfg: BreakerConfig, now: float, rand: float) -> Break
         s,
         State.OPEN,
         now,
+        active_probes=s.active_probes if s.state is State.HALF_OPEN else 0,
         openings=openings,
         opened_at=now,
         retry_at=now + cfg.open_period(openings, rand),
@@ -118,10 +149,13 @@ def acquire(s: BreakerState, cfg: BreakerConfig, now: float) -> Admission:
     """Decide whether one call may go out now; a HALF_OPEN admission reserves a probe slot."""
     if s.state is State.DISABLED:
         return Admission(True, s, recorded=False)
-    if s.state is State.CLOSED:
-        return Admission(True, s)
     if s.state is State.FORCED_OPEN:
         return Admission(False, s)
+    if cooling(s, now):
+        assert s.cooldown_until is not None
+        return Admission(False, s, retry_after=s.cooldown_until - now, cooling_down=True)
+    if s.state is State.CLOSED:
+        return Admission(True, s)
     transitioned = False
     if s.state is State.OPEN:
         assert s.retry_at is not None
@@ -139,7 +173,11 @@ def acquire(s: BreakerState, cfg: BreakerConfig, now: float) -> Admission:
 
 def available(s: BreakerState, cfg: BreakerConfig, now: float) -> bool:
     """Would a call be admitted now? (A read-only question: no probe slot is taken.)"""
-    if s.state in (State.CLOSED, State.DISABLED):
+    if s.state is State.DISABLED:
+        return True
+    if cooling(s, now):
+        return False
+    if s.state is State.CLOSED:
         return True
     if s.state is State.OPEN:
         return s.retry_at is not None and now >= s.retry_at
@@ -148,19 +186,43 @@ def available(s: BreakerState, cfg: BreakerConfig, now: float) -> bool:
     return False
 
 
+def cooling(s: BreakerState, now: float) -> bool:
+    """Whether the provider's own Retry-After still holds every call back."""
+    return s.cooldown_until is not None and now < s.cooldown_until
+
+
+def cool_down(s: BreakerState, cfg: BreakerConfig, now: float, seconds: float) -> BreakerState:
+    """The provider asked for ``seconds`` of quiet (Retry-After): admit nobody until then,
+    capped at ``max_open_seconds``. Extends a cooldown, never shortens it; an admin
+    override (forced open, disabled) has the last word, so it is left alone."""
+    if s.state in (State.DISABLED, State.FORCED_OPEN) or not seconds > 0:  # NaN: nothing
+        return s
+    until = now + min(seconds, cfg.max_open_seconds)
+    if s.cooldown_until is not None and s.cooldown_until >= until:
+        return s
+    return replace(s, cooldown_until=until, version=s.version + 1)
+
+
+def _still(s: BreakerState, now: float) -> float | None:
+    """The cooldown if it still holds: a write that ends a streak drops a spent one."""
+    return s.cooldown_until if cooling(s, now) else None
+
+
 def _release_probe(s: BreakerState) -> tuple[float, ...]:
     return tuple(sorted(s.probes)[1:])
 
 
 def record_success(s: BreakerState, cfg: BreakerConfig, now: float, *, probe: bool) -> BreakerState:
     if s.state is State.CLOSED:
-        return replace(s, failures=0, version=s.version + 1) if s.failures else s
+        if not s.failures:
+            return s
+        return replace(s, failures=0, version=s.version + 1, cooldown_until=_still(s, now))
     if s.state is State.HALF_OPEN and probe:
         s = replace(s, probes=_release_probe(s), successes=s.successes + 1)
         if s.successes >= cfg.success_threshold:
             return _transition(
                 s, State.CLOSED, now, failures=0, successes=0, openings=0,
-                opened_at=None, retry_at=None, probes=(),
+                opened_at=None, retry_at=None, probes=(), cooldown_until=_still(s, now),
             )
         return s
     return s
@@ -189,6 +251,33 @@ def record_failure(
     if s.state is State.HALF_OPEN and probe:
         return _open(s, cfg, now, rand)
     return s
+
+
+def record_active_probe(
+    s: BreakerState, cfg: BreakerConfig, now: float, *, ok: bool, error: str | None = None
+) -> BreakerState:
+    """An out-of-band probe of an OPEN breaker's provider came back ``ok`` or not.
+
+    Success: one more success; at ``success_threshold`` the breaker closes now. Failure:
+    the success streak restarts and the error is noted; the open period is left as it
+    is (never extended, never doubled). Any other state ignores the probe: it was
+    overtaken by traffic or by an admin. Always a new version, so the broadcast carries
+    the probe's outcome to every worker and the status page.
+    """
+    if s.state is not State.OPEN:
+        return s
+    s = replace(s, active_probes=s.active_probes + 1, last_probe_at=now,
+                last_probe="ok" if ok else "failed")
+    if not ok:
+        return replace(s, successes=0, last_failure_at=now, last_error=error,
+                       version=s.version + 1)
+    successes = s.successes + 1
+    if successes >= cfg.success_threshold:
+        return _transition(
+            s, State.CLOSED, now, failures=0, successes=0, openings=0,
+            opened_at=None, retry_at=None, probes=(),
+        )
+    return replace(s, successes=successes, version=s.version + 1)
 
 
 def release(s: BreakerState, *, probe: bool) -> BreakerState:

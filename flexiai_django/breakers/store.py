@@ -35,6 +35,11 @@ class BreakerStore(abc.ABC):
         """Record an outcome (``None``: no verdict, just free the probe slot)."""
 
     @abc.abstractmethod
+    def cool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        """The provider asked for ``seconds`` of quiet (Retry-After): no call is admitted
+        before then (capped at ``max_open_seconds``), whichever worker asks."""
+
+    @abc.abstractmethod
     def get(self, name: str) -> BreakerState:
         """Current state; CLOSED and version 0 for a breaker never seen."""
 
@@ -50,6 +55,23 @@ class BreakerStore(abc.ABC):
     def clear(self) -> None:
         """Forget every breaker (tests, and ``flexiai_reset --all``)."""
 
+    def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
+                            error: str | None = None) -> BreakerState:
+        """An active probe's outcome (see :func:`.state.record_active_probe`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not take active probes")
+
+    def take_lease(self, key: str, seconds: float) -> str | None:
+        """Hold ``key`` for ``seconds`` if nobody holds it: the holder's token, or None.
+
+        Leases pick one process among all that share this store to do a job (the active
+        prober): a shared store's leases are deployment-wide, a local store's per process.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no leases")
+
+    def settle_lease(self, key: str, token: str, seconds: float) -> None:
+        """Make a lease still held with ``token`` end ``seconds`` from now (<= 0: now)."""
+        raise NotImplementedError(f"{type(self).__name__} has no leases")
+
     async def aacquire(self, name: str, config: BreakerConfig) -> Admission:
         return self.acquire(name, config)
 
@@ -63,6 +85,9 @@ class BreakerStore(abc.ABC):
         error: str | None = None,
     ) -> BreakerState:
         return self.record(name, config, success=success, probe=probe, error=error)
+
+    async def acool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
+        return self.cool_down(name, config, seconds)
 
     async def aget(self, name: str) -> BreakerState:
         return self.get(name)

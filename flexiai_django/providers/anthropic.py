@@ -20,6 +20,8 @@ class AnthropicAdapter(ProviderAdapter):
     #: ``user`` goes as ``metadata.user_id``; OpenAI's ``metadata`` has no home here.
     honours = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format",
                          "user"})
+    #: A final assistant turn is where the answer starts (without trailing whitespace).
+    prefill = True
 
     def headers(self) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}

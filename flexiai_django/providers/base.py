@@ -37,6 +37,7 @@ from flexiai_django.errors import (
     UpstreamTimeout,
 )
 from flexiai_django.redaction import redact
+from flexiai_django.retries import retry_after_seconds
 
 from .rejections import is_context_length
 from .sse import LineDecoder
@@ -94,6 +95,10 @@ class ProviderAdapter:
     stream_format: ClassVar[str] = "sse"
     #: The optional fields (names from :meth:`ChatRequest.options_set`) this kind carries.
     honours: ClassVar[frozenset[str]] = frozenset()
+    #: Takes a final assistant turn as the start of its answer (a *prefill*): a broken
+    #: stream is continued here by sending the text so far that way; otherwise with the
+    #: text so far and an instruction to continue (:mod:`flexiai_django.continuation`).
+    prefill: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -164,8 +169,12 @@ class ProviderAdapter:
             "timeout": self.config.timeout,
         }
 
-    def _error(self, exc: Exception) -> ProviderError:
-        """Map a transport or decoding exception to the taxonomy, without leaking details."""
+    def _error(self, exc: Exception, *, replied: bool = False) -> ProviderError:
+        """Map a transport or decoding exception to the taxonomy, without leaking details.
+
+        ``replied``: the upstream had begun its reply (a lost connection then is not
+        retried: the provider may have done the work).
+        """
         name = self.config.name
         if isinstance(exc, ProviderError):
             return exc
@@ -173,7 +182,7 @@ class ProviderAdapter:
             return UpstreamTimeout(f"no reply within {self.config.timeout:g}s", provider=name)
         if isinstance(exc, httpx.TransportError):
             return UpstreamConnectionError(
-                f"connection failed ({type(exc).__name__})", provider=name
+                f"connection failed ({type(exc).__name__})", provider=name, replied=replied
             )
         return MalformedReply(f"unreadable reply ({type(exc).__name__})", provider=name)
 
@@ -230,25 +239,34 @@ class ProviderAdapter:
 
     def complete(self, client: httpx.Client, request: ChatRequest) -> Completion:
         deadline = time.monotonic() + self.config.timeout
+        replied = False
         try:
             args = self._request_args(request, stream=False)
             with client.stream("POST", **args) as response:
+                replied = True
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if time.monotonic() > deadline:
                         raise TimeoutError
         except Exception as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, replied=replied) from None
         self.check_status(response.status_code, response.headers, bytes(body))
         return self._completion(bytes(body), request)
 
     async def acomplete(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
+        replied = False
         try:
             async with asyncio.timeout(self.config.timeout):
-                response = await client.post(**self._request_args(request, stream=False))
+                args = self._request_args(request, stream=False)
+                response = await client.send(client.build_request("POST", **args), stream=True)
+                replied = True
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except Exception as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, replied=replied) from None
         self.check_status(response.status_code, response.headers, response.content)
         return self._completion(response.content, request)
 
@@ -277,13 +295,15 @@ class ProviderAdapter:
 
     def _truncated(self) -> UpstreamConnectionError:
         return UpstreamConnectionError("stream ended before its end marker",
-                                       provider=self.config.name)
+                                       provider=self.config.name, replied=True)
 
     def stream(self, client: httpx.Client, request: ChatRequest) -> Iterator[StreamDelta]:
         """Deltas until the final one; any failure raises a ProviderError."""
         decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
+        replied = False
         try:
             with client.stream("POST", **self._request_args(request, stream=True)) as response:
+                replied = True
                 if response.status_code >= 300:
                     self.check_status(response.status_code, response.headers, response.read())
                 final = None
@@ -297,15 +317,17 @@ class ProviderAdapter:
                             finished = finished or delta.finish_reason is not None
                             yield delta
         except Exception as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, replied=replied) from None
         yield self._end(final, finished)
 
     async def astream(
         self, client: httpx.AsyncClient, request: ChatRequest
     ) -> AsyncIterator[StreamDelta]:
         decoder, parser = LineDecoder(self.stream_format), self.event_parser(request)
+        replied = False
         try:
             async with client.stream("POST", **self._request_args(request, stream=True)) as resp:
+                replied = True
                 if resp.status_code >= 300:
                     self.check_status(resp.status_code, resp.headers, await resp.aread())
                 final = None
@@ -319,15 +341,11 @@ class ProviderAdapter:
                             finished = finished or delta.finish_reason is not None
                             yield delta
         except Exception as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, replied=replied) from None
         yield self._end(final, finished)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the provider asks us to wait: its ``Retry-After``, in seconds or a date."""
     value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return None if value is None else retry_after_seconds(value, time.time())

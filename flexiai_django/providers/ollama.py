@@ -19,6 +19,8 @@ class OllamaAdapter(ProviderAdapter):
     stream_format = "ndjson"
     honours = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format",
                          "seed", "presence_penalty", "frequency_penalty"})
+    #: A final assistant turn is continued, not answered.
+    prefill = True
 
     def headers(self) -> dict[str, str]:
         key = self.config.api_key

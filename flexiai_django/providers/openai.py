@@ -45,6 +45,8 @@ class OpenAIAdapter(ProviderAdapter):
     #: Ask for token usage at the end of every stream; a compatible server is asked only
     #: when the caller asks (``stream_options.include_usage``): not all of them know it.
     reports_stream_usage = True
+    #: OpenAI answers a final assistant turn with a new one: no prefill.
+    prefill = False
 
     def headers(self) -> dict[str, str]:
         key = self.config.api_key
@@ -103,4 +105,9 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
 
     kind = "openai_compatible"
     default_base_url = ""
+    #: Some servers continue a final assistant turn (vLLM's ``continue_final_message``),
+    #: but most answer it with a new turn and no error, which would repeat the answer from
+    #: its start: the continuation instruction is the safe default. A subclass named in
+    #: ``ADAPTERS`` may set it for a server known to continue.
+    prefill = False
     reports_stream_usage = False

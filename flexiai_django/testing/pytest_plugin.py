@@ -98,7 +98,9 @@ def make_provider(fake_upstream: FakeUpstream, flexiai_reset: None) -> Callable[
     """``make_provider("primary", kind="anthropic", priority=1, api_key="…")``.
 
     The provider's base URL is the fake upstream's scope of the same name, whose
-    replies start with ``"<name>: "`` so a test can tell who answered.
+    replies start with ``"<name>: "`` so a test can tell who answered. Its rows do not
+    retry a failed call on the same provider unless asked (``max_retries=1``), so a
+    fault costs the upstream hits a test counts on.
     """
     from flexiai_django import provider_cache
     from flexiai_django.models import Provider
@@ -110,6 +112,7 @@ def make_provider(fake_upstream: FakeUpstream, flexiai_reset: None) -> Callable[
              **fields: Any) -> Provider:
         fields.setdefault("model", f"{name}-model")
         fields.setdefault("timeout", 2.0)
+        fields.setdefault("max_retries", 0)
         fields.setdefault("base_url", fake_upstream.base_url(name, api=api_of[kind]))
         provider = Provider(name=name, kind=kind, **fields)
         provider.set_api_key(api_key)

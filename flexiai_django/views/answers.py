@@ -76,12 +76,27 @@ def delta_body(delta: StreamDelta) -> dict[str, Any]:
     return body
 
 
+def continued_meta(result: ChatResult) -> dict[str, Any]:
+    """What the last chunks of a continued stream add to ``flexiai``: that it was continued
+    and who wrote it, in order (the provider named before the first chunk broke off)."""
+    return {"provider": result.provider, "attempts": result.attempts, "continued": True,
+            "providers": [*result.continued_from, result.provider]}
+
+
 async def sse_events(stream: AsyncChatStream, requested: str | None,
                      include_usage: bool) -> AsyncIterator[bytes]:
+    """The answer as OpenAI's chunks, then the finish chunk, usage if asked, ``[DONE]``.
+
+    A stream continued on another provider mid-answer (:mod:`flexiai_django.streams`)
+    reads as one answer; its finish and usage chunks say so in ``flexiai``
+    (:func:`continued_meta`), which the openai SDK keeps (``chunk.model_extra``). One
+    that cannot be continued ends with an error event instead, as OpenAI's do.
+    """
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     model = stream.model or requested or "flexiai"
-    meta = {"provider": stream.provider, "tier": stream.tier, "attempts": stream.attempts}
+    meta: dict[str, Any] = {"provider": stream.provider, "tier": stream.tier,
+                            "attempts": stream.attempts}
 
     def chunk(delta: dict[str, Any], finish: str | None = None,
               logprobs: Any = None, index: int = 0) -> bytes:
@@ -104,8 +119,12 @@ async def sse_events(stream: AsyncChatStream, requested: str | None,
                                 "code": "stream_interrupted", "param": None}})
         return
     result = stream.result
+    if result is not None and result.continued:
+        meta = {**meta, **continued_meta(result)}
     yield chunk({}, (result.finish_reason if result else None) or "stop")
     if include_usage and result is not None:
+        last = {"flexiai": meta} if result.continued else {}
         yield _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                      "model": model, "choices": [], "usage": usage_body(result.usage)})
+                      "model": model, "choices": [], "usage": usage_body(result.usage),
+                      **last})
     yield b"data: [DONE]\n\n"

@@ -2,8 +2,9 @@
 
 Plain requests get a ``chat.completion``; ``stream: true`` gets Server-Sent Events in
 OpenAI's chunk format ending with ``data: [DONE]`` (shapes in :mod:`.answers`). Failover
-happens before the response starts; a failure after the first chunk ends the stream with
-an error event. Every answer says who served it: ``X-FlexiAI-Provider``/``-Tier``/
+happens before the response starts; after the first chunk, a broken stream is continued
+on the next provider (its last chunks say so in ``flexiai``), or, when it can't be, ends
+with an error event. Every answer says who served it: ``X-FlexiAI-Provider``/``-Tier``/
 ``-Attempts`` headers and a ``flexiai`` field; ``X-FlexiAI-Dropped-Params`` names request
 fields the serving provider could not carry. Refusals keep their meaning: a field no
 provider can carry is a 400 ``unsupported_parameter``, an upstream 413/422 stays a

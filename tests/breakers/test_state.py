@@ -167,3 +167,81 @@ def test_forcing_half_open_is_refused():
 def test_state_round_trips_through_a_dict():
     s = rules.acquire(trip(now=0), CFG, now=10).state
     assert BreakerState.from_dict(s.to_dict()) == s
+
+
+def test_active_probe_successes_close_an_open_breaker_at_the_success_threshold():
+    s = rules.record_active_probe(trip(now=0), CFG, 1.0, ok=True)
+    assert (s.state, s.successes, s.active_probes, s.last_probe) == (State.OPEN, 1, 1, "ok")
+    s = rules.record_active_probe(s, CFG, 1.5, ok=True)
+    assert (s.state, s.openings, s.retry_at, s.changed_at) == (State.CLOSED, 0, None, 1.5)
+    assert rules.acquire(s, CFG, now=1.6).allowed
+
+
+def test_a_failed_active_probe_keeps_the_open_period_and_restarts_the_success_streak():
+    opened = trip(now=0)
+    s = rules.record_active_probe(opened, CFG, 1.0, ok=True)
+    s = rules.record_active_probe(s, CFG, 2.0, ok=False, error="server_error")
+    assert (s.state, s.retry_at, s.openings, s.successes) == (State.OPEN, 10, 1, 0)
+    assert (s.last_error, s.last_failure_at, s.last_probe_at) == ("server_error", 2.0, 2.0)
+    assert s.version == opened.version + 2
+
+
+@pytest.mark.parametrize("state", [State.HALF_OPEN, State.FORCED_OPEN, State.DISABLED,
+                                   State.CLOSED])
+def test_an_active_probe_is_ignored_unless_the_breaker_is_open(state):
+    s = BreakerState(state=state, version=7)
+    assert rules.record_active_probe(s, CFG, 1.0, ok=True) is s
+    assert rules.record_active_probe(s, CFG, 1.0, ok=False) is s
+# -- cooldown (a provider's Retry-After) ---------------------------------------------------
+
+
+def test_a_cooldown_refuses_every_call_until_it_ends_and_says_how_long():
+    s = rules.cool_down(BreakerState(), CFG, now=100, seconds=5)
+    assert (s.state, s.cooldown_until, s.failures) == (State.CLOSED, 105, 0)
+    refused = rules.acquire(s, CFG, now=101)
+    assert not refused.allowed and refused.cooling_down
+    assert refused.retry_after == 4 and refused.refusal == "cooling_down"
+    assert not rules.available(s, CFG, now=104.9)
+    assert rules.acquire(s, CFG, now=105).allowed and rules.available(s, CFG, now=105)
+
+
+def test_a_cooldown_is_a_new_version_but_not_a_failure():
+    s = rules.cool_down(BreakerState(), CFG, now=0, seconds=5)
+    assert s.version == 1 and (s.failures, s.total_failures, s.last_error) == (0, 0, None)
+
+
+def test_a_cooldown_is_capped_at_the_longest_open_period():
+    assert rules.cool_down(BreakerState(), CFG, now=0, seconds=3600).cooldown_until == 25
+
+
+def test_a_cooldown_extends_but_never_shortens():
+    s = rules.cool_down(BreakerState(), CFG, now=0, seconds=10)
+    assert rules.cool_down(s, CFG, now=1, seconds=2) is s
+    assert rules.cool_down(s, CFG, now=1, seconds=20).cooldown_until == 21
+
+
+def test_a_cooldown_holds_back_a_half_open_probe_too():
+    s = rules.cool_down(trip(now=0), CFG, now=9, seconds=5)
+    refused = rules.acquire(s, CFG, now=11)
+    assert not refused.allowed and refused.cooling_down and refused.retry_after == 3
+    assert rules.acquire(s, CFG, now=14).probe
+
+
+def test_admin_overrides_win_over_a_cooldown():
+    disabled = rules.force(BreakerState(), State.DISABLED, now=0)
+    assert rules.cool_down(disabled, CFG, now=0, seconds=5) is disabled
+    cooling = rules.cool_down(BreakerState(), CFG, now=0, seconds=5)
+    assert rules.acquire(rules.force(cooling, State.DISABLED, now=1), CFG, now=1).allowed
+    assert rules.force(cooling, State.CLOSED, now=1).cooldown_until is None
+
+
+def test_the_end_of_a_failure_streak_drops_a_spent_cooldown_only():
+    s = rules.cool_down(fail(BreakerState(), 0), CFG, now=0, seconds=5)
+    assert rules.record_success(s, CFG, now=3, probe=False).cooldown_until == 5
+    assert rules.record_success(s, CFG, now=6, probe=False).cooldown_until is None
+
+
+def test_a_cooldown_round_trips_through_a_dict():
+    s = rules.cool_down(BreakerState(), CFG, now=0, seconds=5)
+    assert s.to_dict()["cooldown_until"] == 5
+    assert BreakerState.from_dict(s.to_dict()) == s

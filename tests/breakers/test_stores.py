@@ -141,6 +141,76 @@ def test_all_lists_every_breaker_used(store):
     assert {"one", "b"} <= set(store.all())
 
 
+def test_an_active_probe_success_closes_an_open_breaker_before_its_open_period(store, clock):
+    fail(store, 3)
+    clock.advance(1)
+    counted = store.record_active_probe("b", CFG, ok=True)
+    assert (counted.state, counted.successes, counted.active_probes) == (State.OPEN, 1, 1)
+    assert counted.last_probe == "ok" and counted.last_probe_at == pytest.approx(clock.now)
+    closed = store.record_active_probe("b", CFG, ok=True)  # success_threshold is 2
+    assert (closed.state, closed.openings, closed.active_probes) == (State.CLOSED, 0, 2)
+    assert closed.version > counted.version
+    assert store.acquire("b", CFG).allowed
+
+
+def test_a_failed_active_probe_neither_extends_nor_doubles_the_open_period(store, clock):
+    opened = fail(store, 3)
+    store.record_active_probe("b", CFG, ok=True)
+    clock.advance(4)
+    failed = store.record_active_probe("b", CFG, ok=False, error="server_error")
+    assert (failed.state, failed.openings, failed.retry_at) == (State.OPEN, 1, opened.retry_at)
+    assert (failed.successes, failed.last_error, failed.last_probe) == (0, "server_error",
+                                                                       "failed")
+    assert failed.last_failure_at == pytest.approx(clock.now)
+    assert failed.total_failures == opened.total_failures
+    assert failed.version == opened.version + 2  # each probe is broadcast
+    clock.advance(6)
+    assert store.acquire("b", CFG).probe  # the open period ended when it always would have
+
+
+def test_an_active_probe_changes_nothing_unless_the_breaker_is_open(store, clock):
+    assert store.record_active_probe("b", CFG, ok=False).version == 0
+    fail(store, 3)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    half_open = store.get("b")
+    assert store.record_active_probe("b", CFG, ok=True) == half_open
+    forced = store.force("b", State.FORCED_OPEN)
+    assert store.record_active_probe("b", CFG, ok=True) == forced
+
+
+def test_probe_figures_last_for_an_outage_and_reset_clears_them(store, clock):
+    fail(store, 3)
+    store.record_active_probe("b", CFG, ok=False)
+    clock.advance(10)
+    store.acquire("b", CFG)
+    reopened = fail(store, probe=True)  # half-open -> open: the same outage
+    assert reopened.active_probes == 1
+    reset = store.force("b", State.CLOSED)
+    assert (reset.active_probes, reset.last_probe, reset.last_probe_at) == (0, None, None)
+
+
+def test_a_lease_has_one_holder_until_its_holder_settles_it(store):
+    token = store.take_lease("b", 30)
+    assert token is not None
+    assert store.take_lease("b", 30) is None
+    assert store.take_lease("other", 30) is not None
+    store.settle_lease("b", "not-the-holder", 0)
+    assert store.take_lease("b", 30) is None
+    store.settle_lease("b", token, 0)
+    assert store.take_lease("b", 30) is not None
+
+
+def test_a_local_lease_ends_by_itself_on_the_clock(clock):
+    store = LocalBreakerStore(clock=clock)
+    token = store.take_lease("b", 5)
+    store.settle_lease("b", token, 2)
+    clock.advance(1.9)
+    assert store.take_lease("b", 5) is None
+    clock.advance(0.2)
+    assert store.take_lease("b", 5) is not None
+
+
 # -- Redis only --------------------------------------------------------------------------
 
 def commands_processed(client):
@@ -272,3 +342,101 @@ def test_snapshots_show_what_this_worker_would_decide_from(clock):
     assert a.snapshots()["b"].state is State.CLOSED  # a has not heard yet
     assert a.get("b").state is State.FORCED_OPEN
     assert a.snapshots()["b"].state is State.FORCED_OPEN
+
+
+def test_a_redis_lease_is_one_key_shared_by_every_worker_and_ends_by_itself(clock):
+    a, b = redis_store(clock), redis_store(clock)
+    b._prefix = a._prefix
+    token = a.take_lease("llm:x", 5)
+    assert token is not None and b.take_lease("llm:x", 5) is None
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+    assert client.get(f"{a._prefix}:probe-lease:llm:x").decode() == token
+    a.settle_lease("llm:x", token, 0.05)
+    deadline = time.monotonic() + 2
+    while b.take_lease("llm:x", 5) is None:
+        assert time.monotonic() < deadline, "the settled lease never ended"
+        time.sleep(0.01)
+    client.delete(f"{a._prefix}:probe-lease:llm:x")
+# -- cooldown (a provider's Retry-After), both stores --------------------------------------
+
+
+def test_a_cooldown_refuses_calls_until_it_ends(store, clock):
+    state = store.cool_down("b", CFG, 5)
+    assert state.cooldown_until == pytest.approx(clock.now + 5)
+    assert (state.state, state.failures) == (State.CLOSED, 0)
+    clock.advance(1)
+    refused = store.acquire("b", CFG)
+    assert not refused.allowed and refused.cooling_down
+    assert refused.retry_after == pytest.approx(4)
+    clock.advance(4)
+    admitted = store.acquire("b", CFG)
+    assert admitted.allowed and not admitted.cooling_down
+
+
+def test_a_cooldown_is_capped_extends_and_never_shortens(store, clock):
+    assert store.cool_down("b", CFG, 3600).cooldown_until == pytest.approx(clock.now + 25)
+    assert store.cool_down("b", CFG, 1).cooldown_until == pytest.approx(clock.now + 25)
+    version = store.get("b").version
+    clock.advance(20)
+    assert store.cool_down("b", CFG, 10).cooldown_until == pytest.approx(clock.now + 10)
+    assert store.get("b").version == version + 1
+
+
+def test_a_cooldown_with_failures_then_a_success_after_it(store, clock):
+    fail(store, 1)
+    store.cool_down("b", CFG, 5)
+    assert not store.acquire("b", CFG).allowed
+    clock.advance(5)
+    assert store.acquire("b", CFG).allowed
+    after = store.record("b", CFG, success=True, probe=False)
+    assert (after.failures, after.cooldown_until) == (0, None)
+
+
+def test_a_reset_and_overrides_end_or_outrank_a_cooldown(store):
+    store.cool_down("b", CFG, 5)
+    store.force("b", State.DISABLED)
+    assert store.acquire("b", CFG).allowed
+    assert store.force("b", State.CLOSED).cooldown_until is None
+    assert store.acquire("b", CFG).allowed
+
+
+# -- cooldown across workers (Redis) -----------------------------------------------------------
+
+
+def test_a_cooldown_reaches_another_worker_whose_snapshot_said_closed(clock):
+    """The other worker's snapshot (closed, clean) would admit without asking Redis: the
+    cooldown's broadcast, or its next re-read, must hold it back."""
+    a, b = redis_store(clock), redis_store(clock)
+    b._prefix = a._prefix
+    assert b.acquire("b", CFG).allowed  # b now has a fresh, clean snapshot
+    cooled = a.cool_down("b", CFG, 5)
+    assert b.apply_remote("b", BreakerState.from_dict(cooled.to_dict()))  # the broadcast
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+    before = commands_processed(client)
+    refused = b.acquire("b", CFG)
+    assert commands_processed(client) - before == 1  # decided from the snapshot
+    assert not refused.allowed and refused.cooling_down
+    assert refused.retry_after == pytest.approx(5)
+    b._snapshots.clear()  # no broadcast heard: Redis says the same
+    assert not b.acquire("b", CFG).allowed
+
+
+def test_a_cooldown_is_announced_like_a_transition(clock):
+    store = redis_store(clock)
+    heard = []
+
+    def listen(sender, name, before, after, **kwargs):
+        heard.append(after.cooldown_until)
+
+    signals.breaker_transition.connect(listen)
+    try:
+        store.cool_down("b", CFG, 5)
+    finally:
+        signals.breaker_transition.disconnect(listen)
+    assert heard == [pytest.approx(clock.now + 5)]
+
+
+def test_a_cooldown_of_nothing_or_forever_is_handled(store, clock):
+    assert store.cool_down("b", CFG, 0).cooldown_until is None
+    assert store.cool_down("b", CFG, float("nan")).cooldown_until is None
+    assert store.cool_down("b", CFG, float("inf")).cooldown_until == pytest.approx(clock.now + 25)

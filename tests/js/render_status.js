@@ -73,5 +73,6 @@ const rows = ids["flexiai-providers"].children.map((row) => ({
   name: row.querySelector('[data-field="name"]').textContent,
   shown: row.querySelector('[data-field="misconfigured"]').textContent,
   state: row.querySelector('[data-field="state"]').textContent,
+  probe: row.querySelector('[data-field="probe"]').textContent,
 }));
 process.stdout.write(JSON.stringify(rows));

@@ -16,8 +16,13 @@ BREAKER = "llm:demo-primary"
 GUNICORN_CONF = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
 FLEXIAI = {"FAILURE_THRESHOLD": 5, "OPEN_SECONDS": 60, "OPEN_JITTER": 0,
            "HALF_OPEN_MAX_CALLS": 1, "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False,
+           # These tests count the upstream calls a fault costs; retries are tested apart.
+           "MAX_RETRIES": 0,
            # These tests send hundreds of anonymous demo requests a minute on purpose.
-           "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}
+           "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0,
+           # They count the calls a provider gets and watch half-open probes; the active
+           # prober's own test turns it on.
+           "ACTIVE_PROBE_SECONDS": None}
 
 
 def site_env(tmp_path, redis_url=None, **flexiai):

@@ -97,6 +97,20 @@ def test_a_failure_after_the_first_chunk_ends_the_stream_with_an_error(sdk, fake
     assert fake_upstream.hits("demo-secondary") == 0
 
 
+def test_a_stream_cut_mid_answer_is_continued_by_the_next_provider(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", stream_fail_after=3)
+    chunks = list(sdk.chat.completions.create(messages=HI, model="auto", stream=True,
+                                              stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "echo: say hi to the gateway")
+    finish, usage = chunks[-2], chunks[-1]
+    assert finish.choices[0].finish_reason == "stop" and usage.usage.total_tokens > 0
+    for last in (finish, usage):  # unknown fields are kept by the SDK
+        assert last.flexiai["continued"] is True
+        assert last.model_extra["flexiai"]["providers"] == ["demo-primary", "demo-secondary"]
+    assert (fake_upstream.hits("demo-primary"), fake_upstream.hits("demo-secondary")) == (1, 1)
+
+
 def test_sdk_errors_map_to_its_exception_classes(sdk, fake_upstream):
     with pytest.raises(openai.BadRequestError, match="temperature"):
         sdk.chat.completions.create(model="demo-primary", messages=HI, temperature=9)

@@ -63,7 +63,8 @@ def probe_holder(store):
 
 def test_a_worker_killed_while_probing_leaves_nothing_stuck(seeded, fake_upstream):
     site = start("uvicorn", seeded, workers=3, FLEXIAI_JSON='{"PROBE_TTL_SECONDS": 2, '
-                 '"FAILURE_THRESHOLD": 3, "OPEN_JITTER": 0, "CACHE_ENABLED": false}')
+                 '"FAILURE_THRESHOLD": 3, "OPEN_JITTER": 0, "CACHE_ENABLED": false, '
+                 '"ACTIVE_PROBE_SECONDS": null}')
     edit_provider(seeded, "demo-primary", open_seconds=1.0)
     store = RedisBreakerStore(url=os.environ["REDIS_URL"])
     try:

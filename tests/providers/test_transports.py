@@ -6,6 +6,7 @@ httpx-aiohttp is installed; failover, error kinds and streams must not depend on
 
 import httpx
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 import flexiai_django
@@ -64,9 +65,18 @@ async def test_a_stream(two):
 async def test_a_stream_broken_after_it_started(two, fake_upstream):
     fake_upstream.set_fault("primary", stream_fail_after=1)
     stream = await flexiai_django.astream([{"role": "user", "content": "one two three"}])
-    with pytest.raises(flexiai_django.StreamInterrupted):
+    off = {**settings.FLEXIAI, "CONTINUE_STREAMS": False}
+    with override_settings(FLEXIAI=off), pytest.raises(flexiai_django.StreamInterrupted):
         async for _ in stream:
             pass
+
+
+async def test_a_stream_broken_after_it_started_is_continued(two, fake_upstream):
+    fake_upstream.set_fault("primary", stream_fail_after=2)
+    fake_upstream.set_reply_prefix("secondary", "primary: ")
+    stream = await flexiai_django.astream([{"role": "user", "content": "one two three"}])
+    assert "".join([piece async for piece in stream]) == "primary: one two three"
+    assert stream.result.continued_from == ("primary",)
 
 
 async def test_a_refused_connection_is_a_connect_error_as_with_httpx_own_transport():

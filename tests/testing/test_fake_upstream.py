@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import signal
 import socket
@@ -338,6 +339,17 @@ def test_rate_limit_fault_sends_retry_after(upstream: FakeUpstream, client: http
     assert response.status_code == 429
     assert response.headers["retry-after"] == "1.5"
     assert response.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_rate_limit_fault_can_send_retry_after_as_an_http_date(
+    upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    upstream.set_fault(status=429, retry_after=30, retry_after_date=True)
+
+    response = client.post(openai_url(upstream), json=chat())
+
+    when = email.utils.parsedate_to_datetime(response.headers["retry-after"]).timestamp()
+    assert 28 <= when - time.time() <= 30
 
 
 def test_times_limits_fault_then_scope_recovers(

@@ -14,6 +14,7 @@
   let workerStats = new Map(); // worker -> {stats, sent_at}
   let clockSkew = 0;           // server time - browser time, seconds
   let staleAfter = 70;
+  let probeEvery = null;       // ACTIVE_PROBE_SECONDS, null when active probing is off
   let socket = null;
   let backoff = 500;
 
@@ -37,7 +38,7 @@
     row.dataset.breaker = p.breaker;
     row.dataset.provider = p.name;
     const fields = ["name", "state", "failures", "last-error", "opened-at", "half-open-in",
-                    "latency", "success", "worker"];
+                    "probe", "latency", "success", "worker"];
     for (const field of fields) {
       const td = document.createElement("td");
       if (field === "state") {
@@ -89,6 +90,17 @@
     return {count, ok, sum, max};
   }
 
+  // The active prober's latest call to an open provider, and what probing this outage cost
+  // (each probe asks for one token).
+  function probeText(s) {
+    if (!s.last_probe) {
+      return s.state === "open" && probeEvery ? `every ${probeEvery} s, none yet` : "—";
+    }
+    const count = s.active_probes === 1 ? "1 probe" : `${s.active_probes} probes`;
+    const pace = s.state === "open" && probeEvery ? `, every ${probeEvery} s` : "";
+    return `${s.last_probe} at ${fmtTime(s.last_probe_at)} (${count}, ≤ ${s.active_probes} tokens${pace})`;
+  }
+
   function render(p) {
     const row = rowFor(p);
     const s = p.state;
@@ -98,12 +110,14 @@
     cell(row, "misconfigured", p.misconfigured ? `misconfigured: ${p.misconfigured}` : "");
     if (p.misconfigured) row.dataset.misconfigured = p.misconfigured;
     else delete row.dataset.misconfigured;
-    cell(row, "state", s.state);
+    const coolingFor = s.cooldown_until ? Math.ceil(s.cooldown_until - now()) : 0;
+    cell(row, "state", coolingFor > 0 ? `${s.state} (cooling down ${coolingFor} s)` : s.state);
     cell(row, "failures", String(s.failures));
     cell(row, "last-error", s.last_error || "—");
     cell(row, "opened-at", s.state === "closed" || s.state === "disabled" ? "—" : fmtTime(s.opened_at));
     cell(row, "half-open-in", s.state === "open" && s.retry_at
       ? `${Math.max(0, Math.ceil(s.retry_at - now()))} s` : "—");
+    cell(row, "probe", probeText(s));
     const f = figures(p.name);
     cell(row, "latency", f.count ? `${(f.sum / f.count).toFixed(1)} / ${f.max.toFixed(1)} ms` : "—");
     cell(row, "success", f.count ? `${(100 * f.ok / f.count).toFixed(1)} % of ${f.count}` : "—");
@@ -133,6 +147,7 @@
   function onSnapshot(m) {
     clockSkew = m.server_time - Date.now() / 1000;
     staleAfter = m.stale_after;
+    probeEvery = m.active_probe_seconds;
     document.getElementById("flexiai-served-by").textContent = m.worker;
     document.getElementById("flexiai-store").textContent =
       `${m.store.backend}${m.store.shared ? (m.store.connected ? " (connected)" : " (disconnected)") : ""}`;

@@ -16,6 +16,7 @@ from typing import Any
 _FAULT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "status": ((int,), True),
     "retry_after": ((int, float), True),
+    "retry_after_date": ((bool,), False),
     "delay": ((int, float), False),
     "reset": ((bool,), False),
     "malformed": ((bool,), False),
@@ -43,6 +44,8 @@ class Fault:
 
     status: int | None = None
     retry_after: float | None = None
+    #: Send ``Retry-After`` as an HTTP date (now + ``retry_after``) instead of seconds.
+    retry_after_date: bool = False
     delay: float = 0.0
     reset: bool = False
     malformed: bool = False

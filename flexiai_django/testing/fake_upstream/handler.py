@@ -9,7 +9,9 @@ possibly malformed, truncated, cut off or slowed). The API's shapes come from it
 
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,7 +91,10 @@ class Handler(Connection):
             return
         if fault.status is not None:
             extra = {}
-            if fault.retry_after is not None:
+            if fault.retry_after is not None and fault.retry_after_date:
+                when = time.time() + fault.retry_after
+                extra["Retry-After"] = email.utils.formatdate(when, usegmt=True)
+            elif fault.retry_after is not None:
                 extra["Retry-After"] = f"{fault.retry_after:g}"
             message = f"fake upstream error {fault.status}"
             self._send_json(fault.status, fmt.error_document(fault.status, message), extra)
