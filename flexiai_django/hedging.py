@@ -200,22 +200,27 @@ class _Race(Generic[T]):
         self.running = [r for r in self.running if r.task not in done]
         winner: _Run[T] | None = None
         extra: list[_Run[T]] = []
-        for run in ended:
-            # Only this module cancels an attempt; one that ended cancelled anyway is
-            # treated like the sequential chain treats it: the request is cancelled.
-            exc = asyncio.CancelledError() if run.task.cancelled() else run.task.exception()
-            if exc is None:
-                if winner is None:
-                    winner = run
+        try:
+            for run in ended:
+                # Only this module cancels an attempt; one that ended cancelled anyway is
+                # treated like the sequential chain treats it: the request is cancelled.
+                exc = asyncio.CancelledError() if run.task.cancelled() else run.task.exception()
+                if exc is None:
+                    if winner is None:
+                        winner = run
+                    else:
+                        extra.append(run)
+                elif isinstance(exc, ProviderError):
+                    again = await self._failed(run, exc)
+                    if again is not None:
+                        self._start(run.provider, again, hedge=False)
                 else:
-                    extra.append(run)
-            elif isinstance(exc, ProviderError):
-                again = await self._failed(run, exc)
-                if again is not None:
-                    self._start(run.provider, again, hedge=False)
-            else:
-                self.running.insert(0, run)  # the handler in run() counts it as aborted
-                raise exc
+                    self.running.insert(0, run)  # the handler in run() counts it as aborted
+                    raise exc
+        except BaseException:  # the chain stops: answers that came at once are released too
+            self.running += [r for r in ended
+                             if not r.task.cancelled() and r.task.exception() is None]
+            raise
         if winner is None:
             return None
         losers, self.running = [*extra, *self.running], []

@@ -398,3 +398,107 @@ async def test_the_http_api_streams_the_hedge(async_client, two, fake_upstream):
     assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "")
                    for e in events[:-1]) == "secondary: hello"
     await eventually(lambda: fake_upstream.hangups == 1)
+
+
+# -- the race's edges, with the attempts played by coroutines (no upstream) ---------------------
+
+LOCAL = {"BACKEND": "flexiai_django.breakers.memory.LocalBreakerStore", "OPTIONS": {}}
+
+
+@pytest.fixture
+def pair():
+    """Two provider snapshots and a local store; hedging after 50 ms, a budget per process."""
+    from flexiai_django.chain import Walk
+    from flexiai_django.providers.base import ProviderConfig
+    from flexiai_django.validation import chat_request
+
+    flexiai = {**HEDGED, "BREAKER_STORE": LOCAL, "HEDGE_DEFAULT_DELAY_SECONDS": 0.05}
+    with override_settings(FLEXIAI=flexiai):
+        get_budget().clear()
+        providers = [ProviderConfig(name, "openai", "http://127.0.0.1:9", f"{name}-model")
+                     for name in ("primary", "secondary")]
+        yield Walk(chat_request(HELLO, model="auto")), get_store(), providers
+
+
+@pytest.mark.asyncio
+async def test_a_request_error_from_the_hedge_stops_the_chain_and_cancels_the_first(pair):
+    from flexiai_django.errors import BadRequest
+
+    walk, store, providers = pair
+    cancelled = []
+
+    async def start(provider, adapter):
+        if provider.name == "secondary":
+            raise BadRequest("no", provider="secondary", status=400)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cancelled.append(provider.name)
+
+    with pytest.raises(BadRequest):
+        await hedging.race(walk, store, providers, start, streamed=False)
+    assert cancelled == ["primary"]
+    assert [(a.provider, a.outcome) for a in walk.trail] == [
+        ("secondary", "bad_request"), ("primary", "cancelled")]
+
+
+@pytest.mark.asyncio
+async def test_two_answers_at_once_keep_one_and_release_the_other(pair):
+    walk, store, providers = pair
+    ready, released = asyncio.Event(), []
+
+    async def start(provider, adapter):
+        if provider.name == "secondary":
+            ready.set()
+        await ready.wait()
+        return provider.name
+
+    async def discard(value):
+        released.append(value)
+
+    won = await hedging.race(walk, store, providers, start, streamed=True, discard=discard)
+    assert won.value in ("primary", "secondary")
+    assert released == [n for n in ("primary", "secondary") if n != won.value]
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_request_cancels_both_attempts_and_waits_for_them(pair):
+    walk, store, providers = pair
+    started, ended = [], []
+
+    async def start(provider, adapter):
+        started.append(provider.name)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.01)  # closing a connection takes a moment
+            ended.append(provider.name)
+
+    task = asyncio.create_task(hedging.race(walk, store, providers, start, streamed=False))
+    await eventually(lambda: len(started) == 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(ended) == ["primary", "secondary"]  # both ended before the race returned
+
+
+@pytest.mark.asyncio
+async def test_an_answer_beside_a_request_error_is_released(pair):
+    from flexiai_django.errors import BadRequest
+
+    walk, store, providers = pair
+    ready, released = asyncio.Event(), []
+
+    async def start(provider, adapter):
+        if provider.name == "secondary":
+            ready.set()
+            raise BadRequest("no", provider="secondary", status=400)
+        await ready.wait()
+        return provider.name
+
+    async def discard(value):
+        released.append(value)
+
+    with pytest.raises(BadRequest):  # the request error stops the chain, as without hedging
+        await hedging.race(walk, store, providers, start, streamed=True, discard=discard)
+    assert released == ["primary"]
