@@ -410,7 +410,9 @@ _Opened = tuple[AsyncIterator[StreamDelta], list[StreamDelta]]
 
 async def _ahedged_stream(request: ChatRequest) -> AsyncChatStream:
     """:func:`aopen_stream` for a hedged alias: :func:`hedging.race` runs the attempts,
-    each up to its first piece of the answer."""
+    each up to its first piece of the answer. The winner's stream was opened in its
+    attempt's task and is read on in the caller's: a time limit inside an adapter's
+    stream must apply per read (``asyncio.timeout`` around each), not span its yields."""
     walk = Walk(request)
 
     async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> _Opened:
