@@ -26,6 +26,7 @@ BENCHMARKS: tuple[tuple[str, bool], ...] = (
     ("dead_provider", False),
     ("probes", False),
     ("bogus_keys", False),
+    ("hedging", False),
 )
 
 

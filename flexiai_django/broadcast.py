@@ -38,6 +38,8 @@ logger = logging.getLogger("flexiai_django")
 BREAKER_EVENT = "flexiai.breaker"
 PROVIDERS_EVENT = "flexiai.providers"
 STATS_EVENT = "flexiai.stats"
+#: Seconds between re-joins of the broadcast group (see Listener._rejoin_if_due).
+REJOIN_SECONDS = 5.0
 
 
 def _shared_layer_configured() -> bool:
@@ -61,6 +63,7 @@ class Listener:
         self.events_applied = 0
         self.worker_stats: dict[str, dict[str, Any]] = {}
         self.channel: str | None = None
+        self.joined = 0.0
         self.thread = threading.Thread(target=self._run, name="flexiai-listener", daemon=True)
 
     def start(self) -> Listener:
@@ -77,22 +80,16 @@ class Listener:
 
     async def _receive_forever(self) -> None:
         backoff = 0.1
-        group = get_settings().CHANNEL_GROUP
-        rejoin = min(getattr(self.layer, "group_expiry", 86400) / 4, 300.0)
         while True:
             try:
                 channel = await self.layer.new_channel()
-                await self.layer.group_add(group, channel)
+                await self._join(channel)
                 self.channel = channel
-                joined = time.monotonic()
                 self.connected = True
                 self.ready.set()
                 await self.loop.run_in_executor(None, get_store().refresh)
                 backoff = 0.1
                 while True:
-                    if time.monotonic() - joined > rejoin:
-                        await self.layer.group_add(group, channel)
-                        joined = time.monotonic()
                     message = await self.layer.receive(channel)
                     self.handle(message)
             except Exception as exc:
@@ -104,6 +101,19 @@ class Listener:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    async def _join(self, channel: str) -> None:
+        await self.layer.group_add(get_settings().CHANNEL_GROUP, channel)
+        self.joined = time.monotonic()
+
+    async def _rejoin_if_due(self) -> None:
+        """Join the group again every few seconds: membership lives in Redis, so a Redis
+        restart (it keeps nothing on disk) or a flush would otherwise leave this worker
+        deaf to broadcasts until the membership's own expiry, with only re-reads to go on."""
+        expiry = getattr(self.layer, "group_expiry", 86400)
+        if self.connected and self.channel and time.monotonic() - self.joined > min(
+                expiry / 4, REJOIN_SECONDS):
+            await self._join(self.channel)
+
     async def _resync_forever(self) -> None:
         while True:
             await asyncio.sleep(get_settings().RESYNC_SECONDS)
@@ -112,6 +122,7 @@ class Listener:
                 if not store.describe()["connected"]:
                     await self.loop.run_in_executor(None, getattr(store, "ping", bool))
                 await self.loop.run_in_executor(None, store.refresh)
+                await self._rejoin_if_due()
             except Exception as exc:
                 logger.debug("resync failed: %s", type(exc).__name__)
 

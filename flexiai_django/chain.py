@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flexiai_django import cache_tier, metrics, ordering, recent_calls, retries, token_estimate
+from flexiai_django import (
+    cache_tier,
+    hedging,
+    metrics,
+    ordering,
+    recent_calls,
+    retries,
+    token_estimate,
+)
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
@@ -230,7 +238,9 @@ class Walk:
                  seconds: float | None = None) -> ChatResult:
         """``seconds``: the attempt's latency when not "until now" (a stream's first chunk)."""
         self.trail.append(Attempt(provider.name, "ok"))
-        metrics.answered(provider.name, self.observe(provider, ok=True, seconds=seconds))
+        elapsed = self.observe(provider, ok=True, seconds=seconds)
+        recent_calls.local().first_token(provider.name, elapsed, streamed=seconds is not None)
+        metrics.answered(provider.name, elapsed)
         metrics.used(provider.name, completion.usage.prompt_tokens,
                      completion.usage.completion_tokens)
         return ChatResult(
@@ -313,6 +323,8 @@ def complete(request: ChatRequest) -> ChatResult:
 
 
 async def acomplete(request: ChatRequest) -> ChatResult:
+    if hedging.hedged(request):
+        return await _ahedged_complete(request)
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
         adapter = get_adapter(provider)
@@ -333,6 +345,22 @@ async def acomplete(request: ChatRequest) -> ChatResult:
             cache_tier.remember_soon(request, provider.name, completion)
             return walk.answered(provider, completion)
     return walk.fallback(await cache_tier.arecall(request))
+
+
+async def _ahedged_complete(request: ChatRequest) -> ChatResult:
+    """:func:`acomplete` for a hedged alias: :func:`hedging.race` runs the attempts."""
+    walk, store = Walk(request), get_store()
+
+    async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> Completion:
+        return await adapter.acomplete(async_client(provider.name), request)
+
+    candidates = walk.candidates(await aget_providers())
+    won = await hedging.race(walk, store, candidates, start, streamed=False)
+    if won is None:
+        return walk.fallback(await cache_tier.arecall(request))
+    await arecord(store, won.provider, won.admission, True)
+    cache_tier.remember_soon(request, won.provider.name, won.value)
+    return walk.answered(won.provider, won.value)
 
 
 def record(

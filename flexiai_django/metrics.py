@@ -106,6 +106,13 @@ PROVIDERS_AVAILABLE = Gauge(
     "by the cache or degraded tier, or gets a 503).",
     multiprocess_mode="livemostrecent",
 )
+HEDGES = Counter(
+    "flexiai_hedges_total",
+    "Hedged requests' second calls, by the provider they went to: started, won (its answer "
+    "was used), lost (cancelled or failed; started = won + lost), refused_budget (the "
+    "deployment's hedge budget was spent: provider is the one it would have gone to).",
+    ["provider", "outcome"],
+)
 REDIS_CONNECTED = Gauge(
     "flexiai_redis_connected",
     "1 when the breaker store can use its state (Redis reachable, or an in-process store), "
@@ -129,7 +136,8 @@ ACTIVE_PROBES = Counter(
 
 ALL: tuple[MetricWrapperBase, ...] = (
     REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, RETRIES, REJECTIONS, TRANSITIONS,
-    BREAKER_STATE, PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES, MALFORMED_CHUNKS,
+    HEDGES, BREAKER_STATE, PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES,
+    MALFORMED_CHUNKS,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -190,6 +198,16 @@ def aborted(provider: str) -> None:
     outcome = "error" if isinstance(exc, Exception) else "cancelled"
     _child(ATTEMPTS, provider, outcome).inc()
     _child(REQUESTS, provider, "provider", outcome).inc()
+
+
+def cancelled(provider: str) -> None:
+    """An attempt the chain itself cancelled (a hedged race's loser): the request goes on."""
+    _child(ATTEMPTS, provider, "cancelled").inc()
+
+
+def hedged(provider: str, outcome: str) -> None:
+    """A hedge ``started``, ``won``, ``lost`` or was ``refused_budget`` (see :data:`HEDGES`)."""
+    _child(HEDGES, provider, outcome).inc()
 
 
 def malformed_chunk(provider: str) -> None:

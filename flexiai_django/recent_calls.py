@@ -4,6 +4,10 @@ Kept in memory per process (no I/O on the request path) and published by the bro
 listener every ``STATS_PUBLISH_SECONDS``; the page adds up the latest summary of every
 worker. A window keeps at most :data:`MAX_SAMPLES` attempts per provider, so under
 heavy traffic it covers less than ``STATS_WINDOW_SECONDS``.
+
+It also keeps each provider's last :data:`FIRST_TOKEN_SAMPLES` times to first token, apart
+for streams (the first chunk) and plain calls (the whole answer): hedged requests wait
+for a provider's recent p95 of them before starting a second call.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import TypedDict
 from flexiai_django.process_local import PerProcess
 
 MAX_SAMPLES = 1000
+#: Times to first token kept per provider and mode (streamed or not), newest last.
+FIRST_TOKEN_SAMPLES = 200
 
 
 class Summary(TypedDict):
@@ -29,6 +35,7 @@ class Stats:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._samples: dict[str, deque[tuple[float, bool, float]]] = {}
+        self._first_token: dict[tuple[str, bool], deque[float]] = {}
         self.recorded = 0
 
     def record(self, provider: str, ok: bool, latency_ms: float) -> None:
@@ -38,8 +45,22 @@ class Stats:
         samples.append((self._clock(), ok, latency_ms))
         self.recorded += 1
 
+    def first_token(self, provider: str, seconds: float, *, streamed: bool) -> None:
+        """Note how long ``provider`` took to its first token (a stream's first chunk, a
+        plain call's whole answer)."""
+        key = (provider, streamed)
+        times = self._first_token.get(key)
+        if times is None:
+            times = self._first_token.setdefault(key, deque(maxlen=FIRST_TOKEN_SAMPLES))
+        times.append(seconds)
+
+    def first_token_times(self, provider: str, *, streamed: bool) -> list[float]:
+        """The recent times to first token noted for ``provider``, in seconds."""
+        return list(self._first_token.get((provider, streamed), ()))
+
     def clear(self) -> None:
         self._samples.clear()
+        self._first_token.clear()
 
     def summary(self, window_seconds: float) -> dict[str, Summary]:
         """Attempts of the last ``window_seconds``, per provider (providers with none left out)."""

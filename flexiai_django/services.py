@@ -31,22 +31,31 @@ def chat(messages: Messages, **params: Any) -> ChatResult:
     :class:`~flexiai_django.errors.UnsupportedParameters` when no provider can carry a
     field, and :class:`~flexiai_django.errors.BadRequest` when a provider rejects the
     request.
+
+    Never hedged, even for an alias in ``HEDGED_ALIASES``: a call blocking this thread
+    cannot be cancelled, so only :func:`achat` and :func:`astream` hedge.
     """
     return chain.complete(chat_request(messages, **params))
 
 
 async def achat(messages: Messages, **params: Any) -> ChatResult:
-    """:func:`chat` for async code: no thread, no blocking call on the hot path."""
+    """:func:`chat` for async code: no thread, no blocking call on the hot path.
+
+    For a model alias in ``HEDGED_ALIASES``, a first provider slower than its recent p95
+    gets company: the next provider starts too and the first answer wins
+    (:mod:`flexiai_django.hedging`)."""
     return await chain.acomplete(chat_request(messages, **params))
 
 
 def stream(messages: Messages, **params: Any) -> streams.ChatStream:
-    """Text pieces as they arrive. Failover happens before this returns."""
+    """Text pieces as they arrive. Failover happens before this returns. Never hedged
+    (see :func:`chat`)."""
     return streams.open_stream(chat_request(messages, **params))
 
 
 async def astream(messages: Messages, **params: Any) -> streams.AsyncChatStream:
-    """``async for piece in await astream(...)``."""
+    """``async for piece in await astream(...)``; hedged like :func:`achat` (the first
+    stream to yield a piece of the answer wins)."""
     return await streams.aopen_stream(chat_request(messages, **params))
 
 

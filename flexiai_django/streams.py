@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from itertools import chain
 
-from flexiai_django import cache_tier, continuation, metrics, stream_resume
+from flexiai_django import cache_tier, continuation, hedging, metrics, stream_resume
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
 from flexiai_django.chain import Walk, arecord, record, success_of
@@ -37,7 +37,7 @@ from flexiai_django.conf import get_settings
 from flexiai_django.errors import ProviderError, StreamInterrupted
 from flexiai_django.provider_cache import aget_providers, get_providers
 from flexiai_django.providers import get_adapter
-from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.providers.base import ProviderAdapter, ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
 
 logger = logging.getLogger("flexiai_django")
@@ -378,6 +378,8 @@ def open_stream(request: ChatRequest) -> ChatStream:
 
 
 async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
+    if hedging.hedged(request):
+        return await _ahedged_stream(request)
     walk, store = Walk(request), get_store()
     candidates = walk.candidates(await aget_providers())
     for provider in candidates:
@@ -400,3 +402,42 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
             return AsyncChatStream(state, deltas)
     result = walk.fallback(await cache_tier.arecall(request))
     return AsyncChatStream(_StreamState(walk, None, None, []), None, result)
+
+
+#: A stream opened up to its first piece: the rest of its deltas, and the head.
+_Opened = tuple[AsyncIterator[StreamDelta], list[StreamDelta]]
+
+
+async def _ahedged_stream(request: ChatRequest) -> AsyncChatStream:
+    """:func:`aopen_stream` for a hedged alias: :func:`hedging.race` runs the attempts,
+    each up to its first piece of the answer. The winner's stream was opened in its
+    attempt's task and is read on in the caller's: a time limit inside an adapter's
+    stream must apply per read (``asyncio.timeout`` around each), not span its yields."""
+    walk = Walk(request)
+
+    async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> _Opened:
+        deltas = adapter.astream(async_client(provider.name), request)
+        try:
+            return deltas, await _ahead(deltas)
+        except BaseException:  # cancelled: close the upstream connection now
+            await _aclose(deltas)
+            raise
+
+    async def discard(opened: _Opened) -> None:
+        await _aclose(opened[0])
+
+    candidates = walk.candidates(await aget_providers())
+    won = await hedging.race(walk, get_store(), candidates, start, streamed=True,
+                             discard=discard)
+    if won is None:
+        result = walk.fallback(await cache_tier.arecall(request))
+        return AsyncChatStream(_StreamState(walk, None, None, []), None, result)
+    deltas, head = won.value
+    state = _StreamState(walk, won.provider, won.admission, head, candidates)
+    return AsyncChatStream(state, deltas)
+
+
+async def _aclose(deltas: AsyncIterator[StreamDelta]) -> None:
+    close = getattr(deltas, "aclose", None)
+    if close is not None:
+        await close()

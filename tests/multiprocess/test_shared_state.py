@@ -1,13 +1,17 @@
 """Four gunicorn/uvicorn worker processes and one Redis behave as one breaker."""
 
+import os
 import threading
 import time
 
 import httpx
 import pytest
+import redis
 
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import State
+from flexiai_django.broadcast import REJOIN_SECONDS
+from flexiai_django.conf import get_settings
 from flexiai_django.testing.servers import manage
 
 from .conftest import (
@@ -128,3 +132,17 @@ def test_health_reports_the_shared_state_and_sync(clean, seeded):
     assert (primary["circuit_state"], primary["available"]) == ("forced_open", False)
     assert body["status"] == "degraded"
     assert body["redis_connected"] is True
+
+
+def test_workers_rejoin_the_broadcast_group_after_redis_lost_it(clean):
+    """Group membership lives in Redis, which keeps nothing on disk: after a restart or a
+    flush every worker is back in the group within seconds, not at the membership expiry."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    key = f"asgi:group:{get_settings().CHANNEL_GROUP}"
+    assert client.zcard(key) >= WORKERS
+    client.delete(key)
+    lost = time.monotonic()
+    while client.zcard(key) < WORKERS:
+        assert time.monotonic() - lost < REJOIN_SECONDS + 5, "workers never re-joined"
+        time.sleep(0.1)  # polling pace only
+    print(f"\nall {WORKERS} workers re-joined {time.monotonic() - lost:.1f} s after the loss")

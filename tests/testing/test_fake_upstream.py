@@ -372,6 +372,21 @@ def test_delay_makes_client_read_time_out(upstream: FakeUpstream) -> None:
     assert upstream.hits() == 1
 
 
+@pytest.mark.parametrize("fault", [{"delay": 2}, {"first_token_delay": 2}])
+def test_a_client_hanging_up_during_a_pause_is_counted(upstream: FakeUpstream,
+                                                       fault: dict[str, Any]) -> None:
+    upstream.set_fault(**fault)
+    assert upstream.hangups == 0
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
+        httpx.post(openai_url(upstream), json=chat(stream=True), timeout=0.2)
+    deadline = time.monotonic() + 3
+    while upstream.hangups == 0:
+        assert time.monotonic() < deadline, "the hang-up was not noticed within 3 s"
+        time.sleep(0.02)
+    assert upstream.hangups == 1
+    assert upstream.stats()["hangups"] == 1
+
+
 def test_reset_aborts_connection_without_response(
     upstream: FakeUpstream, client: httpx.Client
 ) -> None:

@@ -139,6 +139,12 @@ class FakeUpstream:
         """TCP connections accepted since start or the last reset()."""
         return self._state.connections
 
+    @property
+    def hangups(self) -> int:
+        """Replies abandoned by their client while paused (a delay, a slow first token or a
+        stall) since start or the last reset(): the client hung up."""
+        return self._state.hangups
+
     def reset(self) -> None:
         """Back to a fresh server: no faults, counters, recordings or custom prefixes."""
         self._state.reset()

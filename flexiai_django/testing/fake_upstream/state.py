@@ -80,6 +80,7 @@ class State:
         self._scopes: dict[str, _Scope] = {}
         self._ids = itertools.count(1)
         self._connections = 0
+        self._hangups = 0
         self._open: set[socket.socket] = set()
 
     def _scope(self, name: str) -> _Scope:
@@ -123,6 +124,7 @@ class State:
         with self._lock:
             self._scopes.clear()
             self._connections = 0
+            self._hangups = 0
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -135,12 +137,24 @@ class State:
                 }
                 for name, scope in sorted(self._scopes.items())
             }
-            return {"scopes": scopes, "connections": self._connections}
+            return {"scopes": scopes, "connections": self._connections,
+                    "hangups": self._hangups}
 
     @property
     def connections(self) -> int:
         with self._lock:
             return self._connections
+
+    @property
+    def hangups(self) -> int:
+        with self._lock:
+            return self._hangups
+
+    def hung_up(self) -> None:
+        """A client closed its connection while a reply was paused (delay, slow first
+        token, stall): it gave up waiting."""
+        with self._lock:
+            self._hangups += 1
 
     def opened(self, sock: socket.socket) -> None:
         with self._lock:

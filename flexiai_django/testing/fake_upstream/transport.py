@@ -178,8 +178,10 @@ class Connection(BaseHTTPRequestHandler):
             try:
                 readable, _, _ = select.select([self.connection], [], [], step)
                 if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    self.state.hung_up()
                     return False
             except (OSError, ValueError):
+                self.state.hung_up()
                 return False
             # Pipelined bytes keep the socket readable; stop polling it.
             watch_client = not readable

@@ -1,0 +1,85 @@
+"""Failures that heal, as the official openai SDK sees them through real workers.
+
+Two uvicorn workers under gunicorn share one Redis; the fake upstream's demo providers
+(primary: OpenAI-compatible, secondary: Anthropic, local: Ollama) misbehave on demand.
+Each scenario asserts what the client receives, by when, and how many calls each
+upstream got.
+"""
+
+import json
+import time
+
+import openai
+import pytest
+
+from .conftest import FLEXIAI, start, wait_until_every_worker
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+WORKERS = 2
+QUESTION = "say hi to the gateway"
+ANSWER = "echo: " + QUESTION
+HI = [{"role": "user", "content": QUESTION}]
+PROVIDERS = ("demo-primary", "demo-secondary", "demo-local")
+HEALING = {**FLEXIAI, "MAX_RETRIES": 1, "RETRY_BACKOFF_SECONDS": 0.05,
+           "FIRST_TOKEN_TIMEOUT": 1.0, "STALL_TIMEOUT": 1.0}
+
+
+@pytest.fixture(scope="module")
+def site(seeded):
+    server = start("uvicorn", seeded, workers=WORKERS, FLEXIAI_JSON=json.dumps(HEALING))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sdk(site, fake_upstream):
+    """A client, once every worker sees every demo breaker closed (the last test's
+    outages are forgotten)."""
+    def all_closed(view):
+        states = view["breakers"]
+        return all(states.get(f"llm:{p}", {}).get("local", {}).get("state", "closed")
+                   == "closed" for p in PROVIDERS)
+
+    wait_until_every_worker(site.url, WORKERS, all_closed)
+    return openai.OpenAI(base_url=f"{site.url}/v1", api_key="not-needed", max_retries=0)
+
+
+def hits(fake_upstream):
+    return tuple(fake_upstream.hits(p) for p in PROVIDERS)
+
+
+def text_of(chunks):
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_a_rate_limited_primary_is_retried_once_its_retry_after_has_passed(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", status=429, retry_after=1, times=1)
+    started = time.monotonic()
+    raw = sdk.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    elapsed = time.monotonic() - started
+    assert raw.parse().choices[0].message.content == ANSWER
+    assert raw.headers["x-flexiai-provider"] == "demo-primary"
+    assert 1.0 <= elapsed < 4.0
+    assert hits(fake_upstream) == (2, 0, 0)
+
+
+def test_a_stream_that_ends_without_its_done_marker_is_complete(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", no_end_marker=True)
+    chunks = list(sdk.chat.completions.create(model="auto", messages=HI, stream=True))
+    assert text_of(chunks) == ANSWER
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert hits(fake_upstream) == (1, 0, 0)
+
+
+def test_a_cut_stream_whose_next_provider_refuses_prefill_is_continued_by_instruction(
+        sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", stream_fail_after=3)
+    fake_upstream.set_fault("demo-secondary", prefill_refused=True)
+    chunks = list(sdk.chat.completions.create(model="auto", messages=HI, stream=True))
+    assert text_of(chunks) == ANSWER
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].flexiai["providers"] == ["demo-primary", "demo-secondary"]
+    assert hits(fake_upstream) == (1, 2, 0)  # the refused prefill, then the instruction
+    second = fake_upstream.requests("demo-secondary")[-1].json["messages"]
+    assert second[-2]["role"] == "assistant" and second[-1]["role"] == "user"
