@@ -97,7 +97,11 @@ class BoundedByteStream(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         chunks = aiter(self._inner)
         while True:
-            async with asyncio.timeout(self._clock.wait(time.monotonic())):
+            wait = self._clock.wait(time.monotonic())
+            if self._clock.limited:
+                async with asyncio.timeout(wait):
+                    chunk = await anext(chunks, None)
+            else:  # the read's own timeout (the provider's) comes first: no timer needed
                 chunk = await anext(chunks, None)
             if chunk is None:
                 return
