@@ -1,5 +1,8 @@
 """Settings are read lazily through one object that reloads when Django's settings change."""
 
+import re
+from pathlib import Path
+
 import pytest
 from django.test import override_settings
 
@@ -37,3 +40,10 @@ def test_unknown_keys_are_left_out_and_secrets_stay_out_of_repr():
         s = get_settings()
         assert s.ENCRYPTION_KEYS == ["k-very-secret-1"]
         assert "k-very-secret-1" not in repr(s) and "NOPE" not in s.as_dict()
+
+
+def test_every_setting_is_documented_in_the_readme_configuration_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Configuration (`FLEXIAI`)", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, re.M))
+    assert set(DEFAULTS) - documented == set()

@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -35,51 +34,12 @@ from flexiai_django.worker import worker_id
 
 from . import leases
 from .memory import LocalBreakerStore
+from .redis_codec import decode, parse_state, script_source, text
 from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
 
 logger = logging.getLogger("flexiai_django")
 __all__ = ["REDIS_ERRORS", "RedisBreakerStore"]
-
-
-def _script_source() -> str:
-    return resources.files("flexiai_django.breakers").joinpath("breaker.lua").read_text()
-
-
-def _number(value: Any) -> float | None:
-    """A number field; the script's JSON has ``false`` for a field it deleted."""
-    return None if value is None or value is False or value == "" else float(value)
-
-
-def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) -> BreakerState:
-    """A state from the script's JSON or a raw HGETALL (values are strings there)."""
-    get = fields.get
-    return BreakerState(
-        state=State(get("state") or State.CLOSED),
-        failures=int(float(get("failures") or 0)),
-        successes=int(float(get("successes") or 0)),
-        openings=int(float(get("openings") or 0)),
-        opened_at=_number(get("opened_at")),
-        retry_at=_number(get("retry_at")),
-        probes=tuple(float(p) for p in probes) if isinstance(probes, list) else (),
-        version=int(float(get("version") or 0)),
-        last_failure_at=_number(get("last_failure_at")),
-        last_error=get("last_error") or None,
-        changed_at=_number(get("changed_at")),
-        total_failures=int(float(get("total_failures") or 0)),
-        active_probes=int(float(get("active_probes") or 0)),
-        last_probe_at=_number(get("last_probe_at")),
-        last_probe=get("last_probe") or None,
-        cooldown_until=_number(get("cooldown_until")),
-    )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
 
 
 class RedisBreakerStore(BreakerStore):
@@ -122,7 +82,7 @@ class RedisBreakerStore(BreakerStore):
             with self._lock:
                 if self._client is None:
                     client = fail_fast_client(self._url, self._alias, *self._timeouts)
-                    self._script = client.register_script(_script_source())
+                    self._script = client.register_script(script_source())
                     self._client = client
         return self._client
 
@@ -373,7 +333,7 @@ class RedisBreakerStore(BreakerStore):
         states = {}
         for i, name in enumerate(names):
             fields, probes = replies[2 * i], replies[2 * i + 1]
-            read = parse_state(_decode(fields), [score for _, score in probes])
+            read = parse_state(decode(fields), [score for _, score in probes])
             states[name] = self.take_read(name, read, started)
         return states
 
@@ -403,7 +363,7 @@ class RedisBreakerStore(BreakerStore):
     def all(self) -> dict[str, BreakerState]:
         if self._usable():
             try:
-                names = sorted(_text(m) for m in self._redis().smembers(self._keys("")[2]))
+                names = sorted(text(m) for m in self._redis().smembers(self._keys("")[2]))
                 states = self._read(names)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
@@ -420,7 +380,7 @@ class RedisBreakerStore(BreakerStore):
         try:
             client = self._redis()
             index = self._keys("")[2]
-            names = [_text(m) for m in client.smembers(index)]
+            names = [text(m) for m in client.smembers(index)]
             keys = [key for name in names for key in self._keys(name)[:2]]
             client.delete(index, *keys)
         except REDIS_ERRORS as exc:

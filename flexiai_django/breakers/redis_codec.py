@@ -1,0 +1,49 @@
+"""How breaker state is written in Redis: the script's source, and a state read back
+from the script's JSON answer or a raw ``HGETALL``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from .state import BreakerState, State
+
+
+def script_source() -> str:
+    return resources.files("flexiai_django.breakers").joinpath("breaker.lua").read_text()
+
+
+def _number(value: Any) -> float | None:
+    """A number field; the script's JSON has ``false`` for a field it deleted."""
+    return None if value is None or value is False or value == "" else float(value)
+
+
+def parse_state(fields: dict[str, Any], probes: list[float] | dict[str, Any]) -> BreakerState:
+    """A state from the script's JSON or a raw HGETALL (values are strings there)."""
+    get = fields.get
+    return BreakerState(
+        state=State(get("state") or State.CLOSED),
+        failures=int(float(get("failures") or 0)),
+        successes=int(float(get("successes") or 0)),
+        openings=int(float(get("openings") or 0)),
+        opened_at=_number(get("opened_at")),
+        retry_at=_number(get("retry_at")),
+        probes=tuple(float(p) for p in probes) if isinstance(probes, list) else (),
+        version=int(float(get("version") or 0)),
+        last_failure_at=_number(get("last_failure_at")),
+        last_error=get("last_error") or None,
+        changed_at=_number(get("changed_at")),
+        total_failures=int(float(get("total_failures") or 0)),
+        active_probes=int(float(get("active_probes") or 0)),
+        last_probe_at=_number(get("last_probe_at")),
+        last_probe=get("last_probe") or None,
+        cooldown_until=_number(get("cooldown_until")),
+    )
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {text(k): text(v) for k, v in raw.items()}
