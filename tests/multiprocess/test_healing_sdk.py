@@ -7,10 +7,14 @@ upstream got.
 """
 
 import json
+import os
 import time
 
 import openai
 import pytest
+
+from flexiai_django.breakers.redis_store import RedisBreakerStore
+from flexiai_django.breakers.state import State
 
 from .conftest import FLEXIAI, start, wait_until_every_worker
 
@@ -83,3 +87,44 @@ def test_a_cut_stream_whose_next_provider_refuses_prefill_is_continued_by_instru
     assert hits(fake_upstream) == (1, 2, 0)  # the refused prefill, then the instruction
     second = fake_upstream.requests("demo-secondary")[-1].json["messages"]
     assert second[-2]["role"] == "assistant" and second[-1]["role"] == "user"
+
+
+def test_a_stream_whose_first_token_is_late_is_served_by_the_next_provider(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", first_token_delay=30)
+    started = time.monotonic()
+    chunks = list(sdk.chat.completions.create(model="auto", messages=HI, stream=True))
+    elapsed = time.monotonic() - started
+    assert text_of(chunks) == ANSWER
+    assert HEALING["FIRST_TOKEN_TIMEOUT"] <= elapsed < HEALING["FIRST_TOKEN_TIMEOUT"] + 2.5
+    assert hits(fake_upstream) == (1, 1, 0)
+
+
+def test_a_stream_that_stalls_mid_answer_is_continued_by_the_next_provider(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", stall_after=2, stall_for=30)
+    started = time.monotonic()
+    chunks = list(sdk.chat.completions.create(model="auto", messages=HI, stream=True))
+    elapsed = time.monotonic() - started
+    assert text_of(chunks) == ANSWER
+    assert chunks[-1].flexiai["providers"] == ["demo-primary", "demo-secondary"]
+    assert elapsed < HEALING["STALL_TIMEOUT"] + 2.5
+    assert hits(fake_upstream) == (1, 1, 0)
+
+
+def test_one_malformed_chunk_is_skipped_and_the_answer_completes(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", malformed_chunk_at=2)
+    chunks = list(sdk.chat.completions.create(model="auto", messages=HI, stream=True))
+    assert text_of(chunks) == ANSWER
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].flexiai["provider"] == "demo-primary"
+    assert "continued" not in chunks[-1].flexiai
+    assert hits(fake_upstream) == (1, 0, 0)
+
+
+def test_a_prompt_too_long_for_the_primary_goes_to_a_larger_window(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", context_window=3)
+    raw = sdk.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    assert raw.parse().choices[0].message.content == ANSWER
+    assert raw.headers["x-flexiai-provider"] == "demo-secondary"
+    assert hits(fake_upstream) == (1, 1, 0)
+    primary = RedisBreakerStore(url=os.environ["REDIS_URL"]).get("llm:demo-primary")
+    assert (primary.state, primary.total_failures) == (State.CLOSED, 0)  # not an outage
