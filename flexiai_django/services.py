@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeAlias, overload
 
 from flexiai_django import chain, streams
+from flexiai_django.chat_stream import AsyncChatStream, ChatStream
 from flexiai_django.chat_types import ChatRequest, ChatResult, Message
 from flexiai_django.validation import chat_request
 
@@ -47,13 +48,13 @@ async def achat(messages: Messages, **params: Any) -> ChatResult:
     return await chain.acomplete(chat_request(messages, **params))
 
 
-def stream(messages: Messages, **params: Any) -> streams.ChatStream:
+def stream(messages: Messages, **params: Any) -> ChatStream:
     """Text pieces as they arrive. Failover happens before this returns. Never hedged
     (see :func:`chat`)."""
     return streams.open_stream(chat_request(messages, **params))
 
 
-async def astream(messages: Messages, **params: Any) -> streams.AsyncChatStream:
+async def astream(messages: Messages, **params: Any) -> AsyncChatStream:
     """``async for piece in await astream(...)``; hedged like :func:`achat` (the first
     stream to yield a piece of the answer wins)."""
     return await streams.aopen_stream(chat_request(messages, **params))

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
+from flexiai_django.chat_stream import AsyncChatStream
 from flexiai_django.chat_types import ChatResult, Choice, StreamDelta, Usage
 from flexiai_django.errors import StreamInterrupted
 from flexiai_django.providers import openai_shape
-from flexiai_django.streams import AsyncChatStream
 
 DROPPED_HEADER = "X-FlexiAI-Dropped-Params"
 
