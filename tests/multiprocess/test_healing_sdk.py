@@ -26,7 +26,10 @@ ANSWER = "echo: " + QUESTION
 HI = [{"role": "user", "content": QUESTION}]
 PROVIDERS = ("demo-primary", "demo-secondary", "demo-local")
 HEALING = {**FLEXIAI, "MAX_RETRIES": 1, "RETRY_BACKOFF_SECONDS": 0.05,
-           "FIRST_TOKEN_TIMEOUT": 1.0, "STALL_TIMEOUT": 1.0}
+           "FIRST_TOKEN_TIMEOUT": 2.0, "STALL_TIMEOUT": 1.0,
+           # "hedged" routes like "auto" but hedges a late first token.
+           "MODEL_ALIASES": {"auto": None, "hedged": None}, "HEDGED_ALIASES": ["hedged"],
+           "HEDGE_DEFAULT_DELAY_SECONDS": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +131,27 @@ def test_a_prompt_too_long_for_the_primary_goes_to_a_larger_window(sdk, fake_ups
     assert hits(fake_upstream) == (1, 1, 0)
     primary = RedisBreakerStore(url=os.environ["REDIS_URL"]).get("llm:demo-primary")
     assert (primary.state, primary.total_failures) == (State.CLOSED, 0)  # not an outage
+
+
+def test_a_hedged_request_whose_primary_is_slow_gets_the_first_answer(sdk, fake_upstream):
+    fake_upstream.set_fault("demo-primary", first_token_delay=5)
+    started = time.monotonic()
+    raw = sdk.chat.completions.with_raw_response.create(model="hedged", messages=HI,
+                                                        stream=True)
+    chunks = list(raw.parse())
+    elapsed = time.monotonic() - started
+    assert text_of(chunks) == ANSWER
+    assert raw.headers["x-flexiai-provider"] == "demo-secondary"
+    # the hedge delay (0.3 s), not the first-token limit (2 s) nor the primary's 5 s
+    assert elapsed < 1.5
+    assert hits(fake_upstream) == (1, 1, 0)
+    deadline = time.monotonic() + 5
+    while fake_upstream.hangups < 1:  # the primary's call is cancelled, its socket closed
+        assert time.monotonic() < deadline, "the losing call was left running"
+        time.sleep(0.05)
+
+
+def test_a_fast_primary_is_not_hedged(sdk, fake_upstream):
+    chunks = list(sdk.chat.completions.create(model="hedged", messages=HI, stream=True))
+    assert text_of(chunks) == ANSWER
+    assert hits(fake_upstream) == (1, 0, 0)
