@@ -51,6 +51,8 @@ async def provider_report() -> list[dict[str, Any]]:
             "failure_count": state.failures,
             "last_failure_time": _iso(state.last_failure_at),
             "retry_at": _iso(state.retry_at),
+            "cooldown_until": _iso(state.cooldown_until),
+            "context_window": p.context_window,
             "misconfigured": None,
         })
     for m in snapshot.misconfigured:
@@ -64,6 +66,8 @@ async def provider_report() -> list[dict[str, Any]]:
             "failure_count": None,
             "last_failure_time": None,
             "retry_at": None,
+            "cooldown_until": None,
+            "context_window": None,
             "misconfigured": m.reason,
         })
     report.sort(key=lambda p: (p["priority"], p["name"]))

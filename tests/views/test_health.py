@@ -126,6 +126,15 @@ def test_an_admin_key_sees_every_provider(client, two, scopes):
     assert ready["available_providers"] == ["secondary"]
 
 
+def test_a_provider_cooling_down_says_until_when_and_its_window_is_shown(client, make_provider):
+    make_provider("primary", priority=1, context_window=8000)
+    cooling = breaker("llm:primary")
+    cooling.store.cool_down(cooling.name, cooling.config, 30)
+    primary = client.get("/health", **bearer("admin")).json()["providers"][0]
+    assert primary["available"] is False and primary["cooldown_until"]
+    assert primary["context_window"] == 8000
+
+
 def test_a_staff_session_sees_every_provider(admin_client, two):
     assert [p["name"] for p in admin_client.get("/health").json()["providers"]] == [
         "primary", "secondary"]
