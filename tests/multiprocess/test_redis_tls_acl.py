@@ -104,7 +104,7 @@ def refused_start(seeded, url):
 def test_a_wrong_password_stops_the_server_with_a_clear_message(seeded, tls_redis):
     output = refused_start(seeded, tls_redis.user_url("flexiai", "not-the-password"))
     assert "flexiai.E070" in output and "refused our credentials" in output, output
-    assert "flexiai:***@127.0.0.1" in output
+    assert "flexiai:***@127.0.0.1" in output and "Worker failed to boot" in output
     assert "not-the-password" not in output
 
 
