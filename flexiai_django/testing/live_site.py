@@ -129,8 +129,8 @@ class LiveSite:
 
     def start(self) -> LiveSite:
         self.manage("migrate", "--noinput", "-v0")
-        # Settings with hashed static names (the demo's, DEBUG off) need the manifest.
-        self.manage("collectstatic", "--noinput", "-v0")
+        if self._needs_collectstatic():
+            self.manage("collectstatic", "--noinput", "-v0")
         self.manage("flexiai_seed_demo", "--upstream", self.upstream.url)
         users = json.dumps([vars(u) for u in self.users.values()])
         self.manage("shell", "-c", _CREATE_USERS.format(users=users))
@@ -141,6 +141,15 @@ class LiveSite:
             self.stop()
             raise
         return self
+
+    def _needs_collectstatic(self) -> bool:
+        """Hashed static names (the demo settings, DEBUG off) need ``collectstatic``'s
+        manifest; when the servers share the caller's settings, those tell at no cost."""
+        if self.env["DJANGO_SETTINGS_MODULE"] != os.environ.get("DJANGO_SETTINGS_MODULE"):
+            return True
+        from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
+
+        return isinstance(staticfiles_storage, ManifestFilesMixin)
 
     def stop(self) -> None:
         self.page.stop()
