@@ -93,18 +93,21 @@ def test_the_app_serves_and_shares_breakers_over_tls_as_the_acl_user(
     assert PASSWORD not in output
 
 
-def refused_start(seeded, url):
-    server = ServerProcess("uvicorn", tls_env(seeded, url), workers=1)
+def refused_start(seeded, url, kind="uvicorn"):
+    server = ServerProcess(kind, tls_env(seeded, url), workers=1)
     with pytest.raises(RuntimeError, match="exited at start") as failed:
         server.start(timeout=30)
     server.stop()
     return str(failed.value)
 
 
-def test_a_wrong_password_stops_the_server_with_a_clear_message(seeded, tls_redis):
-    output = refused_start(seeded, tls_redis.user_url("flexiai", "not-the-password"))
+@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn-sync", "daphne"])
+def test_a_wrong_password_stops_the_server_with_a_clear_message(seeded, tls_redis, kind):
+    output = refused_start(seeded, tls_redis.user_url("flexiai", "not-the-password"), kind)
     assert "flexiai.E070" in output and "refused our credentials" in output, output
-    assert "flexiai:***@127.0.0.1" in output and "Worker failed to boot" in output
+    assert "flexiai:***@127.0.0.1" in output
+    if kind != "daphne":
+        assert "Worker failed to boot" in output
     assert "not-the-password" not in output
 
 
