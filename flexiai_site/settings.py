@@ -99,7 +99,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves collectstatic's output from the app itself (gunicorn/uvicorn/daphne serve no
     # static files): compressed, with far-future cache headers for hashed names.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "flexiai_django.static_files.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

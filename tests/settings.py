@@ -32,3 +32,4 @@ FLEXIAI.setdefault("ACTIVE_PROBE_SECONDS", None)  # FLEXIAI_JSON (real servers) 
 # (tests/multiprocess/test_static_files.py).
 STORAGES = {**STORAGES,  # noqa: F405
             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+STATIC_ROOT = ""  # nothing collected: WhiteNoise would warn about a missing directory
