@@ -22,7 +22,7 @@ import redis
 from flexiai_django.testing.redis_server import RedisServer, free_port, make_tls_files
 from flexiai_django.testing.servers import ServerProcess
 
-from .conftest import BREAKER, chat, site_env
+from .conftest import BREAKER, chat, local_state, site_env, wait_until_every_worker
 
 pytestmark = [pytest.mark.slow]
 
@@ -88,13 +88,17 @@ def test_the_app_serves_and_shares_breakers_over_tls_as_the_acl_user(
                 assert chat(server.url)[0] == 200  # the fallback answers
         finally:
             _fake_upstream_server.set_fault("demo-primary", status=None)
+        # Both workers hold the shared state (re-read from Redis, or heard on the channel
+        # layer: both over TLS as the ACL user).
+        wait_until_every_worker(server.url, 2, lambda view: local_state(view) == "open")
         body = httpx.get(f"{server.url}/circuit-breakers", timeout=10).json()
         output = server.output()
     assert body["breakers"][BREAKER]["state"] == "open"
     # Written under the ACL user, in the TLS server itself.
     assert admin.exists(f"flexiai:breaker:{{{BREAKER}}}")
     assert admin.acl_log() == [], admin.acl_log()  # no command was refused
-    assert "unreachable" not in output and "NOPERM" not in output, output[-3000:]
+    for trouble in ("unreachable", "NOPERM", "lost Redis", "failing"):
+        assert trouble not in output, output[-3000:]
     assert PASSWORD not in output
 
 
