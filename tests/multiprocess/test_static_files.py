@@ -115,3 +115,19 @@ def test_nginx_can_serve_the_collected_files_instead(production):
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert response.headers["server"].startswith("nginx")
         assert client.get("/static/no/such/file.css").status_code == 404
+
+
+def test_gunicorn_sync_workers_serve_them_too(seeded, production):
+    """The WSGI path of the same middleware (AsyncWhiteNoiseMiddleware in sync mode)."""
+    _, static_root = production
+    server = start("gunicorn-sync", seeded, workers=1, **DEMO_SETTINGS, DJANGO_DEBUG="0",
+                   DJANGO_STATIC_ROOT=str(static_root))
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            css = [r for r in assets(client.get("/admin/login/").text) if r.endswith(".css")]
+            assert css
+            for ref in css:
+                response = assert_served(client, ref, "text/css")
+                assert "immutable" in response.headers["cache-control"], ref
+    finally:
+        server.stop()
