@@ -33,6 +33,11 @@ class FlexiAIConfig(AppConfig):
         post_delete.connect(forget_keys, sender=ApiKey, dispatch_uid="flexiai-key-delete")
         if not _inside_management_command():
             warn_at_start()
+            # A wrong Redis password or CA never heals: refuse to start, clearly. (Commands
+            # such as collectstatic run without Redis; `check --deploy` reports it.)
+            from flexiai_django.redis_credentials import refuse_to_start_on_bad_credentials
+
+            refuse_to_start_on_bad_credentials()
 
 
 def warn_at_start() -> None:

@@ -251,7 +251,18 @@ def check_anonymous(**kwargs: Any) -> list[checks.CheckMessage]:
     return []
 
 
+def check_redis_credentials(**kwargs: Any) -> list[checks.CheckMessage]:
+    """``check --deploy``: a configured Redis that refuses our credentials or TLS settings
+    (servers refuse to start on the same finding: flexiai_django.redis_credentials)."""
+    from flexiai_django.redis_credentials import verify_redis_credentials
+
+    return [checks.Error(message, id="flexiai.E070",
+                         hint="Fix REDIS_URL (user, password, ssl_ca_certs).")
+            for message in verify_redis_credentials()]
+
+
 def register() -> None:
+    checks.register(check_redis_credentials, "flexiai", deploy=True)
     checks.register(check_anonymous, "flexiai")
     checks.register(check_settings, "flexiai")
     checks.register(check_channel_layer, "flexiai")

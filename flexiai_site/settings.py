@@ -97,6 +97,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "flexiai_django.middleware.FlexiAIMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves collectstatic's output from the app itself (gunicorn/uvicorn/daphne serve no
+    # static files): compressed, with far-future cache headers for hashed names.
+    "flexiai_django.static_files.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -200,6 +203,16 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# `manage.py collectstatic` writes here (at image build time, or once per release); WhiteNoise
+# serves it, or nginx does (deploy/nginx.conf, `location /static/`).
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # With DEBUG off: hashed names (cached for ever by browsers and proxies) and gzip/brotli
+    # copies. A page referring to a file collectstatic never saw is an error, not a 404.
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+                    if DEBUG else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {

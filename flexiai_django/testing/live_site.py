@@ -101,6 +101,7 @@ class LiveSite:
                                                                  "flexiai_site.settings"),
             "FLEXIAI_DB": str(directory / "site.sqlite3"),
             "FLEXIAI_VAR_DIR": str(directory),
+            "DJANGO_STATIC_ROOT": str(directory / "static"),
             "REDIS_URL": redis_url or os.environ["REDIS_URL"],
             "FLEXIAI_JSON": json.dumps({**FLEXIAI_SETTINGS, **(flexiai or {})}),
             "DJANGO_DEBUG": "0",
@@ -128,6 +129,8 @@ class LiveSite:
 
     def start(self) -> LiveSite:
         self.manage("migrate", "--noinput", "-v0")
+        if self._needs_collectstatic():
+            self.manage("collectstatic", "--noinput", "-v0")
         self.manage("flexiai_seed_demo", "--upstream", self.upstream.url)
         users = json.dumps([vars(u) for u in self.users.values()])
         self.manage("shell", "-c", _CREATE_USERS.format(users=users))
@@ -138,6 +141,15 @@ class LiveSite:
             self.stop()
             raise
         return self
+
+    def _needs_collectstatic(self) -> bool:
+        """Hashed static names (the demo settings, DEBUG off) need ``collectstatic``'s
+        manifest; when the servers share the caller's settings, those tell at no cost."""
+        if self.env["DJANGO_SETTINGS_MODULE"] != os.environ.get("DJANGO_SETTINGS_MODULE"):
+            return True
+        from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
+
+        return isinstance(staticfiles_storage, ManifestFilesMixin)
 
     def stop(self) -> None:
         self.page.stop()

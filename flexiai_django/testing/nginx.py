@@ -32,19 +32,28 @@ def find_nginx() -> str | None:
         (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-def render(conf: str, upstreams: list[str], port: int) -> str:
-    """The shipped snippet with its upstream servers and listen port replaced."""
+def render(conf: str, upstreams: list[str], port: int, static_root: Path | None = None) -> str:
+    """The shipped snippet with its upstream servers and listen port replaced; with
+    ``static_root``, its commented-out ``location /static/`` turned on for that directory."""
     servers = "".join(f"    server {urlsplit(u).netloc} max_fails=0;\n" for u in upstreams)
     conf = re.sub(r"(upstream \w+ \{\n)(?:\s*server [^\n]*\n)+", rf"\g<1>{servers}", conf)
+    if static_root is not None:
+        block = re.search(r"^ *# location /static/ \{\n(?: *#.*\n)*? *# \}\n", conf, re.M)
+        if block is None:
+            raise ValueError("no commented-out `location /static/` block in the config")
+        enabled = re.sub(r"^( *)# ?", r"\1", block.group(0), flags=re.M)
+        enabled = re.sub(r"alias [^;]+;", f"alias {static_root}/;", enabled)
+        conf = conf.replace(block.group(0), enabled)
     return re.sub(r"listen\s+\d+;", f"listen 127.0.0.1:{port};", conf)
 
 
 class NginxProxy:
-    def __init__(self, upstreams: list[str], conf: Path = SHIPPED) -> None:
+    def __init__(self, upstreams: list[str], conf: Path = SHIPPED,
+                 static_root: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="flexiai-nginx-"))
-        self._site = render(conf.read_text(), upstreams, self.port)
+        self._site = render(conf.read_text(), upstreams, self.port, static_root)
         self.process: subprocess.Popen[bytes] | None = None
 
     def _main_config(self) -> Path:
@@ -53,11 +62,15 @@ class NginxProxy:
             (d / sub).mkdir(exist_ok=True)
         (d / "site.conf").write_text(self._site)
         user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+        # As Debian's and the official image's main config do (static files' types).
+        mime = Path("/etc/nginx/mime.types")
+        types = f"  include {mime};\n" if mime.is_file() else ""
         main = d / "nginx.conf"
         main.write_text(
             f"{user}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\n"
             f"error_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n"
-            f"http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n"
+            f"http {{\n{types}  default_type application/octet-stream;\n"
+            f"  access_log off;\n  client_body_temp_path {d}/body;\n"
             f"  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n"
             f"  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n"
             f"  include {d}/site.conf;\n}}\n")
