@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,13 +38,22 @@ def site_env(tmp_path, redis_url=None, **flexiai):
     return env
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory, _fake_upstream_server):
-    """A migrated SQLite file with the demo providers pointing at the fake upstream."""
-    tmp = tmp_path_factory.mktemp("site")
+@pytest.fixture(scope="session")
+def _seeded_once(tmp_path_factory, _fake_upstream_server):
+    """Migrate and seed once per run (about 5 s): each module gets a copy."""
+    tmp = tmp_path_factory.mktemp("seeded")
     env = site_env(tmp)
     manage("migrate", "--noinput", env=env)
     manage("flexiai_seed_demo", "--upstream", _fake_upstream_server.url, env=env)
+    return tmp / "site.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory, _seeded_once):
+    """A migrated SQLite file of this module's own, with the demo providers pointing at
+    the fake upstream (a module may edit its providers without touching another's)."""
+    tmp = tmp_path_factory.mktemp("site")
+    shutil.copyfile(_seeded_once, tmp / "site.sqlite3")
     return tmp
 
 
