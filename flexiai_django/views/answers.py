@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
 
-from flexiai_django.chat_stream import AsyncChatStream
+from flexiai_django.chat_stream import AsyncChatStream, ChatStream
 from flexiai_django.chat_types import ChatResult, Choice, StreamDelta, Usage
 from flexiai_django.errors import StreamInterrupted
 from flexiai_django.providers import openai_shape
@@ -83,48 +83,89 @@ def continued_meta(result: ChatResult) -> dict[str, Any]:
             "providers": [*result.continued_from, result.provider]}
 
 
-async def sse_events(stream: AsyncChatStream, requested: str | None,
-                     include_usage: bool) -> AsyncIterator[bytes]:
-    """The answer as OpenAI's chunks, then the finish chunk, usage if asked, ``[DONE]``.
+class SseWriter:
+    """One stream's OpenAI chunks, event by event, for an async or a sync loop alike.
 
     A stream continued on another provider mid-answer (:mod:`flexiai_django.streams`)
     reads as one answer; its finish and usage chunks say so in ``flexiai``
     (:func:`continued_meta`), which the openai SDK keeps (``chunk.model_extra``). One
     that cannot be continued ends with an error event instead, as OpenAI's do.
     """
-    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
-    model = stream.model or requested or "flexiai"
-    meta: dict[str, Any] = {"provider": stream.provider, "tier": stream.tier,
-                            "attempts": stream.attempts}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None,
-              logprobs: Any = None, index: int = 0) -> bytes:
+    def __init__(self, stream: ChatStream, requested: str | None, include_usage: bool) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model = stream.model or requested or "flexiai"
+        self.include_usage = include_usage
+        self.meta: dict[str, Any] = {"provider": stream.provider, "tier": stream.tier,
+                                     "attempts": stream.attempts}
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None,
+               logprobs: Any = None, index: int = 0) -> bytes:
         choice = {"index": index, "delta": delta, "finish_reason": finish}
         if logprobs is not None:
             choice["logprobs"] = logprobs
-        return _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                       "model": model, "flexiai": meta, "choices": [choice]})
+        return _event({"id": self.id, "object": "chat.completion.chunk",
+                       "created": self.created, "model": self.model, "flexiai": self.meta,
+                       "choices": [choice]})
 
-    yield chunk({"role": "assistant", "content": ""})
+    def start(self) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def piece(self, delta: StreamDelta) -> bytes | None:
+        body = delta_body(delta)
+        # The first answer's finish goes out last, with usage; others' (n > 1) as they end.
+        finish = delta.finish_reason if delta.choice else None
+        if body or delta.logprobs is not None or finish:
+            return self._chunk(body, finish, delta.logprobs, delta.choice)
+        return None
+
+    @staticmethod
+    def interrupted(exc: StreamInterrupted) -> bytes:
+        return _event({"error": {"message": str(exc), "type": "server_error",
+                                 "code": "stream_interrupted", "param": None}})
+
+    def end(self, result: ChatResult | None) -> list[bytes]:
+        meta = self.meta
+        if result is not None and result.continued:
+            meta = self.meta = {**meta, **continued_meta(result)}
+        events = [self._chunk({}, (result.finish_reason if result else None) or "stop")]
+        if self.include_usage and result is not None:
+            last = {"flexiai": meta} if result.continued else {}
+            events.append(_event({"id": self.id, "object": "chat.completion.chunk",
+                                  "created": self.created, "model": self.model,
+                                  "choices": [], "usage": usage_body(result.usage), **last}))
+        events.append(b"data: [DONE]\n\n")
+        return events
+
+
+async def sse_events(stream: AsyncChatStream, requested: str | None,
+                     include_usage: bool) -> AsyncIterator[bytes]:
+    """The answer as OpenAI's chunks, then the finish chunk, usage if asked, ``[DONE]``."""
+    out = SseWriter(stream, requested, include_usage)
+    yield out.start()
     try:
         async for delta in stream.adeltas():
-            body = delta_body(delta)
-            # The first answer's finish goes out last, with usage; others' (n > 1) as they end.
-            finish = delta.finish_reason if delta.choice else None
-            if body or delta.logprobs is not None or finish:
-                yield chunk(body, finish, delta.logprobs, delta.choice)
+            if (event := out.piece(delta)) is not None:
+                yield event
     except StreamInterrupted as exc:
-        yield _event({"error": {"message": str(exc), "type": "server_error",
-                                "code": "stream_interrupted", "param": None}})
+        yield out.interrupted(exc)
         return
-    result = stream.result
-    if result is not None and result.continued:
-        meta = {**meta, **continued_meta(result)}
-    yield chunk({}, (result.finish_reason if result else None) or "stop")
-    if include_usage and result is not None:
-        last = {"flexiai": meta} if result.continued else {}
-        yield _event({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                      "model": model, "choices": [], "usage": usage_body(result.usage),
-                      **last})
-    yield b"data: [DONE]\n\n"
+    for event in out.end(stream.result):
+        yield event
+
+
+def sse_events_sync(stream: ChatStream, requested: str | None,
+                    include_usage: bool) -> Iterator[bytes]:
+    """:func:`sse_events` for a WSGI server, which can only stream a sync iterator (given
+    an async one, Django collects it whole first, on another event loop)."""
+    out = SseWriter(stream, requested, include_usage)
+    yield out.start()
+    try:
+        for delta in stream.deltas():
+            if (event := out.piece(delta)) is not None:
+                yield event
+    except StreamInterrupted as exc:
+        yield out.interrupted(exc)
+        return
+    yield from out.end(stream.result)

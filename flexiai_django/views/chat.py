@@ -14,15 +14,20 @@ provider can carry is a 400 ``unsupported_parameter``, an upstream 413/422 stays
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from flexiai_django import chain, responses, streams
 from flexiai_django.auth import cache_scope, principal_of, require_scope
+from flexiai_django.chat_stream import AsyncChatStream, ChatStream
+from flexiai_django.chat_types import ChatRequest
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import (
     BadRequest,
@@ -33,7 +38,12 @@ from flexiai_django.errors import (
 from flexiai_django.ordering import UnknownModel
 from flexiai_django.responses import error_response, trace_headers, with_headers
 from flexiai_django.validation import InvalidRequest, parse
-from flexiai_django.views.answers import DROPPED_HEADER, completion_body, sse_events
+from flexiai_django.views.answers import (
+    DROPPED_HEADER,
+    completion_body,
+    sse_events,
+    sse_events_sync,
+)
 
 #: Upstream rejections passed on with their own status; anything else is a 400.
 PASSED_ON = (413, 422)
@@ -57,6 +67,22 @@ def rejected(exc: BadRequest | UnsupportedParameters) -> HttpResponse:
 
 def dropped(fields: tuple[str, ...]) -> dict[str, str]:
     return {DROPPED_HEADER: ", ".join(fields)} if fields else {}
+
+
+async def _open_events(request: HttpRequest, chat: ChatRequest, include_usage: bool
+                       ) -> tuple[StreamingHttpResponse, ChatStream]:
+    """The SSE response and the stream behind it. An ASGI server streams an async
+    iterator; a WSGI server (gunicorn sync/gthread workers) only a sync one, so there the
+    stream is opened with the sync API, in the request's own thread, and read there."""
+    stream: ChatStream
+    if isinstance(request, ASGIRequest):
+        stream = await streams.aopen_stream(chat)
+        assert isinstance(stream, AsyncChatStream)
+        body: Any = sse_events(stream, chat.model, include_usage)
+    else:
+        stream = await sync_to_async(streams.open_stream)(chat)
+        body = sse_events_sync(stream, chat.model, include_usage)
+    return StreamingHttpResponse(body, content_type="text/event-stream"), stream
 
 
 @csrf_exempt
@@ -83,9 +109,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     chat = dataclasses.replace(api.chat, cache_scope=cache_scope(principal_of(request)))
     try:
         if api.stream:
-            stream = await streams.aopen_stream(chat)
-            events = StreamingHttpResponse(sse_events(stream, chat.model, api.include_usage),
-                                           content_type="text/event-stream")
+            events, stream = await _open_events(request, chat, api.include_usage)
             events["Cache-Control"] = "no-cache"
             events["X-Accel-Buffering"] = "no"
             return with_headers(events, {**trace_headers(stream.provider, stream.tier,

@@ -3,6 +3,7 @@
 import time
 
 import httpx
+import openai
 import pytest
 import redis as redis_lib
 
@@ -72,3 +73,16 @@ def test_stopped_workers_leave_the_broadcast_group_at_once(seeded, tmp_path, kin
         finally:
             server.stop()
         assert members.zcard(GROUP_KEY) == 0, how
+
+
+def test_a_stream_reaches_the_client_whole_under_every_server(instances, fake_upstream):
+    """WSGI workers can only stream a sync iterator: given an async one, Django collects it
+    on another event loop, and the answer stopped after its first piece."""
+    question = [{"role": "user", "content": "one two three four five"}]
+    for server in instances:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+        chunks = list(sdk.chat.completions.create(model="auto", messages=question,
+                                                  stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "echo: one two three four five", server.kind
+        assert chunks[-1].choices[0].finish_reason == "stop"
