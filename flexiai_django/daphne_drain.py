@@ -33,10 +33,8 @@ class DrainOnSigterm:
         self.application = application
         self.in_flight = 0
         if "daphne.server" in sys.modules and "twisted.internet.reactor" in sys.modules:
-            from twisted.internet import reactor
-
             # After reactor.run() has installed Twisted's handlers, which this replaces.
-            reactor.callWhenRunning(self._take_sigterm)
+            _reactor().callWhenRunning(self._take_sigterm)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -51,7 +49,7 @@ class DrainOnSigterm:
     def _take_sigterm(self) -> None:
         if get_settings().DRAIN_SECONDS <= 0:
             return
-        from twisted.internet import reactor
+        reactor = _reactor()
 
         def on_sigterm(signum: int, frame: Any) -> None:
             reactor.callFromThread(self._begin)
@@ -59,7 +57,7 @@ class DrainOnSigterm:
         signal.signal(signal.SIGTERM, on_sigterm)
 
     def _begin(self) -> None:
-        from twisted.internet import reactor
+        reactor = _reactor()
 
         if drain.draining():  # a second SIGTERM: stop now
             reactor.stop()
@@ -70,19 +68,27 @@ class DrainOnSigterm:
         reactor.callLater(seconds, self._close)
 
     def _close(self) -> None:
-        from twisted.internet import reactor, tcp
+        from twisted.internet import tcp
 
-        for reader in reactor.getReaders():
-            if isinstance(reader, tcp.Port):  # unix.Port is one too
-                reader.stopListening()
+        ports: list[Any] = [r for r in _reactor().getReaders() if isinstance(r, tcp.Port)]
+        for port in ports:  # unix.Port is a tcp.Port too
+            port.stopListening()
         self._finish_by(time.monotonic() + get_settings().DRAIN_TIMEOUT_SECONDS)
 
     def _finish_by(self, deadline: float) -> None:
-        from twisted.internet import reactor, threads
+        from twisted.internet import threads
 
+        reactor = _reactor()
         if self.in_flight and time.monotonic() < deadline:
             reactor.callLater(0.1, self._finish_by, deadline)
             return
         if self.in_flight:
             logger.warning("drain: %d requests still running, stopping", self.in_flight)
         threads.deferToThread(broadcast.leave).addBoth(lambda _: reactor.stop())
+
+
+def _reactor() -> Any:
+    """The running reactor (daphne installed it); Twisted types it as a module."""
+    from twisted.internet import reactor
+
+    return reactor

@@ -27,7 +27,7 @@ def server_command(kind: str, port: int, workers: int = 2,
     """
     bind = f"127.0.0.1:{port}"
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
-                "--reuse-port", "--graceful-timeout", "3", "--log-level", os.environ.get("FLEXIAI_TEST_LOG_LEVEL", "warning")]
+                "--reuse-port", "--graceful-timeout", "3", "--log-level", "warning"]
     if kind == "uvicorn":
         return [*gunicorn, "-k", "uvicorn_worker.UvicornWorker", asgi_app]
     if kind == "gunicorn-sync":
