@@ -129,6 +129,7 @@ def drain_and_measure(server, upstream):
     while get(server.url, "/health/ready") != 503:
         assert time.monotonic() - sigterm < 5, "readiness never said 503"
     to_503 = time.monotonic() - sigterm
+    probe_503 = get(server.url, "/health/ready?providers=0")  # the k8s manifest's probe
 
     during = []  # (seconds after SIGTERM when answered, live, chat, ready)
     while time.monotonic() - sigterm < DRAIN - 0.3:  # well inside the drain
@@ -142,8 +143,8 @@ def drain_and_measure(server, upstream):
                "in_flight_done": round(in_flight_done, 3),
                "exit": round(time.monotonic() - sigterm, 3)}
     print(f"\n{server.kind}: {figures}")
-    return {"in_flight": in_flight, "during": during, "exit_code": exit_code, **figures,
-            "log": server.output()}
+    return {"in_flight": in_flight, "during": during, "probe_503": probe_503,
+            "exit_code": exit_code, **figures, "log": server.output()}
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +174,7 @@ def test_sigterm_turns_readiness_to_503_at_once_while_requests_are_still_served(
         drained, kind):
     result = drained[kind]
     assert result["to_503"] < 1.0
+    assert result["probe_503"] == 503
     assert result["during"], "nothing was sent during the drain"
     assert all(answered[1:] == (200, 200, 503) for answered in result["during"]), result["during"]
 
