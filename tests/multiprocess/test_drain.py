@@ -130,6 +130,7 @@ def drain_and_measure(server, upstream):
         assert time.monotonic() - sigterm < 5, "readiness never said 503"
     to_503 = time.monotonic() - sigterm
     probe_503 = get(server.url, "/health/ready?providers=0")  # the k8s manifest's probe
+    kept_alive = httpx.get(f"{server.url}/health/live", timeout=5).headers.get("connection")
 
     during = []  # (seconds after SIGTERM when answered, live, chat, ready)
     while time.monotonic() - sigterm < DRAIN - 0.3:  # well inside the drain
@@ -144,6 +145,7 @@ def drain_and_measure(server, upstream):
                "exit": round(time.monotonic() - sigterm, 3)}
     print(f"\n{server.kind}: {figures}")
     return {"in_flight": in_flight, "during": during, "probe_503": probe_503,
+            "kept_alive": kept_alive,
             "exit_code": exit_code, **figures, "log": server.output()}
 
 
@@ -177,6 +179,11 @@ def test_sigterm_turns_readiness_to_503_at_once_while_requests_are_still_served(
     assert result["probe_503"] == 503
     assert result["during"], "nothing was sent during the drain"
     assert all(answered[1:] == (200, 200, 503) for answered in result["during"]), result["during"]
+
+
+def test_asgi_responses_close_kept_alive_connections_while_draining(drained):
+    """So a load balancer's pool holds none when the socket closes (uvicorn honours it)."""
+    assert drained["uvicorn"]["kept_alive"] == "close"
 
 
 @pytest.mark.parametrize("kind", KINDS)
