@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -47,8 +48,10 @@ class DrainOnSigterm:
             self.in_flight -= 1
 
     def _take_sigterm(self) -> None:
-        if get_settings().DRAIN_SECONDS <= 0:
-            return
+        if (get_settings().DRAIN_SECONDS <= 0
+                or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None)):
+            return  # Twisted installed no handler (runserver's reloader): leave it so
         reactor = _reactor()
 
         def on_sigterm(signum: int, frame: Any) -> None:
