@@ -10,6 +10,7 @@ today, drain or not. The three servers start side by side and share one fixture.
 """
 
 import json
+import os
 import signal
 import threading
 import time
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis as redis_lib
 
 from .conftest import FLEXIAI, GUNICORN_CONF, start
 
@@ -28,6 +30,7 @@ WORDS = "one two three four five six seven eight nine ten"
 CHUNK_DELAY = 0.25  # about 2.5 s a stream: it outlasts the drain, not drain + grace
 SLOW_CALL = 2.2  # the sync workers' plain call in flight: past the drain, within grace
 KINDS = ("uvicorn", "daphne", "gunicorn-sync")
+GROUP_KEY = "asgi:group:flexiai"  # channels-redis: "<prefix>:group:<name>"
 
 
 def start_draining(kind, seeded, tmp_path):
@@ -156,6 +159,8 @@ def drained(seeded, tmp_path_factory, _fake_upstream_server):
     upstream = _fake_upstream_server
     upstream.reset()
     tmp = tmp_path_factory.mktemp("drain")
+    group = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+    members_before = set(group.zrange(GROUP_KEY, 0, -1))
     with ThreadPoolExecutor(len(KINDS)) as pool:
         servers = list(pool.map(lambda kind: start_draining(kind, seeded, tmp / kind), KINDS))
         try:
@@ -168,6 +173,7 @@ def drained(seeded, tmp_path_factory, _fake_upstream_server):
             for server in servers:
                 server.stop()
             upstream.reset()
+    results["left_behind"] = set(group.zrange(GROUP_KEY, 0, -1)) - members_before
     return results
 
 
@@ -191,6 +197,11 @@ def test_the_request_in_flight_completes(drained, kind):
     in_flight = drained[kind]["in_flight"]
     assert in_flight.error is None and in_flight.complete, in_flight.error
     assert drained[kind]["in_flight_done"] > DRAIN, "it ran on after the workers were stopped"
+
+
+def test_every_worker_left_the_broadcast_group(drained):
+    """daphne through DrainOnSigterm, gunicorn's workers through their own exit hooks."""
+    assert drained["left_behind"] == set()
 
 
 @pytest.mark.parametrize("kind", KINDS)
