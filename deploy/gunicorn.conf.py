@@ -6,6 +6,13 @@ Each worker process starts its own breaker listener and active prober lazily on 
 use; ``worker_exit`` only makes an exiting worker leave the broadcast group at once and
 stop its prober.
 
+SIGTERM drains (flexiai_django.drain): ``/health/ready`` answers 503 at once while the
+workers keep serving for ``FLEXIAI["DRAIN_SECONDS"]`` (load balancers and Kubernetes
+endpoints notice), then the master stops as gunicorn always does: listeners closed,
+in-flight requests and streams given ``graceful_timeout``, workers leave the broadcast
+group. SIGINT and SIGQUIT still stop at once. Under systemd use ``KillMode=mixed`` (only
+the master gets SIGTERM); with the default every worker gets it too and nothing drains.
+
 Bind: ``127.0.0.1:8000`` unless ``BIND`` says otherwise. Serve it behind nginx on the
 same host (nginx buffers slow clients; gunicorn's workers should not wait on them); the
 container image sets ``BIND=0.0.0.0:8000`` because nginx runs in another container.
@@ -25,6 +32,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+# Imported here, in the master, before any worker is forked: the drain flag is memory
+# the master shares with its workers (see flexiai_django/drain.py).
+from flexiai_django import drain
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -60,6 +71,18 @@ def on_starting(server):
     if _alone(server):  # not while an upgraded master's old workers still write there
         for stale in METRICS_DIR.glob("*.db"):
             stale.unlink()
+
+
+def when_ready(server):
+    """SIGTERM drains first (see the module docstring)."""
+    drain.install(server)
+
+
+def post_worker_init(worker):
+    """Tell the master how long to drain: only workers load the Django settings."""
+    from flexiai_django.conf import get_settings
+
+    drain.publish_seconds(get_settings().DRAIN_SECONDS)
 
 
 def child_exit(server, worker):

@@ -195,6 +195,11 @@ RULES = (
          "The share of requests that may start a second upstream call, from 0 to 1."),
     Rule("HEDGE_DEFAULT_DELAY_SECONDS", "flexiai.E053", lambda v: _is_number(v) and v > 0,
          "Seconds to wait for a first token before hedging while no p95 is known."),
+    Rule("DRAIN_SECONDS", "flexiai.E064", lambda v: _is_number(v) and 0 <= v <= 300,
+         "Seconds to keep serving after SIGTERM with readiness 503, from 0 (stop at once) "
+         "to 300; a few more than your load balancer's health-check interval."),
+    Rule("DRAIN_TIMEOUT_SECONDS", "flexiai.E065", lambda v: _is_number(v) and v >= 0,
+         "Seconds daphne lets in-flight requests finish after the drain (0 or more)."),
 )
 
 

@@ -125,6 +125,13 @@ class FlexiAISettings:
     RESYNC_SECONDS: float = 0.5
     # The admin status page: transitions kept in the database (oldest pruned; 0 keeps
     # none), and each worker's recent latency/success window, published this often.
+    # Graceful drain on SIGTERM (flexiai_django.drain): /health/ready answers 503 at once
+    # and the server keeps serving this long before it closes its socket, so load
+    # balancers and Kubernetes endpoints stop sending first; 0: stop at once. Under
+    # gunicorn in-flight requests then get its graceful_timeout; under daphne (which has
+    # none) DRAIN_TIMEOUT_SECONDS.
+    DRAIN_SECONDS: float = 5.0
+    DRAIN_TIMEOUT_SECONDS: float = 20.0
     HISTORY_LIMIT: int = 1000
     STATS_WINDOW_SECONDS: float = 60.0
     STATS_PUBLISH_SECONDS: float = 2.0

@@ -1,9 +1,10 @@
 """ASGI lifespan for servers that send it (uvicorn): leave the broadcast group and stop
 the active prober on shutdown.
 
-Nothing depends on it: daphne sends no lifespan events, and a worker that never leaves
-drops out of the group after ``group_expiry``. It only saves the group from queueing
-every broadcast for a worker that is gone. Route it with
+Nothing depends on it: daphne sends no lifespan events (wrapped in
+:class:`flexiai_django.daphne_drain.DrainOnSigterm` it leaves on SIGTERM), and a worker
+that never leaves drops out of the group after ``group_expiry``. It only saves the
+group from queueing every broadcast for a worker that is gone. Route it with
 ``ProtocolTypeRouter({..., "lifespan": flexiai_django.lifespan.application})``.
 """
 

@@ -1,6 +1,10 @@
 """Request id, worker id, a JSON log line per request, 503 for NoProviderAvailable, and
 a JSON 500 (OpenAI's error shape) when an API view fails unexpectedly.
 
+While the server drains (:mod:`flexiai_django.drain`), ASGI responses say
+``Connection: close``: a load balancer's pooled keep-alive connections are gone before
+the socket closes, not reused in the instant it does (WSGI servers forbid the header).
+
 Dual-mode like django-cors-headers: the async path is the main one; under WSGI Django
 calls the sync path, which does the same work without an event loop.
 """
@@ -18,6 +22,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from flexiai_django import drain
 from flexiai_django.errors import NoProviderAvailable
 from flexiai_django.responses import error_response, unavailable
 from flexiai_django.worker import worker_id
@@ -53,6 +58,8 @@ class FlexiAIMiddleware:
         started = self._start(request)
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         response = await get_response(request)
+        if drain.draining():
+            response["Connection"] = "close"
         return self._finish(request, response, started)
 
     def _start(self, request: HttpRequest) -> float:

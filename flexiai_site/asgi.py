@@ -16,11 +16,13 @@ from flexiai_django.asgi import get_asgi_application
 django_application = get_asgi_application()  # sets Django up before the routes import models
 
 from flexiai_django import lifespan  # noqa: E402
+from flexiai_django.daphne_drain import DrainOnSigterm  # noqa: E402
 from flexiai_django.origins import OriginValidator  # noqa: E402
 from flexiai_django.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter({
+# DrainOnSigterm: daphne drains on SIGTERM (gunicorn does in deploy/gunicorn.conf.py).
+application = DrainOnSigterm(ProtocolTypeRouter({
     "http": django_application,
     "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     "lifespan": lifespan.application,  # uvicorn: workers leave the broadcast group on exit
-})
+}))

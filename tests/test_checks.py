@@ -58,6 +58,8 @@ BAD_VALUES = {
     "flexiai.E051": ("HEDGED_ALIASES", "auto"),
     "flexiai.E052": ("HEDGE_BUDGET", 1.5),
     "flexiai.E053": ("HEDGE_DEFAULT_DELAY_SECONDS", 0),
+    "flexiai.E064": ("DRAIN_SECONDS", -1),
+    "flexiai.E065": ("DRAIN_TIMEOUT_SECONDS", "20"),
 }
 
 

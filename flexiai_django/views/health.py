@@ -1,5 +1,11 @@
 """Probes: liveness (this process answers), readiness (a provider can serve), health (detail).
 
+Readiness is also 503 from the moment the server starts to drain (SIGTERM, see
+:mod:`flexiai_django.drain`) while it still serves, so traffic moves elsewhere before the
+socket closes. ``/health/ready?providers=0`` leaves the providers out: 503 only while
+draining, for probes that must not pull every instance at once in a provider outage
+(every instance shares the same breakers).
+
 Anyone may ask how the service is (a load balancer has no credentials), but which
 providers, models and kinds stand behind it is shown only to staff sessions and
 ``admin``-scoped API keys: the rest is a map for an attacker.
@@ -15,7 +21,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from flexiai_django import broadcast
+from flexiai_django import broadcast, drain
 from flexiai_django.auth import Principal, authenticate
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, available
@@ -119,6 +125,11 @@ async def live(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 async def ready(request: HttpRequest) -> JsonResponse:
+    if drain.draining():
+        return JsonResponse({"ready": False, "draining": True, "worker_id": worker_id()},
+                            status=503)
+    if request.GET.get("providers") == "0":
+        return JsonResponse({"ready": True, "worker_id": worker_id()})
     providers = await provider_report()
     up = [p["name"] for p in providers if p["available"]]
     body: dict[str, Any] = {"ready": bool(up), "worker_id": worker_id()}

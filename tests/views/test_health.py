@@ -6,7 +6,7 @@ Which providers stand behind the service is for staff and admin keys only.
 import pytest
 from django.test import override_settings
 
-from flexiai_django import breaker
+from flexiai_django import breaker, drain
 from flexiai_django.models import KEY_UNDECRYPTABLE, ApiKey, Provider
 from flexiai_django.testing.redis_server import RedisServer
 
@@ -50,6 +50,26 @@ def test_every_breaker_open_is_unhealthy_and_not_ready(client, two):
     assert client.get("/health").json()["status"] == "unhealthy"
     assert client.get("/health/ready").status_code == 503
     assert client.get("/health/live").status_code == 200
+
+
+def test_readiness_without_providers_ignores_an_outage(client, two):
+    """?providers=0 is for orchestrator probes: an outage shared by every instance must
+    not pull them all; only a drain says 503 there."""
+    breaker("llm:primary").force_open()
+    breaker("llm:secondary").force_open()
+    assert client.get("/health/ready?providers=0").status_code == 200
+
+
+def test_a_draining_server_is_not_ready_but_alive(client, two):
+    drain.begin()
+    try:
+        for path in ("/health/ready", "/health/ready?providers=0"):
+            response = client.get(path)
+            assert response.status_code == 503 and response.json()["draining"] is True
+        assert client.get("/health/live").status_code == 200
+    finally:
+        drain.reset()
+    assert client.get("/health/ready").status_code == 200
 
 
 def test_no_providers_is_not_ready(client):
