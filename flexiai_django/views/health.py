@@ -91,7 +91,7 @@ def sync_status() -> dict[str, Any]:
                                 and parts["rate_limiter"]),
         "answer_cache_ok": parts["answer_cache"],
         "sync_enabled": bool(described["shared"] and parts["breaker_store"]
-                             and listener and listener.connected),
+                             and listener and listener.in_group),
         "store": described["backend"],
     }
 
