@@ -1,4 +1,5 @@
-"""One-off processes publish what they change but never join the broadcast group.
+"""Broadcast group membership: one-off processes publish what they change but never join
+it, and a worker that failed to re-join says so.
 
 A ``manage.py`` command that saves a provider must tell the workers (they drop their
 provider snapshot), but were it to join the group its channel would stay a member,
@@ -69,3 +70,41 @@ async def test_a_command_saving_a_provider_publishes_without_joining_the_group(t
 def test_only_serving_commands_join(command, listens, monkeypatch):
     monkeypatch.setattr(process_role, "_command", command)
     assert process_role.listens() is listens
+
+
+class Layer:
+    """A channel layer whose group_add fails while ``down`` (a frozen or flushed Redis)."""
+
+    group_expiry = 300
+
+    def __init__(self):
+        self.down = False
+        self.joins = 0
+
+    async def group_add(self, group, channel):
+        if self.down:
+            raise TimeoutError
+        self.joins += 1
+
+
+def test_a_failed_rejoin_says_the_worker_may_be_out_of_the_group_until_a_join_succeeds(caplog):
+    import asyncio
+    import logging
+
+    from flexiai_django.broadcast import Listener
+
+    listener = Listener()  # not started: only its re-join is exercised
+    listener.layer = layer = Layer()
+    listener.connected, listener.channel, listener.joined = True, "ours", 0.0
+    assert listener.in_group
+    layer.down = True
+    with caplog.at_level(logging.WARNING, logger="flexiai_django"):
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                asyncio.run(listener._rejoin_if_due())
+    assert not listener.in_group and listener.connected
+    assert caplog.text.count("could not re-join") == 1
+    layer.down = False
+    asyncio.run(listener._rejoin_if_due())
+    assert listener.in_group and layer.joins == 1
+    listener.loop.close()
