@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import weakref
 from typing import Any
 
@@ -82,7 +83,7 @@ def _attach(cache: BaseCache) -> None:
     """Share the Redis server's reachability with the other users (django-redis only):
     a frozen Redis found by the breaker store keeps the cache off it too, and back."""
     global _attached
-    _attached = _outage
+    _attached = (_outage, os.getpid())
     get_client = getattr(getattr(cache, "client", None), "get_client", None)
     if callable(get_client):
         try:
@@ -91,7 +92,8 @@ def _attach(cache: BaseCache) -> None:
             return
 
 
-_attached: RedisOutage | None = None
+# The outage attached, in which process: a forked worker gets a flag of its own.
+_attached: tuple[RedisOutage, int] | None = None
 
 
 def _usable() -> BaseCache | None:
@@ -100,7 +102,7 @@ def _usable() -> BaseCache | None:
     cache = _cache()
     if cache is None:
         return None
-    if _attached is not _outage:
+    if _attached is None or _attached[0] is not _outage or _attached[1] != os.getpid():
         _attach(cache)
     if not _outage.retry_due:
         return None
