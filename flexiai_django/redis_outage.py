@@ -10,7 +10,9 @@ loading its data, a refused password or a script error all leave the shared stat
 unusable, and none of them may turn into a 500. Such a server still answers PING and
 reads, so an outage ends only when a *write* succeeds again (:func:`probe_writes`);
 otherwise every successful read would end the outage and the next write start a new
-one, logging twice per request.
+one, logging twice per request. A server that answers nothing (frozen, unreachable) is
+also one flag for the whole process (:mod:`flexiai_django.redis_reach`), so its users
+don't each wait out a timeout of their own.
 """
 
 from __future__ import annotations
