@@ -27,6 +27,7 @@ BENCHMARKS: tuple[tuple[str, bool], ...] = (
     ("probes", False),
     ("bogus_keys", False),
     ("hedging", False),
+    ("frozen_redis", False),
 )
 
 

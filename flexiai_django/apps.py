@@ -1,8 +1,8 @@
-import inspect
 import logging
-import sys
 
 from django.apps import AppConfig
+
+from flexiai_django import process_role
 
 logger = logging.getLogger("flexiai_django")
 
@@ -31,7 +31,9 @@ class FlexiAIConfig(AppConfig):
 
         post_save.connect(forget_keys, sender=ApiKey, dispatch_uid="flexiai-key-save")
         post_delete.connect(forget_keys, sender=ApiKey, dispatch_uid="flexiai-key-delete")
-        if not _inside_management_command():
+        command = process_role.management_command()
+        process_role.remember_command(command)  # a one-off command only publishes
+        if command is None:
             warn_at_start()
             # A wrong Redis password or CA never heals: refuse to start, clearly. (Commands
             # such as collectstatic run without Redis; `check --deploy` reports it.)
@@ -62,13 +64,4 @@ def _inside_management_command() -> bool:
     wrapper scripts alike, where ``sys.argv[0]`` would know only the first two names. Not
     importable yet means not inside it. A miss only costs a duplicate line.
     """
-    management = sys.modules.get("django.core.management")
-    if management is None:
-        return False
-    execute = management.ManagementUtility.execute.__code__
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code is execute:
-            return True
-        frame = frame.f_back
-    return False
+    return process_role.management_command() is not None

@@ -27,7 +27,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, channel_layers
 from django.dispatch import receiver
 
-from flexiai_django import provider_cache, recent_calls, signals
+from flexiai_django import process_role, provider_cache, recent_calls, signals
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState
 from flexiai_django.conf import get_settings
@@ -52,9 +52,11 @@ def _shared_layer_configured() -> bool:
 
 
 class Listener:
-    """One per process; see the module docstring."""
+    """One per process; see the module docstring. ``listen=False`` (a one-off command,
+    :mod:`flexiai_django.process_role`): the loop only sends, it never joins the group."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, listen: bool = True) -> None:
+        self.listen = listen
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.layer: BaseChannelLayer = channel_layers.make_backend(get_settings().CHANNEL_LAYER)
@@ -64,6 +66,7 @@ class Listener:
         self.worker_stats: dict[str, dict[str, Any]] = {}
         self.channel: str | None = None
         self.joined = 0.0
+        self.rejoin_failed = False
         self.thread = threading.Thread(target=self._run, name="flexiai-listener", daemon=True)
 
     def start(self) -> Listener:
@@ -72,6 +75,10 @@ class Listener:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        if not self.listen:
+            self.ready.set()
+            self.loop.run_forever()
+            return
         self.loop.run_until_complete(self._main())
 
     async def _main(self) -> None:
@@ -104,6 +111,7 @@ class Listener:
     async def _join(self, channel: str) -> None:
         await self.layer.group_add(get_settings().CHANNEL_GROUP, channel)
         self.joined = time.monotonic()
+        self.rejoin_failed = False
 
     async def _rejoin_if_due(self) -> None:
         """Join the group again every few seconds: membership lives in Redis, so a Redis
@@ -112,7 +120,21 @@ class Listener:
         expiry = getattr(self.layer, "group_expiry", 86400)
         if self.connected and self.channel and time.monotonic() - self.joined > min(
                 expiry / 4, REJOIN_SECONDS):
-            await self._join(self.channel)
+            try:
+                await self._join(self.channel)
+            except Exception as exc:
+                # Perhaps not in the group any more: say so (/health's sync_enabled) until
+                # a join succeeds, here or by the receive loop reconnecting.
+                if not self.rejoin_failed:
+                    logger.warning("broadcast listener could not re-join its group (%s)",
+                                   type(exc).__name__)
+                self.rejoin_failed = True
+                raise
+
+    @property
+    def in_group(self) -> bool:
+        """Receiving, and the last join of the group succeeded."""
+        return self.connected and not self.rejoin_failed
 
     async def _resync_forever(self) -> None:
         while True:
@@ -187,7 +209,7 @@ def listener() -> Listener | None:
         return None
     with _lock:
         if _listener is None or _listener.pid != os.getpid():
-            _listener = Listener().start()
+            _listener = Listener(listen=process_role.listens()).start()
         return _listener
 
 

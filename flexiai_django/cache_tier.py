@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import weakref
 from typing import Any
 
@@ -24,6 +25,7 @@ from flexiai_django import signals
 from flexiai_django.chat_types import ChatRequest, Completion, Message
 from flexiai_django.conf import get_settings
 from flexiai_django.redis_outage import RedisOutage
+from flexiai_django.redis_reach import server_of
 
 PREFIX = "flexiai:answer:"
 PROBE_KEY = "flexiai:answer-cache-probe"
@@ -77,13 +79,36 @@ def connected() -> bool:
     return _outage.connected
 
 
+def _attach(cache: BaseCache) -> None:
+    """Share the Redis server's reachability with the other users (django-redis only):
+    a frozen Redis found by the breaker store keeps the cache off it too, and back."""
+    global _attached
+    _attached = (_outage, os.getpid())
+    get_client = getattr(getattr(cache, "client", None), "get_client", None)
+    if callable(get_client):
+        try:
+            _outage.attach(server_of(get_client(write=True)))
+        except Exception:  # not a redis-py client after all: the cache keeps its own flag
+            return
+
+
+# The outage attached, in which process: a forked worker gets a flag of its own.
+_attached: tuple[RedisOutage, int] | None = None
+
+
 def _usable() -> BaseCache | None:
     """The cache if it may be used now: enabled, not inside the back-off, and after a
-    failure only once a probe write succeeded."""
+    failure only once a probe write succeeded (one thread probes, the others skip)."""
     cache = _cache()
-    if cache is None or not _outage.retry_due:
+    if cache is None:
+        return None
+    if _attached is None or _attached[0] is not _outage or _attached[1] != os.getpid():
+        _attach(cache)
+    if not _outage.retry_due:
         return None
     if not _outage.connected:
+        if not _outage.claim_probe():
+            return None
         try:
             cache.set(PROBE_KEY, 1, 10)
         except Exception as exc:

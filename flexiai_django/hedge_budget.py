@@ -39,6 +39,7 @@ from flexiai_django.conf import get_settings
 from flexiai_django.process_local import PerProcess
 from flexiai_django.redis_clients import fail_fast_client
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
+from flexiai_django.redis_reach import server_of
 
 #: Hedges allowed per two minutes beyond ``HEDGE_BUDGET × requests``.
 BURST = 2
@@ -141,6 +142,7 @@ class HedgeBudget:
         with self._lock:
             if self._script is None:
                 self._client = fail_fast_client(self._url, self._alias, *self._timeouts)
+                self._outage.attach(server_of(self._client))
                 self._script = self._client.register_script(_SCRIPT)
             return self._script
 
@@ -150,6 +152,8 @@ class HedgeBudget:
             return False
         if self._outage.connected:
             return True
+        if not self._outage.claim_probe():
+            return False
         try:
             self._redis()
             assert self._client is not None

@@ -5,12 +5,17 @@ While the server drains (:mod:`flexiai_django.drain`), ASGI responses say
 ``Connection: close``: a load balancer's pooled keep-alive connections are gone before
 the socket closes, not reused in the instant it does (WSGI servers forbid the header).
 
+A request the client abandons before its response is ready (Django's ASGI handler
+cancels the view when the client disconnects) is logged too, with status 499 (nginx's
+"client closed request"), so abandoned calls show in the logs and their latency counts.
+
 Dual-mode like django-cors-headers: the async path is the main one; under WSGI Django
 calls the sync path, which does the same work without an event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -30,6 +35,8 @@ from flexiai_django.worker import worker_id
 logger = logging.getLogger("flexiai_django.requests")
 errors_logger = logging.getLogger("flexiai_django")
 REQUEST_ID = "X-Request-ID"
+#: The status logged for a request whose client went away first (nginx's 499).
+CLIENT_CLOSED = 499
 
 
 def _request_id(request: HttpRequest) -> str:
@@ -57,7 +64,11 @@ class FlexiAIMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         started = self._start(request)
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        response = await get_response(request)
+        try:
+            response = await get_response(request)
+        except asyncio.CancelledError:  # the client went away: no response will be sent
+            self._log(request, CLIENT_CLOSED, None, started)
+            raise
         if drain.draining():
             response["Connection"] = "close"
         return self._finish(request, response, started)
@@ -81,19 +92,22 @@ class FlexiAIMiddleware:
 
     def _finish(self, request: HttpRequest, response: HttpResponseBase,
                 started: float) -> HttpResponseBase:
-        request_id: str = request.flexiai_request_id  # type: ignore[attr-defined]
-        response[REQUEST_ID] = request_id
+        response[REQUEST_ID] = request.flexiai_request_id  # type: ignore[attr-defined]
         response["X-FlexiAI-Worker"] = worker_id()
+        self._log(request, response.status_code, response, started)
+        return response
+
+    def _log(self, request: HttpRequest, status: int, response: HttpResponseBase | None,
+             started: float) -> None:
         record = {
             "event": "request",
-            "request_id": request_id,
+            "request_id": request.flexiai_request_id,  # type: ignore[attr-defined]
             "worker_id": worker_id(),
             "method": request.method,
             "path": request.path,
-            "status": response.status_code,
-            "provider": response.get("X-FlexiAI-Provider") or None,
-            "tier": response.get("X-FlexiAI-Tier") or None,
+            "status": status,
+            "provider": (response.get("X-FlexiAI-Provider") if response else None) or None,
+            "tier": (response.get("X-FlexiAI-Tier") if response else None) or None,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         }
         logger.info(orjson.dumps(record).decode())
-        return response

@@ -57,6 +57,7 @@ from flexiai_django.conf import get_settings
 from flexiai_django.process_local import PerProcess
 from flexiai_django.redis_clients import fail_fast_client
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
+from flexiai_django.redis_reach import server_of
 from flexiai_django.worker import worker_id
 
 WINDOW_US = 60_000_000
@@ -177,6 +178,7 @@ class RateLimiter:
                 if self._script is None:
                     client = fail_fast_client(self._url, self._alias, *self._timeouts)
                     self._client = client
+                    self._outage.attach(server_of(client))
                     self._script = client.register_script(_SCRIPT)
         return self._script
 
@@ -208,6 +210,8 @@ class RateLimiter:
             return False
         if self._outage.connected:
             return True
+        if not self._outage.claim_probe():  # another thread is probing: not here
+            return False
         try:
             probe_writes(self._redis_client(), f"{self._prefix}:probe")
         except REDIS_ERRORS as exc:

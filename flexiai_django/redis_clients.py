@@ -20,7 +20,14 @@ def client_for_alias(alias: str, socket_timeout: float, connect_timeout: float) 
     """A client on the same server as django-redis's ``alias``, with its own fail-fast pool."""
     from django_redis import get_redis_connection
 
-    pool = get_redis_connection(alias).connection_pool
+    return fail_fast_copy(get_redis_connection(alias).connection_pool, socket_timeout,
+                          connect_timeout)
+
+
+def fail_fast_copy(pool: redis.ConnectionPool, socket_timeout: float,
+                   connect_timeout: float) -> redis.Redis:
+    """A client on ``pool``'s server (plain, TLS or Sentinel) with a pool of its own:
+    short timeouts and no retries."""
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
                   retry=Retry(NoBackoff(), 0))

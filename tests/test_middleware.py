@@ -66,3 +66,39 @@ def test_no_provider_escaping_a_view_becomes_a_503(client, one, fake_upstream, p
     assert response.status_code == 503
     assert int(response["Retry-After"]) >= 1
     assert response.json()["error"]["code"] == "no_provider_available"
+
+
+@pytest.mark.asyncio
+async def test_a_request_the_client_abandons_is_logged_as_499(one, fake_upstream, log_lines):
+    """Django's ASGI handler cancels the view when the client disconnects: the request
+    still leaves its log line, with nginx's 'client closed request' status."""
+    import asyncio
+
+    from flexiai_django.asgi import ASGIHandler
+
+    fake_upstream.set_fault("primary", delay=2.0)  # the answer is slow: the client leaves
+    body = json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+             "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode()),
+                         (b"x-request-id", b"gone-early")],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(0.3)
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await asyncio.wait_for(ASGIHandler()(scope, receive, send), timeout=10)
+    assert not sent, "nothing was answered"
+    (line,) = [r for r in log_lines if r["request_id"] == "gone-early"]
+    assert line["status"] == 499 and line["path"] == "/v1/chat/completions"
+    assert 250 < line["latency_ms"] < 2000 and line["provider"] is None

@@ -207,6 +207,11 @@ def test_a_dead_redis_is_answered_in_process_fast_and_redis_is_used_again_later(
         assert not limiter.hit("client-7f3a", 2).allowed  # still inside retry_seconds
         assert not limiter.connected
         clock.advance(5)
+        # The server is known to answer again once a background PING found it so.
+        deadline = time.monotonic() + 5
+        while not limiter._outage.retry_due:
+            assert time.monotonic() < deadline, "the server's probe never found it back"
+            time.sleep(0.02)
         assert limiter.hit("client-7f3a", 2) == RateDecision(True, 2, 1, 0.0)  # Redis again
         assert limiter.connected
         back = redis_lib.Redis.from_url(server.url)

@@ -381,3 +381,78 @@ def test_shared_state_status_names_each_part_that_lost_redis():
     with override_settings(FLEXIAI={}):  # no Redis configured: nothing to lose
         assert shared_state_status() == {"breaker_store": True, "rate_limiter": True,
                                          "answer_cache": True}
+
+
+# -- the end of an outage, with many threads ---------------------------------------------------
+
+def test_threads_arriving_together_after_an_outage_run_one_probe_and_reset_once(
+        server, admin, caplog):
+    """While the probe write is held up (``CLIENT PAUSE ... WRITE``), the other threads
+    go on with in-process breakers instead of each probing: one SET, one reset, one line."""
+    import threading
+
+    resets = []
+
+    class Counted(RedisBreakerStore):
+        def _succeeded(self):
+            before = self._outage.connected
+            super()._succeeded()
+            if not before and self._outage.connected:
+                resets.append(threading.get_ident())
+
+    store = Counted(url=server.url, retry_seconds=0.0, key_prefix=f"f{uuid.uuid4().hex[:8]}")
+    store.record("b", CFG, success=False, probe=False)
+    start_oom(admin)
+    store.record("b", CFG, success=False, probe=False)
+    assert not store.connected
+    end_oom(admin)
+
+    def sets():
+        return admin.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
+
+    before = sets()
+    barrier = threading.Barrier(16)
+
+    def arrive():
+        barrier.wait()
+        store.get("b")
+
+    threads = [threading.Thread(target=arrive) for _ in range(16)]
+    admin.execute_command("CLIENT", "PAUSE", 100, "WRITE")
+    with caplog.at_level(logging.WARNING, logger="flexiai_django"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+    assert store.connected
+    assert sets() - before == 1, "one probe write, not one per thread"
+    assert len(resets) == 1
+    assert len(warnings_of(caplog, "breaker store reconnected")) == 1
+
+
+def test_the_probe_claim_and_the_end_of_an_outage_hold_under_threads(caplog):
+    import threading
+
+    from flexiai_django.redis_outage import RedisOutage
+
+    outage = RedisOutage("lost (%s)", "back", 0.0)
+    outage.failed(redis_lib.ConnectionError())
+    barrier = threading.Barrier(32)
+    claims, ends = [], []
+
+    def race():
+        barrier.wait()
+        if outage.claim_probe():
+            claims.append(1)
+        if outage.succeeded():
+            ends.append(1)
+
+    threads = [threading.Thread(target=race) for _ in range(32)]
+    with caplog.at_level(logging.WARNING, logger="flexiai_django"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(claims) == 1 and len(ends) == 1 and outage.connected
+    assert [r.getMessage() for r in caplog.records].count("back") == 1
+    assert not outage.claim_probe(), "nothing to probe while connected"

@@ -30,6 +30,7 @@ import redis
 
 from flexiai_django.redis_clients import fail_fast_client
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
+from flexiai_django.redis_reach import server_of
 from flexiai_django.worker import worker_id
 
 from . import leases
@@ -83,6 +84,7 @@ class RedisBreakerStore(BreakerStore):
                 if self._client is None:
                     client = fail_fast_client(self._url, self._alias, *self._timeouts)
                     self._script = client.register_script(script_source())
+                    self._outage.attach(server_of(client))
                     self._client = client
         return self._client
 
@@ -100,7 +102,7 @@ class RedisBreakerStore(BreakerStore):
         once a write probe passed (an OOM or read-only server still answers reads)."""
         if not self._outage.retry_due:
             return False
-        return self._outage.connected or self.ping()
+        return self._outage.connected or (self._outage.claim_probe() and self.ping())
 
     @property
     def connected(self) -> bool:

@@ -77,7 +77,7 @@ def flexiai_reset() -> Iterator[None]:
     """Fresh breaker state, provider snapshot, answer cache and stats around a test."""
     from django.core.cache import caches
 
-    from flexiai_django import cache_tier, provider_cache, recent_calls
+    from flexiai_django import cache_tier, provider_cache, recent_calls, redis_reach
     from flexiai_django.breakers import get_store
     from flexiai_django.conf import get_settings
 
@@ -86,6 +86,7 @@ def flexiai_reset() -> Iterator[None]:
         provider_cache.invalidate()
         recent_calls.local().clear()
         cache_tier.forget_outage()  # a test that broke the cache leaves no back-off behind
+        redis_reach.forget_servers()  # nor a server marked unreachable
         caches[get_settings().CACHE_ALIAS].clear()
 
     clear()

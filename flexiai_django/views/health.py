@@ -87,7 +87,12 @@ async def may_see_detail(request: HttpRequest) -> bool:
 
 
 def sync_status() -> dict[str, Any]:
-    """Shared-state health: Redis behind the store, the limiter and the answer cache."""
+    """Shared-state health: Redis behind the store, the limiter and the answer cache.
+
+    ``sync_enabled`` is true only while breaker state is really shared: the store counts
+    in Redis (not while it stays off an unreachable or refusing server) and this
+    process's listener is in the broadcast group (not in a publish-only process).
+    """
     described = get_store().describe()
     listener = broadcast.listener()
     parts = shared_state_status()
@@ -95,7 +100,8 @@ def sync_status() -> dict[str, Any]:
         "redis_connected": bool(described["shared"] and parts["breaker_store"]
                                 and parts["rate_limiter"]),
         "answer_cache_ok": parts["answer_cache"],
-        "sync_enabled": bool(described["shared"] and listener and listener.connected),
+        "sync_enabled": bool(described["shared"] and parts["breaker_store"]
+                             and listener and listener.in_group),
         "store": described["backend"],
     }
 
