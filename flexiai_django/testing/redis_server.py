@@ -66,13 +66,15 @@ class RedisServer:
     """Start with :meth:`start`, stop (or :meth:`kill`) when done; :meth:`start` again restarts
     on the same port, which is how tests bring Redis back after an outage."""
 
-    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+    def __init__(self, port: int | None = None, password: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
         self.binary = binary
         self.port = port or free_port()
         self.password = password  # requirepass: clients must AUTH (it is in :attr:`url`)
+        self.extra_args = extra_args  # e.g. ("--replicaof", "127.0.0.1", "6380")
         self.dir = tempfile.mkdtemp(prefix="flexiai-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -85,7 +87,8 @@ class RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
-             *(["--requirepass", self.password] if self.password else [])],
+             *(["--requirepass", self.password] if self.password else []),
+             *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
