@@ -58,6 +58,7 @@ BAD_VALUES = {
     "flexiai.E051": ("HEDGED_ALIASES", "auto"),
     "flexiai.E052": ("HEDGE_BUDGET", 1.5),
     "flexiai.E053": ("HEDGE_DEFAULT_DELAY_SECONDS", 0),
+    "flexiai.E073": ("REDIS_SENTINELS", "127.0.0.1:26379"),
 }
 
 
