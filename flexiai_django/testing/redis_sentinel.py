@@ -8,6 +8,7 @@ a shared Redis is never touched. Timings are short (the master is judged down af
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -40,10 +41,14 @@ class SentinelCluster:
         self.master_name = master_name
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
-        self.master = RedisServer()
+        # No 5 s wait before the replica's first full sync (diskless sync's default delay).
+        self.master = RedisServer(extra_args=("--repl-diskless-sync-delay", "0"))
         self.replica = RedisServer(
             extra_args=("--replicaof", "127.0.0.1", str(self.master.port)))
         self.sentinel_ports = [free_port() for _ in range(3)]
+        # Fixed ids, so each config can name the others and the replica at once instead
+        # of waiting for their hello messages (every 2 s).
+        self.sentinel_ids = [secrets.token_hex(20) for _ in self.sentinel_ports]
         self.dir = Path(tempfile.mkdtemp(prefix="flexiai-sentinel-"))
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -56,23 +61,29 @@ class SentinelCluster:
         """The ``REDIS_SENTINELS`` value the demo settings read: ``host:port,…``."""
         return ",".join(f"{host}:{port}" for host, port in self.sentinels)
 
-    def _config(self, port: int) -> Path:
+    def _config(self, port: int, myid: str) -> Path:
         # Sentinels rewrite their config file (known peers, epochs): one writable file each.
         path = self.dir / f"sentinel-{port}.conf"
+        peers = "".join(
+            f"sentinel known-sentinel {self.master_name} 127.0.0.1 {other} {other_id}\n"
+            for other, other_id in zip(self.sentinel_ports, self.sentinel_ids, strict=True)
+            if other != port)
         path.write_text(
             f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.dir}\n"
             f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
             f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
             f"sentinel failover-timeout {self.master_name} {self.failover_timeout_ms}\n"
-            f"sentinel parallel-syncs {self.master_name} 1\n")
+            f"sentinel parallel-syncs {self.master_name} 1\n"
+            f"sentinel myid {myid}\n{peers}"
+            f"sentinel known-replica {self.master_name} 127.0.0.1 {self.replica.port}\n")
         return path
 
     def start(self, timeout: float = 20.0) -> SentinelCluster:
         self.master.start()
         self.replica.start()
-        for port in self.sentinel_ports:
+        for port, myid in zip(self.sentinel_ports, self.sentinel_ids, strict=True):
             self.processes.append(subprocess.Popen(
-                [self.binary, str(self._config(port))],
+                [self.binary, str(self._config(port, myid))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + timeout
         while not self._ready():
