@@ -67,6 +67,12 @@ def _adapters(value: Any) -> bool:
     )
 
 
+def _sentinels(value: Any) -> bool:
+    return isinstance(value, list | tuple) and bool(value) and all(
+        isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[0], str)
+        and bool(pair[0]) and _positive_int(pair[1]) for pair in value)
+
+
 @dataclass(frozen=True)
 class Rule:
     key: str
@@ -116,6 +122,8 @@ RULES = (
          secret=True),
     Rule("REDIS_ALIAS", "flexiai.E021", lambda v: isinstance(v, str) and bool(v),
          "The name of a django-redis entry in CACHES."),
+    Rule("REDIS_SENTINELS", "flexiai.E073", lambda v: v is None or _sentinels(v),
+         'None, or a non-empty list of (host, port) pairs: [("10.0.0.5", 26379), ...].'),
     Rule("CHANNEL_GROUP", "flexiai.E022",
          lambda v: isinstance(v, str) and bool(_GROUP_NAME.match(v)),
          "ASCII letters, digits, hyphens, underscores and periods, under 100 characters."),

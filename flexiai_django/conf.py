@@ -118,6 +118,10 @@ class FlexiAISettings:
     ENCRYPTION_KEYS: list[str] = field(default_factory=list, repr=False)
     # Shared state (used by the Redis store and broadcast).
     REDIS_ALIAS: str = "default"
+    # Sentinels as [(host, port), ...] for a store/limiter/hedge budget given a ``url``
+    # (not an alias): the URL's host then names the master (redis://mymaster/0). With an
+    # alias, Sentinel comes from that django-redis entry instead. None: plain URLs.
+    REDIS_SENTINELS: list[tuple[str, int]] | None = None
     CHANNEL_LAYER: str = "default"
     CHANNEL_GROUP: str = "flexiai"
     # Seconds between a worker's full re-reads of shared breaker state (broadcasts are

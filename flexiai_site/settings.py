@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
@@ -141,27 +142,51 @@ DATABASES = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Redis through Sentinel: REDIS_SENTINELS="host:port,host:port,…" and REDIS_URL's host
+# names the master (redis://:password@mymaster/0, django-redis's convention). Every
+# client (cache, channel layer, breaker store, rate limiter) then asks the sentinels
+# where the master is, and asks again after a failover.
+REDIS_SENTINELS = [(host, int(port)) for host, _, port in
+                   (item.rpartition(":") for item in _env_list("REDIS_SENTINELS"))]
+# Short timeouts towards the sentinels too: a dead sentinel must not hold a request.
+_SENTINEL_KWARGS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25,
+                    "password": os.environ.get("REDIS_SENTINEL_PASSWORD") or None}
+
+
+def _channel_host(url: str) -> dict[str, object]:
+    """channels-redis's host entry: the URL, or the sentinels and the master's name."""
+    # socket_timeout above channels-redis's 5 s blocking read (redis-py 8 defaults to
+    # 5 s, which turns every idle receive into a TimeoutError): check flexiai.W002.
+    timeouts = {"socket_timeout": 10, "socket_connect_timeout": 1}
+    if not REDIS_SENTINELS:
+        return {"address": url, **timeouts}
+    parsed = urlparse(url)
+    return {"master_name": parsed.hostname, "sentinels": REDIS_SENTINELS,
+            "sentinel_kwargs": _SENTINEL_KWARGS, "db": int(parsed.path.strip("/") or 0),
+            "username": parsed.username, "password": parsed.password, **timeouts}
+
+
 if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "OPTIONS": {
-                # Fail fast: redis-py's default client retries 10 times with backoff,
-                # which would hold a request for seconds while Redis is down.
-                "SOCKET_CONNECT_TIMEOUT": 0.25,
-                "SOCKET_TIMEOUT": 0.25,
-                "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0)},
-            },
-        }
+    _CACHE_OPTIONS: dict[str, object] = {
+        # Fail fast: redis-py's default client retries 10 times with backoff,
+        # which would hold a request for seconds while Redis is down.
+        "SOCKET_CONNECT_TIMEOUT": 0.25,
+        "SOCKET_TIMEOUT": 0.25,
+        "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0)},
     }
+    if REDIS_SENTINELS:
+        _CACHE_OPTIONS.update({
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            "SENTINELS": REDIS_SENTINELS,
+            "SENTINEL_KWARGS": _SENTINEL_KWARGS,
+        })
+    CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache",
+                          "LOCATION": REDIS_URL, "OPTIONS": _CACHE_OPTIONS}}
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # socket_timeout above channels-redis's 5 s blocking read (redis-py 8 defaults
-            # to 5 s, which turns every idle receive into a TimeoutError): check flexiai.W002.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10,
-                                  "socket_connect_timeout": 1}],
+            "CONFIG": {"hosts": [_channel_host(REDIS_URL)],
                        # A crashed worker leaves the group within 5 min (it re-joins
                        # every group_expiry / 4 while alive).
                        "group_expiry": 300},

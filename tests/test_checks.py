@@ -60,6 +60,7 @@ BAD_VALUES = {
     "flexiai.E053": ("HEDGE_DEFAULT_DELAY_SECONDS", 0),
     "flexiai.E064": ("DRAIN_SECONDS", -1),
     "flexiai.E065": ("DRAIN_TIMEOUT_SECONDS", "20"),
+    "flexiai.E073": ("REDIS_SENTINELS", "127.0.0.1:26379"),
 }
 
 

@@ -111,7 +111,8 @@ class RedisServer:
     on the same port, which is how tests bring Redis back after an outage."""
 
     def __init__(self, port: int | None = None, password: str | None = None,
-                 tls: TlsFiles | None = None, users: Sequence[str] = ()) -> None:
+                 tls: TlsFiles | None = None, users: Sequence[str] = (),
+                 extra_args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
@@ -120,6 +121,7 @@ class RedisServer:
         self.password = password  # requirepass: clients must AUTH (it is in :attr:`url`)
         self.tls = tls  # TLS only (no plain port); clients need not present a certificate
         self.users = tuple(users)  # ACL rules, e.g. "app on >secret ~flexiai* +get"
+        self.extra_args = extra_args  # e.g. ("--replicaof", "127.0.0.1", "6380")
         self.dir = tempfile.mkdtemp(prefix="flexiai-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -148,7 +150,8 @@ class RedisServer:
         users = [arg for rule in self.users for arg in ("--user", *rule.split())]
         return [self.binary, *port, "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
-                *(["--requirepass", self.password] if self.password else []), *users]
+                *(["--requirepass", self.password] if self.password else []), *users,
+                *self.extra_args]
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.process = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL,
