@@ -195,6 +195,10 @@ RULES = (
          "The share of requests that may start a second upstream call, from 0 to 1."),
     Rule("HEDGE_DEFAULT_DELAY_SECONDS", "flexiai.E053", lambda v: _is_number(v) and v > 0,
          "Seconds to wait for a first token before hedging while no p95 is known."),
+    Rule("SESSION_TTL_SECONDS", "flexiai.E076", lambda v: _is_number(v) and v > 0,
+         "Seconds an idle session is kept (each use refreshes it): a number above 0."),
+    Rule("SESSION_FROM_USER_FIELD", "flexiai.E077", lambda v: isinstance(v, bool),
+         'True (a request\'s "user" field names its session) or False.'),
 )
 
 

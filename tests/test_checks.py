@@ -58,6 +58,8 @@ BAD_VALUES = {
     "flexiai.E051": ("HEDGED_ALIASES", "auto"),
     "flexiai.E052": ("HEDGE_BUDGET", 1.5),
     "flexiai.E053": ("HEDGE_DEFAULT_DELAY_SECONDS", 0),
+    "flexiai.E076": ("SESSION_TTL_SECONDS", 0),
+    "flexiai.E077": ("SESSION_FROM_USER_FIELD", "yes"),
 }
 
 

@@ -80,9 +80,11 @@ def flexiai_reset() -> Iterator[None]:
     from flexiai_django import cache_tier, provider_cache, recent_calls
     from flexiai_django.breakers import get_store
     from flexiai_django.conf import get_settings
+    from flexiai_django.session_store import get_sessions
 
     def clear() -> None:
         get_store().clear()
+        get_sessions().clear()
         provider_cache.invalidate()
         recent_calls.local().clear()
         cache_tier.forget_outage()  # a test that broke the cache leaves no back-off behind
