@@ -81,13 +81,10 @@ def first_serving(providers: Sequence[ProviderConfig], model: str) -> str | None
     return None
 
 
-async def _create(principal: Principal, body: bytes) -> HttpResponseBase:
-    try:
-        data = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        return error_response(400, "The body is not valid JSON.", code="invalid_json")
-    if not isinstance(data, dict):
-        return error_response(400, "The body must be a JSON object.", code="invalid_body")
+async def create_session(principal: Principal, data: dict[str, Any]
+                         ) -> tuple[Session, bool] | HttpResponse:
+    """Make (or find) ``principal``'s session from ``{"id"?, "model"?}``: the session and
+    whether it is new, or the error to answer."""
     session_id = data.get("id") or sessions.new_id()
     if not sessions.valid_id(session_id):
         return _invalid_id()
@@ -101,11 +98,20 @@ async def _create(principal: Principal, body: bytes) -> HttpResponseBase:
         return error_response(404, f"The model '{model}' does not exist or is not enabled.",
                               code="model_not_found", param="model")
     try:
-        session, made = await _call(get_sessions().create, principal.id, session_id, model,
-                                    provider)
+        return await _call(get_sessions().create, principal.id, session_id, model, provider)
     except SessionsUnavailable:
         return _unavailable()
-    return JsonResponse(session.to_dict(), status=201 if made else 200)
+
+
+async def find_session(request: HttpRequest, session_id: str) -> Session | HttpResponse:
+    """The caller's session of that id (its TTL refreshed), or the error to answer."""
+    if not sessions.valid_id(session_id):
+        return _invalid_id()
+    try:
+        session = await _call(get_sessions().get, principal_of(request).id, session_id)
+    except SessionsUnavailable:
+        return _unavailable()
+    return _not_found(session_id) if session is None else session
 
 
 @csrf_exempt
@@ -117,7 +123,17 @@ async def collection(request: HttpRequest) -> HttpResponseBase:
                               headers={"Allow": "POST"})
     if len(request.body) > 4096:
         return error_response(413, "The body is too large.", code="request_too_large")
-    return await _create(principal_of(request), request.body)
+    try:
+        data = orjson.loads(request.body or b"{}")
+    except orjson.JSONDecodeError:
+        return error_response(400, "The body is not valid JSON.", code="invalid_json")
+    if not isinstance(data, dict):
+        return error_response(400, "The body must be a JSON object.", code="invalid_body")
+    created = await create_session(principal_of(request), data)
+    if isinstance(created, HttpResponse):
+        return created
+    session, made = created
+    return JsonResponse(session.to_dict(), status=201 if made else 200)
 
 
 @csrf_exempt
