@@ -18,9 +18,9 @@ from flexiai_django.chat_types import Attempt
 
 #: A session id: short and URL-safe, so it fits a header, a path and a Redis key as is.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-#: Trail outcomes that say the request did not fit the pinned provider, not that the
-#: provider could not serve: the session stays where it is.
-NOT_A_FIT = frozenset({"unsupported", "too_long"})
+#: Trail outcomes that do not say the pinned provider could not serve: the request did not
+#: fit it, or a hedge answered first and its call was cancelled. The session stays.
+STAYS = frozenset({"ok", "unsupported", "too_long", "cancelled"})
 
 P = TypeVar("P")
 
@@ -54,14 +54,15 @@ def moved_to(pin: str | None, answered: str | None, trail: Iterable[Attempt]) ->
     It moves when a provider other than the pinned one answered and the pinned one was
     tried for this request and could not serve (refused by its breaker, or failed); not
     when the answer came from a fallback tier (``answered`` None), nor when the pinned
-    provider was only skipped because this request did not fit it, nor when it was not a
-    candidate at all. A session with no pin yet is pinned to whoever answered.
+    provider was only skipped because this request did not fit it or was only outrun by
+    a hedge, nor when it was not a candidate at all. A session with no pin yet is pinned
+    to whoever answered.
     """
     if answered is None or answered == pin:
         return None
     if pin is None:
         return answered
     outcomes = [a.outcome for a in trail if a.provider == pin]
-    if any(o not in NOT_A_FIT and o != "ok" for o in outcomes):
+    if any(o not in STAYS for o in outcomes):
         return answered
     return None

@@ -53,6 +53,10 @@ def test_stays_when_the_request_only_did_not_fit_the_pinned_provider():
     assert sessions.moved_to("a", "b", [Attempt("a", "unsupported"), Attempt("b", "ok")]) is None
 
 
+def test_stays_when_a_hedge_only_outran_the_pinned_provider():
+    assert sessions.moved_to("a", "b", [Attempt("b", "ok"), Attempt("a", "cancelled")]) is None
+
+
 def test_stays_when_the_pin_was_not_tried_or_a_fallback_tier_answered():
     assert sessions.moved_to("a", "b", [Attempt("b", "ok")]) is None
     assert sessions.moved_to("a", None, [Attempt("a", "server_error")]) is None
