@@ -25,6 +25,7 @@ from flexiai_django import (
     ordering,
     recent_calls,
     retries,
+    sessions,
     token_estimate,
 )
 from flexiai_django.breakers import get_store
@@ -83,8 +84,10 @@ class Walk:
         self._needed: int | None = None
 
     def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
+        """The providers to try, in order: the session's pinned one first, when it is one."""
         aliases = get_settings().MODEL_ALIASES
-        return ordering.order(ordering.select(providers, self.request.model, aliases))
+        ordered = ordering.order(ordering.select(providers, self.request.model, aliases))
+        return sessions.pin_first(ordered, self.request.pinned)
 
     @property
     def latency_ms(self) -> float:

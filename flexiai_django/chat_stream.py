@@ -202,6 +202,11 @@ class ChatStream:
         return self._state.walk.attempts
 
     @property
+    def trail(self) -> tuple[Attempt, ...]:
+        """The attempts made so far (up to the first piece, then any continuation)."""
+        return tuple(self._state.walk.trail)
+
+    @property
     def dropped(self) -> tuple[str, ...]:
         """Request fields the serving provider could not carry and was sent without."""
         provider = self._state.provider

@@ -129,6 +129,9 @@ class ChatRequest:
     #: Whose cached answers this request may fall back to ("" for everyone's); the HTTP
     #: API passes the caller's key or user id so tenants never see each other's answers.
     cache_scope: str = ""
+    #: The provider this request's session is pinned to (:mod:`flexiai_django.sessions`):
+    #: tried first while it can serve. Set by the HTTP API from ``X-FlexiAI-Session``.
+    pinned: str | None = None
 
     #: The keyword arguments ``chat()``, ``achat()``, ``stream()``, ``astream()`` and
     #: ``llm()`` accept besides the messages.

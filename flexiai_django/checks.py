@@ -208,6 +208,10 @@ RULES = (
          "to 300; a few more than your load balancer's health-check interval."),
     Rule("DRAIN_TIMEOUT_SECONDS", "flexiai.E065", lambda v: _is_number(v) and v >= 0,
          "Seconds daphne lets in-flight requests finish after the drain (0 or more)."),
+    Rule("SESSION_TTL_SECONDS", "flexiai.E076", lambda v: _is_number(v) and v > 0,
+         "Seconds an idle session is kept (each use refreshes it): a number above 0."),
+    Rule("SESSION_FROM_USER_FIELD", "flexiai.E077", lambda v: isinstance(v, bool),
+         'True (a request\'s "user" field names its session) or False.'),
 )
 
 

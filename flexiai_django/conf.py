@@ -107,6 +107,11 @@ class FlexiAISettings:
     # The answer cache: "caller" keeps each API key's / user's answers apart, "shared"
     # lets every caller receive any caller's cached answer for the same request.
     CACHE_SCOPE: Literal["caller", "shared"] = "caller"
+    # Sessions (POST /v1/sessions, X-FlexiAI-Session): idle seconds before a session is
+    # forgotten (each use refreshes it), and whether a request's "user" field names its
+    # session when it sends no X-FlexiAI-Session (that session is made on first use).
+    SESSION_TTL_SECONDS: float = 3600.0
+    SESSION_FROM_USER_FIELD: bool = False
     # Origins (scheme://host[:port]) allowed to open the status page's WebSocket besides
     # the page's own origin. None: CSRF_TRUSTED_ORIGINS.
     WEBSOCKET_ALLOWED_ORIGINS: list[str] | None = None

@@ -2,7 +2,16 @@
 
 from django.urls import path, re_path
 
-from flexiai_django.views import breakers, catalog, chat, health, metrics, providers, unknown
+from flexiai_django.views import (
+    breakers,
+    catalog,
+    chat,
+    health,
+    metrics,
+    providers,
+    sessions,
+    unknown,
+)
 
 app_name = "flexiai"
 
@@ -10,6 +19,8 @@ urlpatterns = [
     path("v1/chat/completions", chat.chat_completions, name="chat-completions"),
     path("v1/models", catalog.models, name="models"),
     path("v1/models/<path:model_id>", catalog.model, name="model"),
+    path("v1/sessions", sessions.collection, name="sessions"),
+    path("v1/sessions/<str:session_id>", sessions.detail, name="session"),
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),

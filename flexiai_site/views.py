@@ -1,4 +1,6 @@
-"""Demo endpoints: the same fallback chain called directly and through the decorator.
+"""Demo endpoints: the same fallback chain called directly and through the decorator, and
+the seed's session calls (``/initiate_call``, ``/chat_completions``) as thin wrappers over
+``/v1/sessions``' own helpers.
 
 They take the API's credentials (a ``chat``-scoped key, or a logged-in user with a CSRF
 token) and count against the same rate limits: a demo view is still an LLM call.
@@ -16,8 +18,12 @@ from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
 import flexiai_django
+from flexiai_django import chain
 from flexiai_django.auth import cache_scope, principal_of, require_scope
+from flexiai_django.chat_types import ChatRequest, Message
+from flexiai_django.ordering import UnknownModel
 from flexiai_django.responses import trace_headers, with_headers
+from flexiai_django.views.sessions import HEADER, create_session, find_session, settle
 from flexiai_django.worker import worker_id
 
 SYSTEM = "You are a concise assistant. Answer in one paragraph."
@@ -89,6 +95,61 @@ async def chat_direct(request: HttpRequest) -> JsonResponse:
 @require_scope("chat")
 async def chat_decorator(request: HttpRequest) -> JsonResponse:
     return await _serve(request, "topic", explain(cache_scope(principal_of(request))))
+
+
+def _object(request: HttpRequest) -> dict[str, Any] | None:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@csrf_exempt
+@require_POST
+@require_scope("chat")
+async def initiate_call(request: HttpRequest) -> HttpResponse:
+    """The seed's ``POST /initiate_call`` (``{"model"?}``): a new session; its id and pin."""
+    body = _object(request)
+    if body is None:
+        return _error("Body must be a JSON object.", 400)
+    created = await create_session(principal_of(request), {"model": body.get("model")})
+    if isinstance(created, HttpResponse):
+        return created
+    session = created[0]
+    return JsonResponse({"session_id": session.id, **session.to_dict()}, status=201)
+
+
+@csrf_exempt
+@require_POST
+@require_scope("chat")
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """The seed's ``POST /chat_completions`` (``{"session_id", "message", "model"?}``): one
+    turn on the session's pinned provider; ``model`` overrides the session's for this turn."""
+    body = _object(request)
+    if body is None or not isinstance(body.get("session_id"), str):
+        return _error("Send {'session_id': ..., 'message': ...} as JSON.", 400)
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        return _error("'model' must be a non-empty string.", 400)
+    found = await find_session(request, body["session_id"])
+    if isinstance(found, HttpResponse):
+        return found
+    session, scope = found, cache_scope(principal_of(request))
+
+    async def call(message: str) -> flexiai_django.ChatResult:
+        turn = ChatRequest(messages=(Message("user", message),), model=model or session.model,
+                           cache_scope=scope, pinned=session.provider)
+        result = await chain.acomplete(turn)
+        await settle(request, session, result.provider, result.tier, result.trail)
+        return result
+
+    try:
+        response = await _serve(request, "message", call)
+    except UnknownModel as exc:
+        return _error(f"The model '{exc}' does not exist or is not enabled.", 404)
+    response[HEADER] = session.id
+    return response
 
 
 @ensure_csrf_cookie  # the page's script sends it back as X-CSRFToken

@@ -18,6 +18,7 @@ Load with ``-p flexiai_django.testing.pytest_plugin`` (addopts) or ``pytest_plug
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -80,9 +81,12 @@ def flexiai_reset() -> Iterator[None]:
     from flexiai_django import cache_tier, provider_cache, recent_calls, redis_reach
     from flexiai_django.breakers import get_store
     from flexiai_django.conf import get_settings
+    from flexiai_django.session_store import SessionsUnavailable, get_sessions
 
     def clear() -> None:
         get_store().clear()
+        with contextlib.suppress(SessionsUnavailable):  # a test broke Redis on purpose
+            get_sessions().clear()
         provider_cache.invalidate()
         recent_calls.local().clear()
         cache_tier.forget_outage()  # a test that broke the cache leaves no back-off behind

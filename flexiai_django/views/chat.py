@@ -44,6 +44,8 @@ from flexiai_django.views.answers import (
     sse_events,
     sse_events_sync,
 )
+from flexiai_django.views.sessions import HEADER as SESSION_HEADER
+from flexiai_django.views.sessions import open_session, settle
 
 #: Upstream rejections passed on with their own status; anything else is a 400.
 PASSED_ON = (413, 422)
@@ -107,14 +109,21 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     except InvalidRequest as exc:
         return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
     chat = dataclasses.replace(api.chat, cache_scope=cache_scope(principal_of(request)))
+    session, session_id, refused = await open_session(request, chat)
+    if refused is not None:
+        return refused
+    echo = {SESSION_HEADER: session_id} if session_id else {}
+    if session is not None:
+        chat = dataclasses.replace(chat, pinned=session.provider)
     try:
         if api.stream:
             events, stream = await _open_events(request, chat, api.include_usage)
+            await settle(request, session, stream.provider, stream.tier, stream.trail)
             events["Cache-Control"] = "no-cache"
             events["X-Accel-Buffering"] = "no"
             return with_headers(events, {**trace_headers(stream.provider, stream.tier,
                                                          stream.attempts),
-                                         **dropped(stream.dropped)})
+                                         **dropped(stream.dropped), **echo})
         result = await chain.acomplete(chat)
     except UnknownModel as exc:
         return error_response(404, f"The model '{exc}' does not exist or is not enabled.",
@@ -123,7 +132,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         return rejected(exc)
     except NoProviderAvailable as exc:
         return unavailable(exc)
+    await settle(request, session, result.provider, result.tier, result.trail)
     response = HttpResponse(orjson.dumps(completion_body(result, chat.model)),
                             content_type="application/json")
     return with_headers(response, {**trace_headers(result.provider, result.tier,
-                                                   result.attempts), **dropped(result.dropped)})
+                                                   result.attempts), **dropped(result.dropped),
+                                   **echo})
