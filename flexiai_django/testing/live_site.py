@@ -39,6 +39,8 @@ FLEXIAI_SETTINGS: dict[str, Any] = {
     "DEGRADED_MESSAGE": None, "CACHE_ENABLED": False,
     # Tests trip breakers with bursts of anonymous requests from loopback.
     "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0,
+    # A test site stops at once: no load balancer needs a drain period to notice.
+    "DRAIN_SECONDS": 0,
 }
 
 _CREATE_USERS = """

@@ -23,7 +23,9 @@ FLEXIAI = {"FAILURE_THRESHOLD": 5, "OPEN_SECONDS": 60, "OPEN_JITTER": 0,
            "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0,
            # They count the calls a provider gets and watch half-open probes; the active
            # prober's own test turns it on.
-           "ACTIVE_PROBE_SECONDS": None}
+           "ACTIVE_PROBE_SECONDS": None,
+           # Servers stop at once between tests; the drain has its own test.
+           "DRAIN_SECONDS": 0}
 
 
 def site_env(tmp_path, redis_url=None, **flexiai):
