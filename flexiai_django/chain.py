@@ -184,6 +184,35 @@ class Walk:
         time.sleep(wait)
         return self.readmitted(provider, store.acquire(provider.breaker_name, provider.breaker))
 
+    def after_failure(self, store: BreakerStore, provider: ProviderConfig,
+                      admission: Admission, exc: ProviderError) -> Admission | None:
+        """A try failed: its breaker verdict, the trail, then the admission for another
+        try on the same provider (:meth:`again`), or None to go on down the chain. Raises
+        ``exc`` when no provider may be tried after it (a request error)."""
+        record(store, provider, admission, success_of(exc), exc.kind)
+        self.failed(provider, exc)
+        return self.again(store, provider, exc)
+
+    async def aafter_failure(self, store: BreakerStore, provider: ProviderConfig,
+                             admission: Admission, exc: ProviderError) -> Admission | None:
+        """:meth:`after_failure` for async code."""
+        await arecord(store, provider, admission, success_of(exc), exc.kind)
+        self.failed(provider, exc)
+        return await self.aagain(store, provider, exc)
+
+    def abandon(self, store: BreakerStore, provider: ProviderConfig, admission: Admission,
+                verdict: bool | None = None) -> None:
+        """A try that ended with no answer of its own (cancelled, its caller gone, a bug):
+        counted as aborted, and ``verdict`` (by default none) recorded, freeing a probe."""
+        self.aborted(provider)
+        record(store, provider, admission, verdict)
+
+    async def aabandon(self, store: BreakerStore, provider: ProviderConfig,
+                       admission: Admission, verdict: bool | None = None) -> None:
+        """:meth:`abandon` for async code."""
+        self.aborted(provider)
+        await arecord(store, provider, admission, verdict)
+
     async def aagain(self, store: BreakerStore, provider: ProviderConfig,
                      exc: ProviderError) -> Admission | None:
         """:meth:`again` for async code."""
@@ -311,13 +340,10 @@ def complete(request: ChatRequest) -> ChatResult:
             try:
                 completion = adapter.complete(sync_client(provider.name), request)
             except ProviderError as exc:
-                record(store, provider, admission, success_of(exc), exc.kind)
-                walk.failed(provider, exc)
-                admission = walk.again(store, provider, exc)
+                admission = walk.after_failure(store, provider, admission, exc)
                 continue
             except BaseException:
-                walk.aborted(provider)
-                record(store, provider, admission, None)
+                walk.abandon(store, provider, admission)
                 raise
             record(store, provider, admission, True)
             cache_tier.remember(request, provider.name, completion)
@@ -336,13 +362,10 @@ async def acomplete(request: ChatRequest) -> ChatResult:
             try:
                 completion = await adapter.acomplete(async_client(provider.name), request)
             except ProviderError as exc:
-                await arecord(store, provider, admission, success_of(exc), exc.kind)
-                walk.failed(provider, exc)
-                admission = await walk.aagain(store, provider, exc)
+                admission = await walk.aafter_failure(store, provider, admission, exc)
                 continue
             except BaseException:
-                walk.aborted(provider)
-                await arecord(store, provider, admission, None)
+                await walk.aabandon(store, provider, admission)
                 raise
             await arecord(store, provider, admission, True)
             cache_tier.remember_soon(request, provider.name, completion)

@@ -259,8 +259,8 @@ class ChatStream:
                 state.resumed(resumed)
                 pieces = chain(resumed.head, resumed.deltas)
             except GeneratorExit:
-                state.walk.aborted(state.provider)
-                record(store, state.provider, state.admission, state.abandoned_verdict())
+                state.walk.abandon(store, state.provider, state.admission,
+                                   state.abandoned_verdict())
                 raise
         record(store, state.provider, state.admission, True)
         cache_tier.remember(state.walk.request, state.provider.name, state.completion())
@@ -321,9 +321,8 @@ class AsyncChatStream(ChatStream):
                 state.resumed(resumed)
                 head, rest = resumed.head, resumed.deltas
             except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
-                state.walk.aborted(state.provider)
-                await arecord(store, state.provider, state.admission,
-                              state.abandoned_verdict())
+                await state.walk.aabandon(store, state.provider, state.admission,
+                                          state.abandoned_verdict())
                 raise
         await arecord(store, state.provider, state.admission, True)
         cache_tier.remember_soon(state.walk.request, state.provider.name, state.completion())

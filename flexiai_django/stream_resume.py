@@ -100,8 +100,7 @@ def resume(walk: Walk, store: BreakerStore, candidates: Sequence[ProviderConfig]
                     return None
                 break
             except BaseException:
-                walk.aborted(provider)
-                record(store, provider, admission, None)
+                walk.abandon(store, provider, admission)
                 raise
             return Resumed(provider, admission, head, deltas, cont)
     return None
@@ -134,8 +133,7 @@ async def aresume(walk: Walk, store: BreakerStore, candidates: Sequence[Provider
                     return None
                 break
             except BaseException:
-                walk.aborted(provider)
-                await arecord(store, provider, admission, None)
+                await walk.aabandon(store, provider, admission)
                 raise
             return Resumed(provider, admission, head, deltas, cont)
     return None

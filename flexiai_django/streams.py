@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from flexiai_django import cache_tier, hedging
 from flexiai_django.breakers import get_store
-from flexiai_django.chain import Walk, arecord, record, success_of
+from flexiai_django.chain import Walk
 from flexiai_django.chat_stream import AsyncChatStream, ChatStream, StreamState, ahead, head_of
 from flexiai_django.chat_types import ChatRequest, StreamDelta
 from flexiai_django.errors import ProviderError
@@ -39,13 +39,10 @@ def open_stream(request: ChatRequest) -> ChatStream:
             try:
                 head = head_of(deltas)
             except ProviderError as exc:
-                record(store, provider, admission, success_of(exc), exc.kind)
-                walk.failed(provider, exc)
-                admission = walk.again(store, provider, exc)
+                admission = walk.after_failure(store, provider, admission, exc)
                 continue
             except BaseException:
-                walk.aborted(provider)
-                record(store, provider, admission, None)
+                walk.abandon(store, provider, admission)
                 raise
             return ChatStream(StreamState(walk, provider, admission, head, candidates),
                               deltas)
@@ -66,13 +63,10 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
             try:
                 head = await ahead(deltas)
             except ProviderError as exc:
-                await arecord(store, provider, admission, success_of(exc), exc.kind)
-                walk.failed(provider, exc)
-                admission = await walk.aagain(store, provider, exc)
+                admission = await walk.aafter_failure(store, provider, admission, exc)
                 continue
             except BaseException:
-                walk.aborted(provider)
-                await arecord(store, provider, admission, None)
+                await walk.aabandon(store, provider, admission)
                 raise
             state = StreamState(walk, provider, admission, head, candidates)
             return AsyncChatStream(state, deltas)
