@@ -30,16 +30,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from django.dispatch import receiver
 
 from flexiai_django import signals
 from flexiai_django.breakers import get_store
 from flexiai_django.conf import get_settings
 from flexiai_django.process_local import PerProcess
-from flexiai_django.redis_clients import fail_fast_client
-from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
-from flexiai_django.redis_reach import server_of
+from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage
+from flexiai_django.redis_script import SharedScript
 
 #: Hedges allowed per two minutes beyond ``HEDGE_BUDGET × requests``.
 BURST = 2
@@ -117,17 +115,17 @@ class HedgeBudget:
         *,
         shared: bool = True,
     ) -> None:
-        self._alias, self._url, self._prefix = alias, url, key_prefix
-        self._timeouts = (socket_timeout, connect_timeout)
+        self._prefix = key_prefix
         self._clock = clock
         self._shared = shared
         self._outage = RedisOutage(
             "hedge budget lost Redis (%s); rationing hedges in this process",
             "hedge budget reconnected to Redis", retry_seconds,
             clock=time.monotonic, connected=shared)
+        self._script = SharedScript(_SCRIPT, self._outage, alias=alias, url=url,
+                                    timeouts=(socket_timeout, connect_timeout),
+                                    shared=shared, probe_key=f"{self.key}:probe")
         self._lock = threading.Lock()
-        self._client: redis.Redis | None = None
-        self._script: Any = None
         self._unshipped = 0
         self._local = LocalWindow()
 
@@ -137,32 +135,6 @@ class HedgeBudget:
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else time.time()
-
-    def _redis(self) -> Any:
-        with self._lock:
-            if self._script is None:
-                self._client = fail_fast_client(self._url, self._alias, *self._timeouts)
-                self._outage.attach(server_of(self._client))
-                self._script = self._client.register_script(_SCRIPT)
-            return self._script
-
-    def _uses_redis(self) -> bool:
-        """Whether to ask Redis now; after an outage only once a write passed."""
-        if not (self._shared and self._outage.retry_due):
-            return False
-        if self._outage.connected:
-            return True
-        if not self._outage.claim_probe():
-            return False
-        try:
-            self._redis()
-            assert self._client is not None
-            probe_writes(self._client, f"{self.key}:probe")
-        except REDIS_ERRORS as exc:
-            self._outage.failed(exc)
-            return False
-        self._outage.succeeded()
-        return True
 
     def count(self) -> bool:
         """Count one request of a hedged alias (no I/O); True when the counts are due to
@@ -180,12 +152,12 @@ class HedgeBudget:
     def _ask(self, want: bool) -> bool:
         """Ship the counts and, when ``want``, ask for a hedge (blocking I/O)."""
         budget = float(get_settings().HEDGE_BUDGET)
-        if self._uses_redis():
+        if self._script.usable():
             add = self._take_unshipped()
             now = "" if self._clock is None else repr(self._clock())
             try:
-                allowed, _, _ = self._redis()(keys=[self.key],
-                                              args=[add, int(want), budget, BURST, now])
+                allowed, _, _ = self._script(keys=[self.key],
+                                             args=[add, int(want), budget, BURST, now])
             except REDIS_ERRORS as exc:
                 self._outage.failed(exc)
                 with self._lock:
@@ -217,9 +189,7 @@ class HedgeBudget:
             self._unshipped = 0
             self._local = LocalWindow()
         if self._shared:
-            self._redis()
-            assert self._client is not None
-            self._client.delete(self.key)
+            self._script.client.delete(self.key)
 
 
 _OPTIONS = ("alias", "url", "key_prefix", "socket_timeout", "connect_timeout", "retry_seconds")

@@ -47,7 +47,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 from django.dispatch import receiver
@@ -55,9 +55,8 @@ from django.dispatch import receiver
 from flexiai_django import signals
 from flexiai_django.conf import get_settings
 from flexiai_django.process_local import PerProcess
-from flexiai_django.redis_clients import fail_fast_client
-from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
-from flexiai_django.redis_reach import server_of
+from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage
+from flexiai_django.redis_script import SharedScript
 from flexiai_django.worker import worker_id
 
 WINDOW_US = 60_000_000
@@ -152,18 +151,16 @@ class RateLimiter:
         *,
         shared: bool = True,
     ) -> None:
-        self._alias = alias
-        self._url = url
         self._prefix = key_prefix
-        self._timeouts = (socket_timeout, connect_timeout)
         self._clock = clock
         self._shared = shared
         self._outage = RedisOutage(
             "rate limiter lost Redis (%s); counting in this process",  # never the client's key
             "rate limiter reconnected to Redis; dropping in-process counts", retry_seconds,
             clock=clock or time.monotonic, connected=shared)
-        self._client: redis.Redis | None = None
-        self._script: Any = None
+        self._script = SharedScript(_SCRIPT, self._outage, alias=alias, url=url,
+                                    timeouts=(socket_timeout, connect_timeout),
+                                    shared=shared, probe_key=f"{key_prefix}:probe")
         self._lock = threading.Lock()
         self._local: dict[str, list[int]] = {}
         self._swept = 0
@@ -171,20 +168,8 @@ class RateLimiter:
 
     # -- Redis ---------------------------------------------------------------------------
 
-    def _redis(self) -> Any:
-        """The registered script, built on first use (settings are read then, not earlier)."""
-        if self._script is None:
-            with self._lock:
-                if self._script is None:
-                    client = fail_fast_client(self._url, self._alias, *self._timeouts)
-                    self._client = client
-                    self._outage.attach(server_of(client))
-                    self._script = client.register_script(_SCRIPT)
-        return self._script
-
     def _redis_client(self) -> redis.Redis:
-        self._redis()
-        return cast(redis.Redis, self._client)
+        return self._script.client
 
     def key_name(self, key: str) -> str:
         """The Redis key for ``key``; the braces keep it on one Redis Cluster slot."""
@@ -201,24 +186,11 @@ class RateLimiter:
 
     def _may_use_redis(self) -> bool:
         """No I/O: whether :meth:`hit` would try Redis now."""
-        return self._shared and self._outage.retry_due
+        return self._script.may_use()
 
     def _uses_redis(self) -> bool:
-        """Whether to count in Redis now; after an outage, only once a write probe passed
-        (an OOM or read-only server still answers reads but refuses the script's ZADD)."""
-        if not self._may_use_redis():
-            return False
-        if self._outage.connected:
-            return True
-        if not self._outage.claim_probe():  # another thread is probing: not here
-            return False
-        try:
-            probe_writes(self._redis_client(), f"{self._prefix}:probe")
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            return False
-        self._succeeded()
-        return True
+        """Whether to count in Redis now (:meth:`SharedScript.usable`)."""
+        return self._script.usable(on_lost=self._failed, on_back=self._back)
 
     def _failed(self, exc: BaseException) -> None:
         starts_outage = self._outage.connected
@@ -227,11 +199,11 @@ class RateLimiter:
             # Before the broadcast (which rides on the same Redis) goes quiet too.
             self._workers_at_outage = _workers_heard_now()
 
-    def _succeeded(self) -> None:
-        if self._outage.succeeded():
-            with self._lock:
-                self._local.clear()
-                self._workers_at_outage = None
+    def _back(self) -> None:
+        """Redis counts again: this process's own counts are dropped."""
+        with self._lock:
+            self._local.clear()
+            self._workers_at_outage = None
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(_micros(self._clock()))
@@ -277,7 +249,7 @@ class RateLimiter:
             return self._hit_locally(key, per_minute)
         if self._uses_redis():
             try:
-                allowed, remaining, retry_us = self._redis()(
+                allowed, remaining, retry_us = self._script(
                     keys=[self.key_name(key)],
                     args=[per_minute, self._now_arg(), uuid.uuid4().hex[:16]])
             except REDIS_ERRORS as exc:
