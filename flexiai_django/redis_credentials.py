@@ -59,8 +59,9 @@ def problem(exc: BaseException) -> str | None:
     return None
 
 
-def _targets() -> Iterator[tuple[str, Any]]:
-    """(what, client factory) for each Redis in the settings."""
+def targets() -> Iterator[tuple[str, Any]]:
+    """(what, client factory) for each Redis in the settings (URLs redacted in ``what``);
+    ``manage.py flexiai_redis`` checks the same list."""
     for alias, conf in getattr(settings, "CACHES", {}).items():
         if str(conf.get("BACKEND", "")).startswith("django_redis."):
             yield f"cache {alias!r} at {_location(conf)}", lambda a=alias: _cache_client(a)
@@ -102,7 +103,7 @@ def verify_redis_credentials() -> list[str]:
     Unreachable servers are only logged (once each): the app starts and degrades.
     """
     refused: list[str] = []
-    for what, factory in _targets():
+    for what, factory in targets():
         try:
             client = factory()
             try:

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -240,7 +241,7 @@ STORAGES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"message": {"format": "%(message)s"}},
@@ -251,3 +252,24 @@ LOGGING = {
         "flexiai_django.requests": {"handlers": ["json"], "level": "INFO", "propagate": False},
     },
 }
+
+# Log files besides the console (README: Logging to files): DJANGO_LOG_FILE=/var/log/
+# flexiai/app.log rotates at DJANGO_LOG_MAX_BYTES (10 MB) and deletes rotated files older
+# than DJANGO_LOG_MAX_AGE_DAYS (7). Everything that reaches the root logger goes there
+# (flexiai_django at INFO, Django's and libraries' warnings), and the request log.
+LOG_FILE = os.environ.get("DJANGO_LOG_FILE", "")
+if LOG_FILE:
+    LOGGING = {
+        **LOGGING,
+        "formatters": {**LOGGING["formatters"], "file": {
+            "format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"}},
+        "handlers": {**LOGGING["handlers"], "file": {
+            "()": "flexiai_django.log_files.SizeAndAgeRotatingFileHandler",
+            "filename": LOG_FILE, "formatter": "file",
+            "max_bytes": int(os.environ.get("DJANGO_LOG_MAX_BYTES", str(10 * 1024 * 1024))),
+            "max_age_days": float(os.environ.get("DJANGO_LOG_MAX_AGE_DAYS", "7")),
+        }},
+        "root": {"handlers": ["file"], "level": "WARNING"},
+        "loggers": {**LOGGING["loggers"], "flexiai_django.requests": {
+            "handlers": ["json", "file"], "level": "INFO", "propagate": False}},
+    }
