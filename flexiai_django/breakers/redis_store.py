@@ -122,10 +122,10 @@ class RedisBreakerStore(BreakerStore):
         """A probe write passed (only that ends an outage: a read, or a call that began
         before another thread's failure, proves nothing)."""
         if self._outage.succeeded():
-            # Stale at once (re-read soon), but open states stay as seeds: this worker's
-            # own, learnt during the outage, first.
-            kept = {n: s for n, s in self.snapshots().items() if seed_of(s)}
-            kept.update((n, s) for n, s in self._local.all().items() if seed_of(s))
+            # Stale at once (re-read soon), but open states stay as seeds; what this
+            # worker learnt during the outage (its in-process store) comes first.
+            merged = {**self.snapshots(), **self._local.all()}
+            kept = {n: s for n, s in merged.items() if seed_of(s)}
             self._snapshots = {n: (float("-inf"), s) for n, s in kept.items()}
             self._local.clear()
 
@@ -159,6 +159,13 @@ class RedisBreakerStore(BreakerStore):
             logger.warning("breaker %s was missing from Redis (restarted empty?): "
                            "wrote back this worker's %s state", name, result["state"]["state"])
         return result
+
+    def _fallback(self, name: str) -> LocalBreakerStore:
+        """The in-process store, holding this breaker's open state if this worker knew it."""
+        entry = self._snapshots.get(name)
+        if entry is not None and seed_of(entry[1]):
+            self._local.keep(name, entry[1])
+        return self._local
 
     def _seed(self, name: str) -> str:
         entry = self._snapshots.get(name)
@@ -267,7 +274,7 @@ class RedisBreakerStore(BreakerStore):
         snap = self.snapshot(name)
         result = self._eval("acquire", name, config)
         if result is None:
-            return self._local.acquire(name, config)
+            return self._fallback(name).acquire(name, config)
         state = self._apply(name, result, snap)
         return Admission(
             allowed=bool(result["allowed"]),
@@ -288,7 +295,8 @@ class RedisBreakerStore(BreakerStore):
         arg = "" if success is None else ("1" if success else "0")
         result = self._eval("record", name, config, arg=arg, probe=probe, error=error)
         if result is None:
-            return self._local.record(name, config, success=success, probe=probe, error=error)
+            return self._fallback(name).record(name, config, success=success, probe=probe,
+                                               error=error)
         return self._apply(name, result, snap)
 
     def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
@@ -296,7 +304,7 @@ class RedisBreakerStore(BreakerStore):
         snap = self.snapshot(name, max_age=float("inf"))
         result = self._eval("probed", name, config, arg="1" if ok else "0", error=error)
         if result is None:
-            return self._local.record_active_probe(name, config, ok=ok, error=error)
+            return self._fallback(name).record_active_probe(name, config, ok=ok, error=error)
         return self._apply(name, result, snap)
 
     def take_lease(self, key: str, seconds: float) -> str | None:
@@ -327,7 +335,7 @@ class RedisBreakerStore(BreakerStore):
         seconds = min(float(seconds), config.max_open_seconds)  # the script gets a finite number
         result = self._eval("cool_down", name, config, arg=repr(seconds))
         if result is None:
-            return self._local.cool_down(name, config, seconds)
+            return self._fallback(name).cool_down(name, config, seconds)
         return self._apply(name, result, snap)
 
     async def acool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
@@ -340,7 +348,7 @@ class RedisBreakerStore(BreakerStore):
         if result is None:
             logger.warning("Redis unreachable: breaker %s forced to %s in this process only",
                            name, to.value)
-            return self._local.force(name, to)
+            return self._fallback(name).force(name, to)
         return self._apply(name, result, self.snapshot(name, max_age=float("inf")))
 
     def _read(self, names: list[str]) -> dict[str, BreakerState]:
@@ -396,7 +404,7 @@ class RedisBreakerStore(BreakerStore):
                 self._failed(exc)
             else:
                 return state
-        return self._local.get(name)
+        return self._fallback(name).get(name)
 
     def all(self) -> dict[str, BreakerState]:
         if self._usable():

@@ -163,3 +163,18 @@ def test_a_missing_breaker_was_lost_unless_a_clear_this_worker_has_not_seen_says
     assert lost_by_redis("t1", "")  # cleared once (seen), then wiped
     assert lost_by_redis("t1", "t1")
     assert not lost_by_redis("t1", "t2") and not lost_by_redis("", "t2")  # a clear
+
+
+def test_during_the_outage_the_in_process_fallback_keeps_what_the_worker_knew(server,
+                                                                               workers):
+    """Redis down: the fallback starts from the worker's open state, not from CLOSED."""
+    a, b = workers
+    open_in(a)
+    b.force("f", State.FORCED_OPEN)
+    server.stop()
+    try:
+        assert not a.acquire("p", CFG).allowed
+        assert not b.acquire("f", CFG).allowed
+        assert not a.connected and not b.connected
+    finally:
+        server.start()
