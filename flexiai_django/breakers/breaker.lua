@@ -2,12 +2,15 @@
 -- back, return the new state. Keep this file and breakers/state.py in step: the
 -- store contract tests run the same scenarios against both.
 --
--- KEYS[1] state hash, KEYS[2] probe reservations (zset: member -> expiry), KEYS[3] index set
+-- KEYS[1] state hash, KEYS[2] probe reservations (zset: member -> expiry), KEYS[3] index set,
+-- KEYS[4] the token of the last deliberate clear (absent when never cleared, or wiped)
 -- ARGV: op, name, failure_threshold, success_threshold, open_seconds, max_open_seconds,
 --       jitter, half_open_max_calls, probe_ttl, rand, now ('' = Redis TIME),
 --       arg (record: 1 success, 0 failure, '' release; force: target state;
 --            probed: 1 the active probe succeeded, 0 it failed; cool_down: seconds),
---       probe (1/0), error, probe member
+--       probe (1/0), error, probe member,
+--       seed (JSON fields of this worker's open state, or ''), the clear token it last saw
+-- op 'seed' only re-seeds: it writes nothing when the key exists or the seed is refused.
 
 local key, probes_key, index_key = KEYS[1], KEYS[2], KEYS[3]
 local op, name = ARGV[1], ARGV[2]
@@ -24,6 +27,7 @@ if not now then
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local arg, probe, err, member = ARGV[12], ARGV[13] == '1', ARGV[14], ARGV[15]
+local seed, seen_clear = ARGV[16] or '', ARGV[17] or ''
 
 local NUMBERS = {'failures', 'successes', 'openings', 'version', 'total_failures',
                  'opened_at', 'retry_at', 'last_failure_at', 'changed_at',
@@ -32,6 +36,12 @@ local s = {state = 'closed', failures = 0, successes = 0, openings = 0, version 
            total_failures = 0, active_probes = 0}
 local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
+-- Redis lost this breaker (restarted empty, wiped) with no deliberate clear since this
+-- worker last looked: the worker's open state is the best truth left, so it comes back.
+local seeded = #raw == 0 and seed ~= '' and (redis.call('GET', KEYS[4]) or '') == seen_clear
+if seeded then
+  for k, v in pairs(cjson.decode(seed)) do s[k] = v end
+end
 for _, f in ipairs(NUMBERS) do
   if s[f] ~= nil then s[f] = tonumber(s[f]) end
 end
@@ -184,7 +194,8 @@ for k, v in pairs(s) do
     redis.call('HDEL', key, k)
   end
 end
-if s.version ~= before or op == 'record' or redis.call('EXISTS', key) == 0 then
+if seeded or s.version ~= before or op == 'record'
+    or (op ~= 'seed' and redis.call('EXISTS', key) == 0) then
   redis.call('HSET', key, unpack(flat))
   redis.call('SADD', index_key, name)
 end
@@ -195,4 +206,5 @@ for i = 2, #probes, 2 do expiries[#expiries + 1] = tonumber(probes[i]) end
 result.state = s
 result.probes = expiries
 if s.version ~= before then result.transitioned, result.previous = 1, previous end
+if seeded then result.seeded = 1 end
 return cjson.encode(result)

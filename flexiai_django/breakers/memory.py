@@ -104,6 +104,12 @@ class LocalBreakerStore(BreakerStore):
         self.transitioned(name, before, after)
         return after
 
+    def keep(self, name: str, state: BreakerState) -> None:
+        """Start from ``state`` unless this store already has one (the Redis store's
+        fallback keeps the open states it knew when Redis went away)."""
+        with self._lock:
+            self._states.setdefault(name, state)
+
     def clear(self) -> None:
         with self._lock:
             self._states.clear()

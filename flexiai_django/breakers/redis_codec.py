@@ -1,10 +1,13 @@
-"""How breaker state is written in Redis: the script's source, and a state read back
-from the script's JSON answer or a raw ``HGETALL``."""
+"""How breaker state is written in Redis: the script's source, a state read back from
+the script's JSON answer or a raw ``HGETALL``, and a worker's open state written back
+when Redis lost it (restarted empty)."""
 
 from __future__ import annotations
 
 from importlib import resources
 from typing import Any
+
+import orjson
 
 from .state import BreakerState, State
 
@@ -47,3 +50,24 @@ def text(value: bytes | str) -> str:
 
 def decode(raw: dict[Any, Any]) -> dict[str, str]:
     return {text(k): text(v) for k, v in raw.items()}
+
+
+#: States a worker keeps, and writes back, when Redis lost them: a restarted Redis must
+#: not hand a still-dead provider another round of failures (or undo an admin's stop).
+KEPT = (State.OPEN, State.FORCED_OPEN, State.DISABLED)
+
+
+def seed_of(state: BreakerState | None) -> str:
+    """The script's ``seed`` argument: the fields to write back if Redis lost this breaker,
+    or ``""`` when there is nothing worth keeping (closed, or never shared: version 0)."""
+    if state is None or state.state not in KEPT or state.version <= 0:
+        return ""
+    fields = {k: (v if isinstance(v, str) else repr(v))
+              for k, v in state.to_dict().items() if v is not None and k != "probes"}
+    return orjson.dumps(fields).decode()
+
+
+def lost_by_redis(seen_clear: str, current_clear: str) -> bool:
+    """Whether a breaker missing from Redis was lost (restart, wipe), not cleared on
+    purpose: ``clear()`` leaves a fresh token, a wipe leaves none."""
+    return current_clear in ("", seen_clear)

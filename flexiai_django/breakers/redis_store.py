@@ -11,6 +11,11 @@
   outage ends only when a write succeeds (such a server still answers reads); then
   snapshots are re-read. Redis calls use their own pool with short timeouts and no
   retries, so a dead Redis costs a request at most one short timeout.
+* A Redis restarted empty (or wiped) does not close a breaker this worker knows to be
+  OPEN, FORCED_OPEN or DISABLED: the worker writes its state back, only where the key is
+  still absent (so workers re-seeding at once agree). ``clear()`` leaves a fresh token in
+  ``<prefix>:breakers:cleared``: a breaker missing under a token this worker has not seen
+  was cleared on purpose, and the worker adopts that.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from flexiai_django.worker import worker_id
 
 from . import leases
 from .memory import LocalBreakerStore
-from .redis_codec import decode, parse_state, script_source, text
+from .redis_codec import decode, lost_by_redis, parse_state, script_source, seed_of, text
 from .state import Admission, BreakerConfig, BreakerState, State
 from .store import BreakerStore
 
@@ -69,6 +74,8 @@ class RedisBreakerStore(BreakerStore):
         self._rand = rand
         self._local = LocalBreakerStore(clock or time.time, rand)
         self._snapshots: dict[str, tuple[float, BreakerState]] = {}
+        self._cleared_key = f"{key_prefix}:breakers:cleared"
+        self._seen_clear = ""  # the last clear() token this worker read
         self._client: redis.Redis | None = None
         self._script: Any = None
         self._lock = threading.Lock()
@@ -115,14 +122,19 @@ class RedisBreakerStore(BreakerStore):
         """A probe write passed (only that ends an outage: a read, or a call that began
         before another thread's failure, proves nothing)."""
         if self._outage.succeeded():
-            self._snapshots.clear()
+            # Stale at once (re-read soon), but open states stay as seeds; what this
+            # worker learnt during the outage (its in-process store) comes first.
+            merged = {**self.snapshots(), **self._local.all()}
+            kept = {n: s for n, s in merged.items() if seed_of(s)}
+            self._snapshots = {n: (float("-inf"), s) for n, s in kept.items()}
             self._local.clear()
 
     def _now(self) -> float:
         return self._clock() if self._clock else time.time()
 
     def _eval(self, op: str, name: str, cfg: BreakerConfig, *, arg: str = "",
-              probe: bool = False, error: str | None = None) -> dict[str, Any] | None:
+              probe: bool = False, error: str | None = None,
+              seed: str | None = None) -> dict[str, Any] | None:
         """The script's answer, or ``None`` when Redis is unusable (use the local store).
 
         A ``NoScriptError`` (Redis restarted, ``SCRIPT FLUSH``) never gets here: redis-py's
@@ -134,15 +146,30 @@ class RedisBreakerStore(BreakerStore):
         args = [op, name, cfg.failure_threshold, cfg.success_threshold, cfg.open_seconds,
                 cfg.max_open_seconds, cfg.jitter, cfg.half_open_max_calls, cfg.probe_ttl,
                 self._rand(), "" if self._clock is None else repr(self._clock()), arg,
-                "1" if probe else "0", error or "", member]
+                "1" if probe else "0", error or "", member,
+                self._seed(name) if seed is None else seed, self._seen_clear]
         try:
             self._redis()
-            raw = self._script(keys=self._keys(name), args=args)
+            raw = self._script(keys=[*self._keys(name), self._cleared_key], args=args)
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
         result: dict[str, Any] = orjson.loads(raw)
+        if result.get("seeded"):
+            logger.warning("breaker %s was missing from Redis (restarted empty?): "
+                           "wrote back this worker's %s state", name, result["state"]["state"])
         return result
+
+    def _fallback(self, name: str) -> LocalBreakerStore:
+        """The in-process store, holding this breaker's open state if this worker knew it."""
+        entry = self._snapshots.get(name)
+        if entry is not None and seed_of(entry[1]):
+            self._local.keep(name, entry[1])
+        return self._local
+
+    def _seed(self, name: str) -> str:
+        entry = self._snapshots.get(name)
+        return seed_of(entry[1] if entry else None)
 
     def _apply(self, name: str, result: dict[str, Any],
                before: BreakerState | None) -> BreakerState:
@@ -247,7 +274,7 @@ class RedisBreakerStore(BreakerStore):
         snap = self.snapshot(name)
         result = self._eval("acquire", name, config)
         if result is None:
-            return self._local.acquire(name, config)
+            return self._fallback(name).acquire(name, config)
         state = self._apply(name, result, snap)
         return Admission(
             allowed=bool(result["allowed"]),
@@ -268,7 +295,8 @@ class RedisBreakerStore(BreakerStore):
         arg = "" if success is None else ("1" if success else "0")
         result = self._eval("record", name, config, arg=arg, probe=probe, error=error)
         if result is None:
-            return self._local.record(name, config, success=success, probe=probe, error=error)
+            return self._fallback(name).record(name, config, success=success, probe=probe,
+                                               error=error)
         return self._apply(name, result, snap)
 
     def record_active_probe(self, name: str, config: BreakerConfig, *, ok: bool,
@@ -276,7 +304,7 @@ class RedisBreakerStore(BreakerStore):
         snap = self.snapshot(name, max_age=float("inf"))
         result = self._eval("probed", name, config, arg="1" if ok else "0", error=error)
         if result is None:
-            return self._local.record_active_probe(name, config, ok=ok, error=error)
+            return self._fallback(name).record_active_probe(name, config, ok=ok, error=error)
         return self._apply(name, result, snap)
 
     def take_lease(self, key: str, seconds: float) -> str | None:
@@ -307,7 +335,7 @@ class RedisBreakerStore(BreakerStore):
         seconds = min(float(seconds), config.max_open_seconds)  # the script gets a finite number
         result = self._eval("cool_down", name, config, arg=repr(seconds))
         if result is None:
-            return self._local.cool_down(name, config, seconds)
+            return self._fallback(name).cool_down(name, config, seconds)
         return self._apply(name, result, snap)
 
     async def acool_down(self, name: str, config: BreakerConfig, seconds: float) -> BreakerState:
@@ -320,7 +348,7 @@ class RedisBreakerStore(BreakerStore):
         if result is None:
             logger.warning("Redis unreachable: breaker %s forced to %s in this process only",
                            name, to.value)
-            return self._local.force(name, to)
+            return self._fallback(name).force(name, to)
         return self._apply(name, result, self.snapshot(name, max_age=float("inf")))
 
     def _read(self, names: list[str]) -> dict[str, BreakerState]:
@@ -330,21 +358,37 @@ class RedisBreakerStore(BreakerStore):
             state_key, probes_key, _ = self._keys(name)
             pipe.hgetall(state_key)
             pipe.zrange(probes_key, 0, -1, withscores=True)
+        pipe.get(self._cleared_key)
         started = time.monotonic()
         replies = pipe.execute()
+        cleared = text(replies[-1] or b"")
         states = {}
         for i, name in enumerate(names):
             fields, probes = replies[2 * i], replies[2 * i + 1]
+            seed = self._seed(name) if not fields else ""
+            if seed and lost_by_redis(self._seen_clear, cleared):
+                states[name] = self._reseed(name, seed)
+                continue
             read = parse_state(decode(fields), [score for _, score in probes])
             states[name] = self.take_read(name, read, started)
+        self._seen_clear = cleared or self._seen_clear
         return states
+
+    def _reseed(self, name: str, seed: str) -> BreakerState:
+        """Write this worker's open state back where Redis lost it (the script skips it
+        if another worker was first); kept here if Redis fails meanwhile."""
+        result = self._eval("seed", name, BreakerConfig(), seed=seed)
+        if result is None:
+            return self._snapshots[name][1]
+        return self._apply(name, result, None)
 
     def take_read(self, name: str, read: BreakerState, started: float) -> BreakerState:
         """Keep a read unless a newer state arrived while it was on the wire.
 
         Only what arrived after the read began can beat it: an older snapshot with a
-        higher version means Redis restarted empty (versions start again), and the read
-        is the truth.
+        higher version means Redis lost the breaker and another worker wrote it again
+        (versions started again), and the read is the truth. A breaker still missing
+        from Redis never gets here (``_read`` writes this worker's open state back).
         """
         current = self._snapshots.get(name)
         if current is not None and current[0] >= started and current[1].version > read.version:
@@ -360,12 +404,14 @@ class RedisBreakerStore(BreakerStore):
                 self._failed(exc)
             else:
                 return state
-        return self._local.get(name)
+        return self._fallback(name).get(name)
 
     def all(self) -> dict[str, BreakerState]:
         if self._usable():
             try:
-                names = sorted(text(m) for m in self._redis().smembers(self._keys("")[2]))
+                indexed = {text(m) for m in self._redis().smembers(self._keys("")[2])}
+                kept = {n for n, (_, s) in list(self._snapshots.items()) if seed_of(s)}
+                names = sorted(indexed | kept)
                 states = self._read(names)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
@@ -384,7 +430,12 @@ class RedisBreakerStore(BreakerStore):
             index = self._keys("")[2]
             names = [text(m) for m in client.smembers(index)]
             keys = [key for name in names for key in self._keys(name)[:2]]
-            client.delete(index, *keys)
+            token = uuid.uuid4().hex
+            pipe = client.pipeline(transaction=True)
+            pipe.delete(index, *keys)
+            pipe.set(self._cleared_key, token)
+            pipe.execute()
+            self._seen_clear = token
         except REDIS_ERRORS as exc:
             self._failed(exc)
             raise
