@@ -41,7 +41,7 @@ from flexiai_django.worker import worker_id
 from . import leases
 from .memory import LocalBreakerStore
 from .redis_codec import decode, lost_by_redis, parse_state, script_source, seed_of, text
-from .state import Admission, BreakerConfig, BreakerState, State
+from .state import Admission, BreakerConfig, BreakerState, State, decide_from_snapshot
 from .store import BreakerStore
 
 logger = logging.getLogger("flexiai_django")
@@ -206,36 +206,12 @@ class RedisBreakerStore(BreakerStore):
         """Re-read every breaker from Redis (the listener calls this periodically)."""
         self.all()
 
-    def _local_decision(self, snap: BreakerState, cfg: BreakerConfig) -> Admission | None:
-        """Decide from the snapshot alone where that is safe; ``None`` means ask Redis.
-
-        A cooldown the snapshot knows of refuses here, without a Redis round trip: that
-        is how a Retry-After heard by one worker holds back every other.
-        """
-        if snap.state is State.DISABLED:
-            return Admission(True, snap, recorded=False)
-        if snap.state is State.FORCED_OPEN:
-            return Admission(False, snap)
-        now = self._now()
-        if snap.cooldown_until is not None and now < snap.cooldown_until:
-            return Admission(False, snap, retry_after=snap.cooldown_until - now,
-                             cooling_down=True)
-        if snap.state is State.CLOSED:
-            return Admission(True, snap) if snap.failures == 0 else None
-        if snap.state is State.OPEN and snap.retry_at is not None and now < snap.retry_at:
-            return Admission(False, snap, retry_after=snap.retry_at - now)
-        if snap.state is State.HALF_OPEN:
-            live = [p for p in snap.probes if p > now]
-            if len(live) >= cfg.half_open_max_calls:
-                return Admission(False, snap, retry_after=min(live) - now)
-        return None
-
     # -- the store interface -------------------------------------------------------------
 
     def _decided_locally(self, name: str, config: BreakerConfig) -> Admission | None:
         snap = self.snapshot(name)
         if snap is not None and self.retry_due:
-            return self._local_decision(snap, config)
+            return decide_from_snapshot(snap, config, self._now())
         return None
 
     def _clean_success(self, name: str, success: bool | None, probe: bool) -> BreakerState | None:

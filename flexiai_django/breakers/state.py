@@ -171,6 +171,32 @@ def acquire(s: BreakerState, cfg: BreakerConfig, now: float) -> Admission:
     return Admission(True, s, probe=True, transitioned=transitioned)
 
 
+def decide_from_snapshot(snap: BreakerState, cfg: BreakerConfig,
+                         now: float) -> Admission | None:
+    """A worker's decision from its snapshot of a shared breaker alone, where that is safe
+    (no probe slot to take, no failure streak to read); ``None``: ask the shared store.
+
+    A cooldown the snapshot knows of refuses here, without a round trip: that is how a
+    Retry-After heard by one worker holds back every other.
+    """
+    if snap.state is State.DISABLED:
+        return Admission(True, snap, recorded=False)
+    if snap.state is State.FORCED_OPEN:
+        return Admission(False, snap)
+    if snap.cooldown_until is not None and now < snap.cooldown_until:
+        return Admission(False, snap, retry_after=snap.cooldown_until - now,
+                         cooling_down=True)
+    if snap.state is State.CLOSED:
+        return Admission(True, snap) if snap.failures == 0 else None
+    if snap.state is State.OPEN and snap.retry_at is not None and now < snap.retry_at:
+        return Admission(False, snap, retry_after=snap.retry_at - now)
+    if snap.state is State.HALF_OPEN:
+        live = [p for p in snap.probes if p > now]
+        if len(live) >= cfg.half_open_max_calls:
+            return Admission(False, snap, retry_after=min(live) - now)
+    return None
+
+
 def available(s: BreakerState, cfg: BreakerConfig, now: float) -> bool:
     """Would a call be admitted now? (A read-only question: no probe slot is taken.)"""
     if s.state is State.DISABLED:
