@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,9 @@ from flexiai_django.testing.fake_upstream import FakeUpstream, Fault
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _fresh_upstream(upstream: FakeUpstream) -> None:
     upstream.reset()
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as c:
-        yield c
 
 
 def chat(text: str = "hello world", **extra: Any) -> dict[str, Any]:

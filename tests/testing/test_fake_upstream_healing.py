@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,21 +13,9 @@ import pytest
 from flexiai_django.testing.fake_upstream import FakeUpstream
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _fresh_upstream(upstream: FakeUpstream) -> None:
     upstream.reset()
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as c:
-        yield c
 
 
 def url(up: FakeUpstream, api: str = "openai") -> str:
