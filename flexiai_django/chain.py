@@ -84,6 +84,7 @@ class Walk:
         self.too_long: ContextLengthExceeded | None = None
         self._needed: int | None = None
         self._spans: dict[str, Any] = {}  # provider name → its attempt's span (tracing)
+        self.span: Any = None  # a stream's request span (tracing), parent of its attempts
 
     def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
         """The providers to try, in order: the session's pinned one first, when it is one."""
@@ -155,10 +156,16 @@ class Walk:
             self.skipped(provider, admission)
             return False
         self.attempt()
-        span = tracing.attempt_span(provider, self.retries)
+        span = tracing.attempt_span(provider, self.retries, self.span)
         if span is not None:
             self._spans[provider.name] = span
         return True
+
+    def ended(self, result: ChatResult | None = None,
+              error: BaseException | str | None = None) -> None:
+        """A stream is over: end its request span, when tracing made one."""
+        span, self.span = self.span, None
+        tracing.stream_done(span, result, error)
 
     def traced(self, provider: ProviderConfig, outcome: str,
                completion: Completion | None = None) -> None:

@@ -42,29 +42,56 @@ def _error_type(exc: BaseException) -> str:
     return kind if isinstance(kind, str) else type(exc).__qualname__
 
 
+def _request_start(request: ChatRequest, streamed: bool, hedged: bool) -> Any:
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "chat",
+                                  "flexiai.streamed": streamed, "flexiai.hedged": hedged}
+    if request.model:
+        attributes["gen_ai.request.model"] = request.model
+    return _tracer().start_span(f"chat {request.model}" if request.model else "chat",
+                                attributes=attributes, record_exception=False,
+                                set_status_on_exception=False)
+
+
 @contextlib.contextmanager
-def request_span(request: ChatRequest, streamed: bool = False,
-                 hedged: bool = False) -> Iterator[Any]:
-    """The span around one request's trip down the chain (current while it runs, so the
+def request_span(request: ChatRequest, hedged: bool = False) -> Iterator[Any]:
+    """The span around one call's trip down the chain (current while it runs, so the
     attempt spans are its children); None when tracing is off. Ends with the error's
     type as ``error.type`` (never its message) when the chain raises."""
     if not enabled():
         yield None
         return
-    name = f"chat {request.model}" if request.model else "chat"
-    attributes = {"gen_ai.operation.name": "chat", "flexiai.streamed": streamed,
-                  "flexiai.hedged": hedged}
-    if request.model:
-        attributes["gen_ai.request.model"] = request.model
-    with _tracer().start_as_current_span(name, attributes=attributes,
-                                         record_exception=False,
-                                         set_status_on_exception=False) as span:
+    span = _request_start(request, streamed=False, hedged=hedged)
+    with _trace.use_span(span, end_on_exit=True, record_exception=False,
+                         set_status_on_exception=False):
         try:
             yield span
         except BaseException as exc:
-            span.set_attribute("error.type", _error_type(exc))
-            span.set_status(_trace.Status(_trace.StatusCode.ERROR))
+            failed(span, _error_type(exc))
             raise
+
+
+def stream_span(request: ChatRequest, hedged: bool = False) -> Any:
+    """A stream's request span, or None when off: started, not current (the stream
+    outlives the call that opens it); its attempt spans name it as their parent, and
+    :func:`stream_done` ends it."""
+    return _request_start(request, streamed=True, hedged=hedged) if enabled() else None
+
+
+def stream_done(span: Any, result: ChatResult | None = None,
+                error: BaseException | str | None = None) -> None:
+    """End a stream's request span: answered (``result``), or failed or abandoned."""
+    if span is None:
+        return
+    if result is not None:
+        request_done(span, result)
+    if error is not None:
+        failed(span, error if isinstance(error, str) else _error_type(error))
+    span.end()
+
+
+def failed(span: Any, error_type: str) -> None:
+    span.set_attribute("error.type", error_type)
+    span.set_status(_trace.Status(_trace.StatusCode.ERROR))
 
 
 def request_done(span: Any, result: ChatResult) -> None:
@@ -84,12 +111,13 @@ def request_done(span: Any, result: ChatResult) -> None:
         span.set_attribute("gen_ai.usage.output_tokens", result.usage.completion_tokens)
 
 
-def attempt_span(provider: ProviderConfig, retry: int) -> Any:
-    """Start (not make current) the span of one call to ``provider``; None when off. The
-    caller ends it with :func:`attempt_done`."""
+def attempt_span(provider: ProviderConfig, retry: int, parent: Any = None) -> Any:
+    """Start (not make current) the span of one call to ``provider``, a child of
+    ``parent`` or else of the current span; None when off. :func:`attempt_done` ends it."""
     if not enabled():
         return None
-    return _tracer().start_span(f"chat {provider.model}", attributes={
+    context = None if parent is None else _trace.set_span_in_context(parent)
+    return _tracer().start_span(context=context, name=f"chat {provider.model}", attributes={
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider.kind,
         "gen_ai.request.model": provider.model,
@@ -109,6 +137,5 @@ def attempt_done(span: Any, outcome: str, completion: Completion | None = None) 
         span.set_attribute("gen_ai.usage.input_tokens", completion.usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", completion.usage.completion_tokens)
     else:
-        span.set_attribute("error.type", outcome)
-        span.set_status(_trace.Status(_trace.StatusCode.ERROR))
+        failed(span, outcome)
     span.end()

@@ -120,3 +120,50 @@ def test_no_span_carries_a_key_a_prompt_or_an_answer(spans, make_provider, fake_
         text = repr(dict(span.attributes)) + span.name + repr(span.events)
         for secret in (KEY, "secret prompt", answer):
             assert secret not in text
+
+
+def test_a_stream_span_ends_with_the_stream_and_parents_its_attempts(spans, make_provider,
+                                                                     fake_upstream):
+    make_provider("primary", priority=1, api_key=KEY)
+    make_provider("secondary", priority=2, api_key=KEY)
+    fake_upstream.set_fault("primary", status=500)
+    with override_settings(FLEXIAI=FLEXIAI):
+        stream = flexiai_django.stream(HELLO)
+        assert split(spans)[0] == []  # open until the stream ends
+        text = "".join(stream)
+    assert text.startswith("secondary: ")
+    (request,), attempts = split(spans)
+    assert request.attributes["flexiai.streamed"] is True
+    assert request.attributes["flexiai.provider"] == "secondary"
+    assert request.attributes["flexiai.tier"] == "provider"
+    assert [s.attributes["flexiai.attempt.outcome"] for s in attempts] == ["server_error", "ok"]
+    assert all(s.parent.span_id == request.context.span_id for s in attempts)
+    assert request.end_time >= attempts[-1].end_time
+
+
+def test_a_stream_left_mid_way_ends_its_spans_as_aborted(spans, make_provider):
+    make_provider("primary", priority=1, api_key=KEY)
+    with override_settings(FLEXIAI=FLEXIAI):
+        pieces = flexiai_django.stream(HELLO).deltas()
+        next(pieces)
+        pieces.close()
+    (request,), (attempt,) = split(spans)
+    assert attempt.attributes["flexiai.attempt.outcome"] == "aborted"
+    assert request.attributes["error.type"] == "aborted"
+
+
+def test_a_continued_stream_says_so_and_ends_the_broken_attempt(spans, make_provider,
+                                                                fake_upstream):
+    make_provider("primary", priority=1, api_key=KEY)
+    make_provider("secondary", priority=2, api_key=KEY)
+    for name in ("primary", "secondary"):
+        fake_upstream.set_reply_prefix(name, "echo: ")
+    fake_upstream.set_fault("primary", stream_fail_after=3)
+    with override_settings(FLEXIAI={**FLEXIAI, "CONTINUE_STREAMS": True}):
+        stream = flexiai_django.stream([{"role": "user", "content": "one two three four"}])
+        assert "".join(stream) == "echo: one two three four"
+    (request,), attempts = split(spans)
+    assert [s.attributes["flexiai.attempt.outcome"] for s in attempts] == [
+        "stream_interrupted", "ok"]
+    assert request.attributes["flexiai.continued"] is True
+    assert request.attributes["flexiai.provider"] == "secondary"
