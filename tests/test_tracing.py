@@ -167,3 +167,26 @@ def test_a_continued_stream_says_so_and_ends_the_broken_attempt(spans, make_prov
         "stream_interrupted", "ok"]
     assert request.attributes["flexiai.continued"] is True
     assert request.attributes["flexiai.provider"] == "secondary"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_http_api_traces_a_request_and_its_attempt(spans, make_provider, client):
+    make_provider("primary", priority=1, api_key=KEY)
+    with override_settings(FLEXIAI={**FLEXIAI, "ALLOW_ANONYMOUS_LOOPBACK": True}):
+        response = client.post("/v1/chat/completions", {"messages": HELLO},
+                               content_type="application/json")
+    assert response.status_code == 200
+    (request,), (attempt,) = split(spans)
+    assert attempt.parent.span_id == request.context.span_id
+    assert request.attributes["flexiai.provider"] == "primary"
+    assert attempt.attributes["flexiai.attempt.outcome"] == "ok"
+
+
+def test_without_opentelemetry_installed_tracing_on_makes_no_span(spans, make_provider,
+                                                                  monkeypatch):
+    monkeypatch.setattr(tracing, "_trace", None)  # what a failed import leaves
+    make_provider("primary", priority=1, api_key=KEY)
+    with override_settings(FLEXIAI=FLEXIAI):
+        assert flexiai_django.chat(HELLO).provider == "primary"
+        assert "".join(flexiai_django.stream(HELLO)).startswith("primary: ")
+    assert spans.get_finished_spans() == ()
