@@ -27,6 +27,7 @@ from flexiai_django import (
     retries,
     sessions,
     token_estimate,
+    tracing,
 )
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
@@ -82,6 +83,8 @@ class Walk:
         self.dropped: dict[str, tuple[str, ...]] = {}
         self.too_long: ContextLengthExceeded | None = None
         self._needed: int | None = None
+        self._spans: dict[str, Any] = {}  # provider name → its attempt's span (tracing)
+        self.span: Any = None  # a stream's request span (tracing), parent of its attempts
 
     def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
         """The providers to try, in order: the session's pinned one first, when it is one."""
@@ -100,6 +103,7 @@ class Walk:
 
     def aborted(self, provider: ProviderConfig) -> None:
         """The attempt ended with no verdict (cancelled, or an unexpected exception)."""
+        self.traced(provider, "aborted")
         metrics.aborted(provider.name)
 
     def observe(self, provider: ProviderConfig, ok: bool, seconds: float | None = None) -> float:
@@ -152,7 +156,23 @@ class Walk:
             self.skipped(provider, admission)
             return False
         self.attempt()
+        span = tracing.attempt_span(provider, self.retries, self.span)
+        if span is not None:
+            self._spans[provider.name] = span
         return True
+
+    def ended(self, result: ChatResult | None = None,
+              error: BaseException | str | None = None) -> None:
+        """A stream is over: end its request span, when tracing made one."""
+        span, self.span = self.span, None
+        tracing.stream_done(span, result, error)
+
+    def traced(self, provider: ProviderConfig, outcome: str,
+               completion: Completion | None = None) -> None:
+        """End the provider's attempt span, when tracing made one."""
+        span = self._spans.pop(provider.name, None)
+        if span is not None:
+            tracing.attempt_done(span, outcome, completion)
 
     def admit(self, store: BreakerStore, provider: ProviderConfig,
               adapter: ProviderAdapter) -> Admission | None:
@@ -238,6 +258,8 @@ class Walk:
         if not self.admitted(provider, admission):
             return None
         self.retries += 1
+        if (span := self._spans.get(provider.name)) is not None:
+            span.set_attribute("flexiai.retries", self.retries)
         metrics.retried(provider.name)
         return admission
 
@@ -249,6 +271,7 @@ class Walk:
 
     def failed(self, provider: ProviderConfig, exc: ProviderError) -> None:
         """Note a failed attempt; re-raise it when the next provider must not be tried."""
+        self.traced(provider, exc.kind)
         self.trail.append(Attempt(provider.name, exc.kind))
         if exc.fails_over:
             self.observe(provider, ok=False)
@@ -270,6 +293,7 @@ class Walk:
                  seconds: float | None = None) -> ChatResult:
         """``seconds``: the attempt's latency when not "until now" (a stream's first chunk)."""
         self.trail.append(Attempt(provider.name, "ok"))
+        self.traced(provider, "ok", completion)
         elapsed = self.observe(provider, ok=True, seconds=seconds)
         recent_calls.local().first_token(provider.name, elapsed, streamed=seconds is not None)
         metrics.answered(provider.name, elapsed)
@@ -332,6 +356,21 @@ class Walk:
 
 
 def complete(request: ChatRequest) -> ChatResult:
+    with tracing.request_span(request) as span:
+        result = _complete(request)
+        tracing.request_done(span, result)
+        return result
+
+
+async def acomplete(request: ChatRequest) -> ChatResult:
+    hedged = hedging.hedged(request)
+    with tracing.request_span(request, hedged=hedged) as span:
+        result = await (_ahedged_complete(request) if hedged else _acomplete(request))
+        tracing.request_done(span, result)
+        return result
+
+
+def _complete(request: ChatRequest) -> ChatResult:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(get_providers()):
         adapter = get_adapter(provider)
@@ -351,9 +390,7 @@ def complete(request: ChatRequest) -> ChatResult:
     return walk.fallback(cache_tier.recall(request))
 
 
-async def acomplete(request: ChatRequest) -> ChatResult:
-    if hedging.hedged(request):
-        return await _ahedged_complete(request)
+async def _acomplete(request: ChatRequest) -> ChatResult:
     walk, store = Walk(request), get_store()
     for provider in walk.candidates(await aget_providers()):
         adapter = get_adapter(provider)

@@ -146,6 +146,7 @@ class StreamState:
         assert self.provider is not None
         self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
         self.walk.observe(self.provider, ok=False)
+        self.walk.traced(self.provider, StreamInterrupted.kind)
         metrics.attempt_failed(self.provider.name, StreamInterrupted.kind)
         metrics.request_failed(self.provider.name, "interrupted")
         logger.warning("provider %s stream interrupted: %s", self.provider.name, exc.kind,
@@ -154,6 +155,7 @@ class StreamState:
     def broken(self, exc: ProviderError, why: str | None) -> StreamInterrupted:
         """The error that ends a stream no provider continues, saying why not."""
         assert self.provider is not None
+        self.walk.ended(error=StreamInterrupted.kind)
         return StreamInterrupted(f"stream failed after it started ({exc.kind}); not "
                                  f"continued: {why or 'no provider could continue it'}",
                                  provider=self.provider.name)
@@ -163,11 +165,13 @@ class StreamState:
         completion = self.completion()
         if not self.continued_from:
             self.result = self.walk.answered(self.provider, completion, self.first_chunk_after)
+            self.walk.ended(self.result)
             return
         own = dataclasses.replace(completion, usage=self.own_usage)  # accounted to this one
         result = self.walk.answered(self.provider, own, self.first_chunk_after)
         self.result = dataclasses.replace(result, usage=self.usage,
                                           continued_from=tuple(self.continued_from))
+        self.walk.ended(self.result)
 
 
 class ChatStream:
@@ -261,6 +265,7 @@ class ChatStream:
             except GeneratorExit:
                 state.walk.abandon(store, state.provider, state.admission,
                                    state.abandoned_verdict())
+                state.walk.ended(error="aborted")
                 raise
         record(store, state.provider, state.admission, True)
         cache_tier.remember(state.walk.request, state.provider.name, state.completion())
@@ -323,6 +328,7 @@ class AsyncChatStream(ChatStream):
             except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
                 await state.walk.aabandon(store, state.provider, state.admission,
                                           state.abandoned_verdict())
+                state.walk.ended(error="aborted")
                 raise
         await arecord(store, state.provider, state.admission, True)
         cache_tier.remember_soon(state.walk.request, state.provider.name, state.completion())

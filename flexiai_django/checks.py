@@ -212,6 +212,8 @@ RULES = (
          "Seconds an idle session is kept (each use refreshes it): a number above 0."),
     Rule("SESSION_FROM_USER_FIELD", "flexiai.E077", lambda v: isinstance(v, bool),
          'True (a request\'s "user" field names its session) or False.'),
+    Rule("TRACING", "flexiai.E080", lambda v: isinstance(v, bool),
+         "True (OpenTelemetry spans, with the \"tracing\" extra installed) or False."),
 )
 
 

@@ -112,6 +112,9 @@ class FlexiAISettings:
     # session when it sends no X-FlexiAI-Session (that session is made on first use).
     SESSION_TTL_SECONDS: float = 3600.0
     SESSION_FROM_USER_FIELD: bool = False
+    # OpenTelemetry spans for each request and provider attempt (GenAI semantic
+    # conventions). Needs the "tracing" extra (opentelemetry-api); off costs nothing.
+    TRACING: bool = False
     # Origins (scheme://host[:port]) allowed to open the status page's WebSocket besides
     # the page's own origin. None: CSRF_TRUSTED_ORIGINS.
     WEBSOCKET_ALLOWED_ORIGINS: list[str] | None = None

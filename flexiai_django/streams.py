@@ -11,10 +11,11 @@ on, past a seam that drops what it repeats, so the caller reads one answer (see
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
-from flexiai_django import cache_tier, hedging
+from flexiai_django import cache_tier, hedging, tracing
 from flexiai_django.breakers import get_store
 from flexiai_django.chain import Walk
 from flexiai_django.chat_stream import AsyncChatStream, ChatStream, StreamState, ahead, head_of
@@ -28,8 +29,26 @@ from flexiai_django.providers.clients import async_client, sync_client
 logger = logging.getLogger("flexiai_django")
 
 
+@contextlib.contextmanager
+def _traced(walk: Walk, hedged: bool = False) -> Iterator[None]:
+    """The stream's request span (tracing), ended here if opening it fails; the stream
+    ends it when it does."""
+    walk.span = tracing.stream_span(walk.request, hedged)
+    try:
+        yield
+    except BaseException as exc:
+        walk.ended(error=exc)
+        raise
+
+
 def open_stream(request: ChatRequest) -> ChatStream:
-    walk, store = Walk(request), get_store()
+    walk = Walk(request)
+    with _traced(walk):
+        return _open_stream(walk)
+
+
+def _open_stream(walk: Walk) -> ChatStream:
+    request, store = walk.request, get_store()
     candidates = walk.candidates(get_providers())
     for provider in candidates:
         adapter = get_adapter(provider)
@@ -47,13 +66,18 @@ def open_stream(request: ChatRequest) -> ChatStream:
             return ChatStream(StreamState(walk, provider, admission, head, candidates),
                               deltas)
     result = walk.fallback(cache_tier.recall(request))
+    walk.ended(result)
     return ChatStream(StreamState(walk, None, None, []), None, result)
 
 
 async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
-    if hedging.hedged(request):
-        return await _ahedged_stream(request)
-    walk, store = Walk(request), get_store()
+    walk, hedged = Walk(request), hedging.hedged(request)
+    with _traced(walk, hedged):
+        return await (_ahedged_stream(walk) if hedged else _aopen_stream(walk))
+
+
+async def _aopen_stream(walk: Walk) -> AsyncChatStream:
+    request, store = walk.request, get_store()
     candidates = walk.candidates(await aget_providers())
     for provider in candidates:
         adapter = get_adapter(provider)
@@ -71,6 +95,7 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
             state = StreamState(walk, provider, admission, head, candidates)
             return AsyncChatStream(state, deltas)
     result = walk.fallback(await cache_tier.arecall(request))
+    walk.ended(result)
     return AsyncChatStream(StreamState(walk, None, None, []), None, result)
 
 
@@ -78,12 +103,12 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
 _Opened = tuple[AsyncIterator[StreamDelta], list[StreamDelta]]
 
 
-async def _ahedged_stream(request: ChatRequest) -> AsyncChatStream:
+async def _ahedged_stream(walk: Walk) -> AsyncChatStream:
     """:func:`aopen_stream` for a hedged alias: :func:`hedging.race` runs the attempts,
     each up to its first piece of the answer. The winner's stream was opened in its
     attempt's task and is read on in the caller's: a time limit inside an adapter's
     stream must apply per read (``asyncio.timeout`` around each), not span its yields."""
-    walk = Walk(request)
+    request = walk.request
 
     async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> _Opened:
         deltas = adapter.astream(async_client(provider.name), request)
@@ -101,6 +126,7 @@ async def _ahedged_stream(request: ChatRequest) -> AsyncChatStream:
                              discard=discard)
     if won is None:
         result = walk.fallback(await cache_tier.arecall(request))
+        walk.ended(result)
         return AsyncChatStream(StreamState(walk, None, None, []), None, result)
     deltas, head = won.value
     state = StreamState(walk, won.provider, won.admission, head, candidates)

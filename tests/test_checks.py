@@ -63,6 +63,7 @@ BAD_VALUES = {
     "flexiai.E073": ("REDIS_SENTINELS", "127.0.0.1:26379"),
     "flexiai.E076": ("SESSION_TTL_SECONDS", 0),
     "flexiai.E077": ("SESSION_FROM_USER_FIELD", "yes"),
+    "flexiai.E080": ("TRACING", "yes"),
 }
 
 
