@@ -62,7 +62,7 @@ class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]
         fields = ("name", "kind", "base_url", "model", "enabled", "api_key_env", "priority",
                   "weight", "timeout", "failure_threshold", "success_threshold", "open_seconds",
                   "max_open_seconds", "half_open_max_calls", "context_window", "max_retries",
-                  "first_token_timeout", "stall_timeout")
+                  "first_token_timeout", "stall_timeout", "tier", "capacity", "warming")
 
     def save(self, commit: bool = True) -> Provider:
         provider: Provider = super().save(commit=False)
@@ -89,7 +89,8 @@ class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     fieldsets = (
         (None, {"fields": ("name", "kind", "base_url", "model", "enabled")}),
         (_("Credentials"), {"fields": ("api_key_env", "api_key", "clear_api_key", "key_status")}),
-        (_("Routing"), {"fields": ("priority", "weight", "timeout", "context_window")}),
+        (_("Routing"), {"fields": ("priority", "weight", "timeout", "context_window", "tier",
+                                   "capacity", "warming")}),
         (_("Healing"), {"fields": ("max_retries", "first_token_timeout", "stall_timeout")}),
         (_("Circuit breaker (blank: FLEXIAI defaults)"), {
             "fields": ("breaker_state", "failure_threshold", "success_threshold", "open_seconds",

@@ -13,6 +13,8 @@ from django.utils.module_loading import import_string
 
 from flexiai_django.conf import DEFAULTS, user_settings
 
+#: The routing strategies a model alias may use (FLEXIAI["ROUTING"]).
+ROUTING_STRATEGIES = ("priority", "least-busy", "latency", "overflow")
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,99}$")
 _ORIGIN = re.compile(
     r"^https?://((\*\.)?[A-Za-z0-9.\-]+|\[[0-9a-fA-F:.]+\])(:\d{1,5})?$")
@@ -212,6 +214,29 @@ RULES = (
          "Seconds an idle session is kept (each use refreshes it): a number above 0."),
     Rule("SESSION_FROM_USER_FIELD", "flexiai.E077", lambda v: isinstance(v, bool),
          'True (a request\'s "user" field names its session) or False.'),
+    Rule("ROUTING", "flexiai.E054",
+         lambda v: isinstance(v, dict) and all(
+             isinstance(k, str) and v[k] in ROUTING_STRATEGIES for k in v),
+         'A dict of model alias to strategy, e.g. {"auto": "overflow"}; strategies: '
+         + ", ".join(ROUTING_STRATEGIES) + "."),
+    Rule("OVERFLOW_TIERS", "flexiai.E055",
+         lambda v: isinstance(v, list | tuple) and len(v) >= 2 and len(set(v)) == len(v)
+         and all(isinstance(t, str) and t for t in v),
+         'Two or more distinct tier labels, filled in order, e.g. ["large", "small"].'),
+    Rule("OVERFLOW_AT", "flexiai.E056", lambda v: _is_number(v) and 0 < v <= 1,
+         "The share of a tier's capacity at which new sessions go to the next tier: "
+         "above 0, at most 1."),
+    Rule("OVERFLOW_WHILE_WARMING", "flexiai.E057", lambda v: isinstance(v, bool),
+         "True (a tier with a warming provider counts as full) or False."),
+    Rule("INFLIGHT_LEASE_SECONDS", "flexiai.E058", lambda v: _is_number(v) and v >= 1,
+         "Seconds a killed worker's in-flight slots stay counted: 1 or more."),
+    Rule("WARMING_TRICKLE", "flexiai.E059", lambda v: _is_number(v) and 0 <= v <= 1,
+         "The share of requests a warming provider still gets, from 0 to 1."),
+    Rule("WARMUP_PROBE_SECONDS", "flexiai.E060", lambda v: _is_number(v) and v > 0,
+         "Seconds between warm-up probes of a warming provider: above 0."),
+    Rule("CAPACITY_PLANNER", "flexiai.E061", lambda v: isinstance(v, dict),
+         'A dict of planner options, e.g. {"INTERVAL_SECONDS": 15, "TIERS": {...}}: see '
+         "the README's capacity planning section."),
     Rule("TRACING", "flexiai.E080", lambda v: isinstance(v, bool),
          "True (OpenTelemetry spans, with the \"tracing\" extra installed) or False."),
 )

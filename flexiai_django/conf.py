@@ -112,6 +112,26 @@ class FlexiAISettings:
     # session when it sends no X-FlexiAI-Session (that session is made on first use).
     SESSION_TTL_SECONDS: float = 3600.0
     SESSION_FROM_USER_FIELD: bool = False
+    # Routing strategy per model alias: "priority" (the default), "least-busy" (lowest
+    # deployment-wide in-flight relative to capacity), "latency" (lowest recent time to
+    # first token, all workers' windows together) or "overflow" (OVERFLOW_TIERS in order:
+    # a tier takes new sessions until its in-flight reaches OVERFLOW_AT of its capacity).
+    ROUTING: dict[str, str] = field(default_factory=dict)
+    OVERFLOW_TIERS: list[str] = field(default_factory=lambda: ["large", "small"])
+    OVERFLOW_AT: float = 1.0
+    # Over-provisioning: while a tier's provider is warming, overflow treats that tier as
+    # full and routes to the next tier early.
+    OVERFLOW_WHILE_WARMING: bool = True
+    # In-flight slots are leases: a worker renews its own; a killed worker's slots free
+    # themselves after this many seconds.
+    INFLIGHT_LEASE_SECONDS: float = 10.0
+    # Warming providers (Provider.warming): this fraction of requests still goes to them
+    # (0: none) and a warm-up probe runs every WARMUP_PROBE_SECONDS until one answers.
+    WARMING_TRICKLE: float = 0.0
+    WARMUP_PROBE_SECONDS: float = 5.0
+    # The capacity planner (manage.py flexiai_capacity): see the README's "Capacity
+    # planning" for the keys (interval, per-tier lead times and bounds, thresholds, hook).
+    CAPACITY_PLANNER: dict[str, Any] = field(default_factory=dict)
     # OpenTelemetry spans for each request and provider attempt (GenAI semantic
     # conventions). Needs the "tracing" extra (opentelemetry-api); off costs nothing.
     TRACING: bool = False

@@ -102,6 +102,20 @@ class Provider(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text=_("Tokens the model accepts (prompt and answer). Longer requests go to a "
                     "provider with a larger window. Blank: unknown."))
+    tier = models.CharField(
+        max_length=32, blank=True, default="",
+        help_text=_("A label such as large or small: the overflow strategy fills tiers in "
+                    "FLEXIAI[\"OVERFLOW_TIERS\"] order and the capacity planner plans per "
+                    "tier. Blank: no tier."))
+    capacity = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text=_("Concurrent requests this provider takes across the whole deployment. "
+                    "Blank: unlimited."))
+    warming = models.BooleanField(
+        default=False,
+        help_text=_("Being loaded (a cold model): no traffic, or only "
+                    "FLEXIAI[\"WARMING_TRICKLE\"], until a warm-up probe answers; the probe "
+                    "then clears this."))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -227,6 +241,9 @@ class Provider(models.Model):
             first_token_timeout=_or(self.first_token_timeout, settings.FIRST_TOKEN_TIMEOUT),
             stall_timeout=_or(self.stall_timeout, settings.STALL_TIMEOUT),
             context_window=self.context_window,
+            tier=self.tier,
+            capacity=self.capacity,
+            warming=self.warming,
         )
 
 

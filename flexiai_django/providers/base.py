@@ -82,6 +82,12 @@ class ProviderConfig:
     stall_timeout: float | None = None
     #: Tokens the model accepts, prompt and answer (None: unknown, never skipped).
     context_window: int | None = None
+    #: A routing label (``large``, ``small``, ...); "" for none.
+    tier: str = ""
+    #: Concurrent requests across the deployment (None: unlimited).
+    capacity: int | None = None
+    #: A cold model: no traffic (or the warming trickle) until a warm-up probe answers.
+    warming: bool = False
 
     @property
     def breaker_name(self) -> str:
