@@ -365,7 +365,8 @@ class ProviderAdapter:
                         raise clock.error(self.config.name)
                     for delta in events.feed(line):
                         clock.heard(delta)
-                        wait.end()
+                        if clock.answering:
+                            wait.end()
                         yield delta
                         clock.resumed(time.monotonic())
                     if events.final is not None:
