@@ -218,7 +218,7 @@ class APIHandler(ASGIHandler):
         self._exception_middleware: list[Any] = []
         paths = lean_middleware.lean_middleware(django_settings.MIDDLEWARE,
                                                 get_settings().LEAN_MIDDLEWARE)
-        handler, instances = lean_middleware.chain(paths, self._get_response_async,
+        handler, instances = lean_middleware.chain(paths, self._get_response_async,  # type: ignore[attr-defined]
                                                    import_string)
         for middleware in instances:
             if hasattr(middleware, "process_view"):
@@ -234,16 +234,21 @@ class APIHandler(ASGIHandler):
         self._middleware_chain = handler
 
     async def _signal(self, signal: Any, **kwargs: Any) -> None:
-        if lean_middleware.housekeeping_only(signal, type(self)):
-            signal.send(sender=type(self), **kwargs)
-        else:
+        """Send a request signal, unless only Django's housekeeping listens: that acts on
+        the calling thread's database connections (none on the event loop's) and closes
+        caches that keep their connections anyway (django-redis, locmem)."""
+        if not lean_middleware.housekeeping_only(signal, type(self)):
             await signal.asend(sender=type(self), **kwargs)
 
-    async def _close(self, response: HttpResponseBase) -> None:
-        if lean_middleware.housekeeping_only(signals.request_finished, type(self)):
-            response.close()
-        else:
+    async def _close(self, response: Any) -> None:
+        if not lean_middleware.housekeeping_only(signals.request_finished, type(self)):
             await sync_to_async(response.close)()
+            return
+        for closer in response._resource_closers:  # what close() does, minus the signal
+            with contextlib.suppress(Exception):
+                closer()
+        response._resource_closers.clear()
+        response.closed = True
 
     async def serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Django's ``ASGIHandler.handle`` without its thread hops (see :meth:`_signal`)."""
@@ -255,6 +260,7 @@ class APIHandler(ASGIHandler):
         await self._signal(signals.request_started, scope=scope)
         request, early = self.create_request(scope, body_file)
         if request is None:
+            assert early is not None
             body_file.close()
             await self.send_response(early, send)
             await self._close(early)

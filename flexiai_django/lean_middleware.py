@@ -64,7 +64,7 @@ class Inline:
             response = await self.get_response(request)
         if hasattr(inner, "process_response"):
             response = inner.process_response(request, response)
-        return response  # type: ignore[no-any-return]
+        return response
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # process_view / process_exception, if any
