@@ -7,8 +7,11 @@ Every target at 1 and 32 connections, in one run, on one machine:
   handler and by ``flexiai_django.asgi`` (per-request threads reused);
 - floor: ``GET /health/live`` of the site (our settings, middleware and logging);
 - the fake upstream called directly (what a client would get without the gateway);
-- the gateway: ``POST /v1/chat/completions`` through the site (demo providers pointing
-  at that upstream, Redis breaker store and cache, answer cache on);
+- the gateway: ``POST /v1/chat/completions`` through the site with a real API key (demo
+  providers pointing at that upstream, Redis breaker store and cache, answer cache on,
+  sessions/hedging/continuation enabled but idle), once as the demo serves it (the lean
+  API path of ``flexiai_django.asgi``, full demo middleware for every other path) and
+  once with ``LEAN_PATHS = []`` (the API through the demo's full middleware stack);
 - streaming (``"stream": true``): time to the first SSE event and to the end of the
   stream, gateway vs upstream direct, from a small asyncio client in this process
   (so its figures include that client's own time; wrk cannot time a first byte).
@@ -47,7 +50,11 @@ BODY = {"model": "auto", "messages": [{"role": "user", "content": "hello there g
 LUA = """wrk.method = "POST"
 wrk.body = '%s'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
 """
+ISSUE_KEY = """from flexiai_django.models import ApiKey
+key = ApiKey(name="bench", scopes="chat", rate_limit_per_minute=0)
+print(key.issue()); key.save()"""
 WORKER = "uvicorn_worker.UvicornWorker"
 
 
@@ -65,11 +72,23 @@ def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[s
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if "Socket errors" in out:
         print("  wrk:", re.search(r"Socket errors:.*", out).group(0))  # type: ignore[union-attr]
-    return {"p50": ms("50%"), "p99": ms("99%"), "rps": rps,
+    return {"p50": ms("50%"), "p99": ms("99%"), "rps": rps, "requests": float(done),
             "errors": float(errors.group(1)) if errors else 0.0}
+
+
+def worker_rss_mb(server_pid: int) -> list[float]:
+    """Resident memory of each gunicorn worker (the server's children), in MB."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
 
 
 class Server:
@@ -129,12 +148,13 @@ async def _stream_once(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     return (first - started) * 1000, (time.perf_counter() - started) * 1000
 
 
-async def _stream_load(url: str, connections: int, seconds: float) -> dict[str, float]:
+async def _stream_load(url: str, connections: int, seconds: float,
+                       token: str) -> dict[str, float]:
     parsed = httpx.URL(url)
     payload = json.dumps({**BODY, "stream": True}).encode()
     request = (f"POST {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}"
-               f"\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-               ).encode() + payload
+               f"\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}"
+               f"\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
     firsts: list[float] = []
     ends: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -169,8 +189,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", default="1,32",
                         help="comma-separated wrk connection counts (default 1,32)")
-    parser.add_argument("--lean", action="store_true",
-                        help="API-only middleware (FLEXIAI_LEAN_MIDDLEWARE=1)")
+    parser.add_argument("--memory", type=int, default=0, metavar="N",
+                        help="also print the lean site's worker memory at rest and after N "
+                             "more gateway requests (e.g. 100000)")
     parser.add_argument("--worker-class", default=WORKER,
                         help=f"gunicorn -k for every server (default {WORKER}; "
                              "uvicorn_worker.UvicornH11Worker = pure-Python h11 + asyncio)")
@@ -195,14 +216,18 @@ def main() -> None:
                "FLEXIAI_DB": str(tmp / "db.sqlite3"), "FLEXIAI_VAR_DIR": str(tmp),
                "REDIS_URL": redis.url, "DJANGO_DEBUG": "0", "OPENAI_API_KEY": "",
                "ANTHROPIC_API_KEY": "", "FLEXIAI_JSON": json.dumps({
-                   "CACHE_ENABLED": True, "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}),
-               # Production settings need a secret; the load is anonymous from loopback.
+                   "CACHE_ENABLED": True, "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0,
+                   # Enabled but idle: a fast upstream never triggers a hedge or a
+                   # continuation; no request names a session.
+                   "HEDGED_ALIASES": ["auto"], "CONTINUE_STREAMS": True}),
+               # Production settings need a secret; the load carries a real API key.
                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-               "FLEXIAI_ANONYMOUS_LOOPBACK": "1",
-               "FLEXIAI_LEAN_MIDDLEWARE": "1" if args.lean else "0"}
+               "FLEXIAI_ANONYMOUS_LOOPBACK": "0"}
         manage("migrate", "--noinput", env=env, cwd=ROOT)
         manage("flexiai_seed_demo", "--upstream", f"http://127.0.0.1:{upstream_port}",
                env=env, cwd=ROOT)
+        token = manage("shell", "-c", ISSUE_KEY, env=env, cwd=ROOT).split()[-1]
+        auth = {"Authorization": f"Bearer {token}"}
         bare_env = {**env, "DJANGO_SETTINGS_MODULE": "_bare_site",
                     "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)])}
         bare = Server("_bare_site:application", bare_env, args.workers, args.worker_class,
@@ -213,26 +238,39 @@ def main() -> None:
         servers.append(pooled)
         site = Server(args.site_app, env, args.workers, args.worker_class, "/health/live", tmp)
         servers.append(site)
+        full_env = {**env, "FLEXIAI_JSON": json.dumps({
+            **json.loads(env["FLEXIAI_JSON"]), "LEAN_PATHS": []})}
+        full = Server(args.site_app, full_env, args.workers, args.worker_class,
+                      "/health/live", tmp)
+        servers.append(full)
 
         script = tmp / "post.lua"
-        script.write_text(LUA % json.dumps(BODY))
+        script.write_text(LUA % (json.dumps(BODY), token))
         direct = f"http://127.0.0.1:{upstream_port}/demo-primary/v1/chat/completions"
         gateway = f"{site.url}/v1/chat/completions"
-        for url in (direct, gateway):
+        full_gateway = f"{full.url}/v1/chat/completions"
+        for url in (direct, gateway, full_gateway):
             for _ in range(2 * args.workers):  # every worker builds its clients first
-                assert httpx.post(url, json=BODY, timeout=10).status_code == 200
+                reply = httpx.post(url, json=BODY, headers=auth, timeout=10)
+                assert reply.status_code == 200, reply.text
+        overheads = [float(httpx.post(gateway, json=BODY, headers=auth, timeout=10)
+                           .headers["X-FlexiAI-Overhead-Ms"]) for _ in range(200)]
         targets = [("floor: bare Django view", f"{bare.url}/hello", None),
                    ("floor: bare view, pooled handler", f"{pooled.url}/hello", None),
                    ("floor: site GET /health/live", f"{site.url}/health/live", None),
                    ("upstream direct", direct, script),
-                   ("gateway /v1/chat/completions", gateway, script)]
+                   ("gateway /v1/chat/completions", gateway, script),
+                   ("gateway, full stack (LEAN_PATHS=[])", full_gateway, script)]
         command = " ".join(site.command[1:]).replace(f"127.0.0.1:{site.port}", "127.0.0.1:PORT")
         load = os.getloadavg()
         print(f"machine: {os.uname().machine}, {os.cpu_count()} cores; load average "
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start")
         print(f"server: python {command}")
-        print(f"  (DJANGO_DEBUG=0, REDIS_URL set, middleware: "
-              f"{'lean (API only)' if args.lean else 'full demo stack'}); wrk {seconds}s per row")
+        print(f"  (DJANGO_DEBUG=0, REDIS_URL set, API key, demo MIDDLEWARE; gateway: lean API "
+              f"path; full stack: LEAN_PATHS=[]); wrk {seconds}s per row")
+        print(f"X-FlexiAI-Overhead-Ms, 200 sequential httpx calls: p50 "
+              f"{statistics.median(overheads):.2f}, p99 "
+              f"{statistics.quantiles(overheads, n=100)[98]:.2f}")
         print(f"{'target':34} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'non-2xx':>8}")
         results: dict[tuple[str, int], dict[str, float]] = {}
         for connections in connection_counts:
@@ -245,22 +283,35 @@ def main() -> None:
         for connections in connection_counts:
             d = results[("upstream direct", connections)]
             g = results[("gateway /v1/chat/completions", connections)]
+            s = results[("gateway, full stack (LEAN_PATHS=[])", connections)]
             f = results[("floor: bare Django view", connections)]
+            p = results[("floor: bare view, pooled handler", connections)]
             h = results[("floor: site GET /health/live", connections)]
             print(f"c={connections}: gateway adds {g['p50'] - d['p50']:+.2f} ms p50, "
                   f"{g['p99'] - d['p99']:+.2f} ms p99 over direct; gateway req/s = "
-                  f"{g['rps'] / f['rps']:.0%} of the bare Django view, "
-                  f"{g['rps'] / h['rps']:.0%} of /health/live")
+                  f"{g['rps'] / f['rps']:.0%} of the bare Django view "
+                  f"({g['rps'] / p['rps']:.0%} of the pooled one), "
+                  f"{g['rps'] / h['rps']:.0%} of /health/live; full stack "
+                  f"{s['rps'] / f['rps']:.0%} of the bare view, lean/full "
+                  f"{g['rps'] / s['rps']:.1f}x")
         if not args.no_stream:
             print(f"\nstreaming (stream: true), asyncio client in this process, {seconds}s per row")
             print(f"{'target':34} {'conns':>5} {'first p50':>9} {'first p99':>9} "
                   f"{'end p50':>8} {'req/s':>7}")
             for connections in connection_counts:
                 for name, url in (("upstream direct", direct), ("gateway", gateway)):
-                    s = asyncio.run(_stream_load(url, connections, seconds))
+                    s = asyncio.run(_stream_load(url, connections, seconds, token))
                     print(f"{name:34} {connections:>5} {s['first_p50']:>9.2f} "
                           f"{s['first_p99']:>9.2f} {s['end_p50']:>8.2f} {s['rps']:>7.0f}",
                           flush=True)
+        if args.memory:
+            print(f"\nworker memory (RSS MB) of the lean site, "
+                  f"{args.memory} gateway requests at 32 connections")
+            print(f"  after the rows above: {worker_rss_mb(site.process.pid)}")
+            sent = 0
+            while sent < args.memory:
+                sent += int(wrk(gateway, 32, 10, script)["requests"])
+                print(f"  after {sent:>7} more: {worker_rss_mb(site.process.pid)}", flush=True)
         load = os.getloadavg()
         print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at end")
     finally:

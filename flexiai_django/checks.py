@@ -210,6 +210,13 @@ RULES = (
          "to 300; a few more than your load balancer's health-check interval."),
     Rule("DRAIN_TIMEOUT_SECONDS", "flexiai.E065", lambda v: _is_number(v) and v >= 0,
          "Seconds daphne lets in-flight requests finish after the drain (0 or more)."),
+    Rule("LEAN_PATHS", "flexiai.E066", lambda v: isinstance(v, list | tuple) and all(
+        isinstance(p, str) and p.startswith("/") for p in v),
+         'A list of path prefixes starting with "/", e.g. ["/v1", "/health", "/metrics"]; '
+         "[] serves every path with the full middleware stack."),
+    Rule("LEAN_MIDDLEWARE", "flexiai.E067", lambda v: isinstance(v, list | tuple) and all(
+        isinstance(p, str) and "." in p for p in v),
+         "A list of dotted middleware paths: those of MIDDLEWARE the lean API path keeps."),
     Rule("SESSION_TTL_SECONDS", "flexiai.E076", lambda v: _is_number(v) and v > 0,
          "Seconds an idle session is kept (each use refreshes it): a number above 0."),
     Rule("SESSION_FROM_USER_FIELD", "flexiai.E077", lambda v: isinstance(v, bool),

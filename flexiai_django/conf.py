@@ -164,6 +164,20 @@ class FlexiAISettings:
     # none) DRAIN_TIMEOUT_SECONDS.
     DRAIN_SECONDS: float = 5.0
     DRAIN_TIMEOUT_SECONDS: float = 20.0
+    # flexiai_django.asgi.get_asgi_application: requests under these paths go through a
+    # lean Django handler (only LEAN_MIDDLEWARE, no thread hops), the rest through the
+    # project's full MIDDLEWARE, in one process; a session caller (cookie, no
+    # Authorization) takes the full stack. Empty: everything through the full stack.
+    LEAN_PATHS: list[str] = field(default_factory=lambda: ["/v1", "/health", "/metrics"])
+    # The project's middleware the lean path keeps (an allow-list, in the project's
+    # order): async-capable ones (a MiddlewareMixin one still hops threads), or
+    # Django's security, clickjacking and common middleware, run on the event loop.
+    LEAN_MIDDLEWARE: list[str] = field(default_factory=lambda: [
+        "flexiai_django.middleware.FlexiAIMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "corsheaders.middleware.CorsMiddleware",
+    ])
     HISTORY_LIMIT: int = 1000
     STATS_WINDOW_SECONDS: float = 60.0
     STATS_PUBLISH_SECONDS: float = 2.0

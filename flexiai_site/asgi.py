@@ -1,7 +1,10 @@
 """ASGI entry point (daphne, uvicorn): HTTP through Django, WebSockets through Channels.
 
 HTTP goes through :mod:`flexiai_django.asgi`: Django's handler with its per-request
-threads reused instead of started anew for every request (see bench/README.md).
+threads reused, and the API paths (``/v1/...``, the probes, ``/metrics``;
+``FLEXIAI["LEAN_PATHS"]``) through a lean handler with only the middleware they need,
+in the same process (see bench/README.md). Everything else (the admin, the demo pages)
+keeps the full ``MIDDLEWARE``.
 """
 
 import os

@@ -110,9 +110,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# API-only instances can drop Django's sync middleware: under ASGI each MiddlewareMixin
-# hook is a thread hop (measured in bench/gateway.py). Keys still work; staff sessions
-# and the admin need the full stack.
+# An instance with no admin and no sessions at all. Not needed for speed any more: asgi.py
+# serves the API paths through a lean handler (FLEXIAI["LEAN_PATHS"]) in every instance.
 if os.environ.get("FLEXIAI_LEAN_MIDDLEWARE") == "1":
     MIDDLEWARE = ["flexiai_django.middleware.FlexiAIMiddleware"]
     SILENCED_SYSTEM_CHECKS += ["admin.E408", "admin.E409", "admin.E410"]  # no admin here

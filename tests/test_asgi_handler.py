@@ -95,5 +95,8 @@ async def test_idle_threads_beyond_the_cap_are_shut_down(app):
     assert len(app._idle) == 1
 
 
-def test_get_asgi_application_returns_the_pooled_handler():
-    assert isinstance(asgi.get_asgi_application(), asgi.ASGIHandler)
+def test_get_asgi_application_returns_the_pooled_handlers():
+    app = asgi.get_asgi_application()
+    assert isinstance(app, asgi.LeanRouter)
+    assert isinstance(app.full, asgi.ASGIHandler) and isinstance(app.lean, asgi.APIHandler)
+    assert isinstance(asgi.get_asgi_application(lean_paths=[]), asgi.ASGIHandler)

@@ -68,6 +68,8 @@ BAD_VALUES = {
     "flexiai.E061": ("CAPACITY_PLANNER", ["large"]),
     "flexiai.E064": ("DRAIN_SECONDS", -1),
     "flexiai.E065": ("DRAIN_TIMEOUT_SECONDS", "20"),
+    "flexiai.E066": ("LEAN_PATHS", ["v1"]),
+    "flexiai.E067": ("LEAN_MIDDLEWARE", "flexiai_django.middleware.FlexiAIMiddleware"),
     "flexiai.E073": ("REDIS_SENTINELS", "127.0.0.1:26379"),
     "flexiai.E076": ("SESSION_TTL_SECONDS", 0),
     "flexiai.E077": ("SESSION_FROM_USER_FIELD", "yes"),

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
+from flexiai_django import overhead
 from flexiai_django.breakers.state import BreakerConfig
 from flexiai_django.chat_types import ChatRequest, Completion, StreamDelta
 from flexiai_django.errors import (
@@ -275,14 +276,15 @@ class ProviderAdapter:
         try:
             async with asyncio.timeout(self.config.timeout):
                 args = self._request_args(request, stream=False)
-                response = await client.send(
-                    client.build_request("POST", **args, timeout=self.config.timeout),
-                    stream=True)
-                replied = True
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
+                with overhead.upstream():
+                    response = await client.send(
+                        client.build_request("POST", **args, timeout=self.config.timeout),
+                        stream=True)
+                    replied = True
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
         except Exception as exc:
             raise self._error(exc, replied=replied) from None
         self.check_status(response.status_code, response.headers, response.content)
@@ -343,6 +345,8 @@ class ProviderAdapter:
         clock = self._clock()
         events = StreamEvents(self.config.name, self.stream_format, self.event_parser(request))
         replied = False
+        wait = overhead.StreamWait()
+        wait.begin()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 async with asyncio.timeout(clock.wait(time.monotonic())):
@@ -361,12 +365,16 @@ class ProviderAdapter:
                         raise clock.error(self.config.name)
                     for delta in events.feed(line):
                         clock.heard(delta)
+                        if clock.answering:
+                            wait.end()
                         yield delta
                         clock.resumed(time.monotonic())
                     if events.final is not None:
                         clock.done()
         except Exception as exc:
             raise self._stream_error(exc, clock, replied) from None
+        finally:
+            wait.end()
         yield events.end()
 
 
