@@ -90,14 +90,16 @@ def child(spin_ms: float) -> None:
 
     # When each breaker event reached the listener (before it is applied), by version, and
     # when its publisher stamped it: the parts of the delay.
-    arrivals: dict[int, tuple[float, float]] = {}
+    # And when the listener had applied it to the snapshot (no polling delay in that one).
+    arrivals: dict[int, tuple[float, float, float]] = {}
     handle = listener.handle
 
     def timed_handle(message: dict[str, Any]) -> None:
-        if message.get("type") == broadcast.BREAKER_EVENT:
-            arrivals[int(message["state"]["version"])] = (time.time(),
-                                                          float(message.get("sent_at", 0)))
+        received = time.time()
         handle(message)
+        if message.get("type") == broadcast.BREAKER_EVENT:
+            arrivals[int(message["state"]["version"])] = (
+                received, float(message.get("sent_at", 0)), time.time())
 
     listener.handle = timed_handle  # type: ignore[method-assign]
 
@@ -113,9 +115,9 @@ def child(spin_ms: float) -> None:
             via = "broadcast" if listener.events_applied > applied else "resync"
             applied = listener.events_applied
             last = snap.version
-            received, sent = arrivals.pop(snap.version, (0.0, 0.0))
+            received, sent, applied_at = arrivals.pop(snap.version, (0.0, 0.0, 0.0))
             print(f"seen {snap.version} {snap.state.value} {seen!r} {via} {received!r} "
-                  f"{sent!r}", flush=True)
+                  f"{sent!r} {applied_at!r}", flush=True)
         time.sleep(spin)
 
 
@@ -185,8 +187,9 @@ class Child:
         )
         self.ready = threading.Event()
         self.error: str | None = None
-        # (version, time.time() seen, via, time.time() received, publisher's sent_at)
-        self.seen: list[tuple[int, float, str, float, float]] = []
+        # (version, time.time() seen, via, time.time() received, publisher's sent_at,
+        # time.time() applied)
+        self.seen: list[tuple[int, float, str, float, float, float]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -202,18 +205,19 @@ class Child:
             elif parts[0] == "seen":
                 with self._lock:
                     self.seen.append((int(parts[1]), float(parts[3]), parts[4],
-                                      float(parts[5]), float(parts[6])))
+                                      float(parts[5]), float(parts[6]), float(parts[7])))
             elif parts[0] == "error":
                 self.error = line.strip()
                 self.ready.set()
         self.ready.set()
 
-    def first_at_least(self, version: int) -> tuple[float, str, float, float] | None:
-        """(seen at, via, received at, sent at) of the first version >= ``version``."""
+    def first_at_least(self, version: int) -> tuple[float, str, float, float, float] | None:
+        """(seen at, via, received at, sent at, applied at) of the first version >=
+        ``version``; the last three are 0 for a change that came by a re-read."""
         with self._lock:
-            for seen_version, at, via, received, sent in self.seen:
+            for seen_version, at, via, received, sent, applied in self.seen:
                 if seen_version >= version:
-                    return at, via, received, sent
+                    return at, via, received, sent, applied
         return None
 
     def stop(self) -> None:
@@ -276,12 +280,17 @@ def listener_rounds(
         figures["each"] += round_deltas
         figures["after"] += [(at - t1) * 1000 for at, *_ in seen]
         figures["last"].append(max(round_deltas))
-        for at, via, received, sent in seen:
+        # The listener's own clock when it had applied the event (a re-read: when seen).
+        applied_at = [(applied or at) - t0 for at, _, _, _, applied in seen]
+        figures["applied_each"] += [d * 1000 for d in applied_at]
+        figures["applied_last"].append(max(applied_at) * 1000)
+        for at, via, received, sent, applied in seen:
             routes[via] += 1
             if via == "broadcast" and received and sent:
                 figures["stamped"].append((sent - t0) * 1000)
                 figures["wire"].append((received - sent) * 1000)
-                figures["applied"].append((at - received) * 1000)
+                figures["applied"].append((applied - received) * 1000)
+                figures["polled"].append((at - applied) * 1000)
                 if sent in sends:
                     started, ended = sends[sent]
                     figures["hop"].append((started - sent) * 1000)
@@ -315,9 +324,11 @@ def _time_sends() -> dict[float, tuple[float, float]]:
 
 #: Rows of the listener table: key in listener_rounds()'s figures, label.
 LISTENER_ROWS = (
-    ("each", "each subprocess"),
-    ("after", "each subprocess, after force() returned"),
-    ("last", "last subprocess of the round"),
+    ("applied_each", "each subprocess, applied to its snapshot"),
+    ("applied_last", "last subprocess of the round, applied"),
+    ("each", "each subprocess, seen by its polling thread"),
+    ("after", "  the same, after force() returned"),
+    ("last", "last subprocess of the round, seen"),
     ("force", "force() call (Lua + publish)"),
     ("alone", "force() call, no subprocess listening"),
     ("stamped", "part 1: force() start -> event stamped"),
@@ -325,7 +336,8 @@ LISTENER_ROWS = (
     ("hop", "  2a: stamped -> send starts (loop)"),
     ("send", "  2b: the send (Redis round trips)"),
     ("delivered", "  2c: send starts -> listener received"),
-    ("applied", "part 3: received -> snapshot seen"),
+    ("applied", "part 3: received -> applied to the snapshot"),
+    ("polled", "part 4: applied -> seen by the polling thread"),
 )
 
 
