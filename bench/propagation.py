@@ -25,7 +25,9 @@ rounds (50; ``--quick``: 10), all against a throwaway ``redis-server``:
    and print ``time.time()`` when the version changes. This process forces the
    transitions and takes per-subprocess deltas (same machine clock). Each subprocess
    also says whether the change came from a broadcast or from the listener's periodic
-   re-read (``RESYNC_SECONDS``).
+   re-read (``RESYNC_SECONDS``), and when its listener received and applied the event:
+   this process times its own sends too, so the delay is split into parts (bench/README.md).
+   ``--listener-only`` runs only this measurement.
 
 Run as ``python bench/propagation.py --child`` it is one of those subprocesses.
 """
