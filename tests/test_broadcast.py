@@ -39,4 +39,12 @@ async def test_a_sync_publish_returns_while_the_send_is_still_waiting_and_it_goe
         assert await asyncio.to_thread(listener.flush, 10)
         assert (await asyncio.wait_for(member.receive(channel), 5))["type"] == "flexiai.providers"
         await member.group_discard(group, channel)
-        listener.loop.call_soon_threadsafe(listener.loop.stop)
+        await asyncio.to_thread(stop, listener)
+
+
+def stop(listener):
+    """Stop and close the listener's loop (from a thread with no loop of its own running:
+    closing it flushes its channel layer)."""
+    listener.loop.call_soon_threadsafe(listener.loop.stop)
+    listener.thread.join(5)
+    listener.loop.close()
