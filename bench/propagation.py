@@ -25,7 +25,9 @@ rounds (50; ``--quick``: 10), all against a throwaway ``redis-server``:
    and print ``time.time()`` when the version changes. This process forces the
    transitions and takes per-subprocess deltas (same machine clock). Each subprocess
    also says whether the change came from a broadcast or from the listener's periodic
-   re-read (``RESYNC_SECONDS``).
+   re-read (``RESYNC_SECONDS``), and when its listener received and applied the event:
+   this process times its own sends too, so the delay is split into parts (bench/README.md).
+   ``--listener-only`` runs only this measurement.
 
 Run as ``python bench/propagation.py --child`` it is one of those subprocesses.
 """
@@ -88,6 +90,21 @@ def child(spin_ms: float) -> None:
     threading.Thread(target=exit_when_parent_goes, daemon=True).start()
     print(f"ready {os.getpid()} {snap.version}", flush=True)
 
+    # When each breaker event reached the listener (before it is applied), by version, and
+    # when its publisher stamped it: the parts of the delay.
+    # And when the listener had applied it to the snapshot (no polling delay in that one).
+    arrivals: dict[int, tuple[float, float, float]] = {}
+    handle = listener.handle
+
+    def timed_handle(message: dict[str, Any]) -> None:
+        received = time.time()
+        handle(message)
+        if message.get("type") == broadcast.BREAKER_EVENT:
+            arrivals[int(message["state"]["version"])] = (
+                received, float(message.get("sent_at", 0)), time.time())
+
+    listener.handle = timed_handle  # type: ignore[method-assign]
+
     spin = spin_ms / 1000
     last = snap.version
     applied = listener.events_applied
@@ -100,7 +117,9 @@ def child(spin_ms: float) -> None:
             via = "broadcast" if listener.events_applied > applied else "resync"
             applied = listener.events_applied
             last = snap.version
-            print(f"seen {snap.version} {snap.state.value} {seen!r} {via}", flush=True)
+            received, sent, applied_at = arrivals.pop(snap.version, (0.0, 0.0, 0.0))
+            print(f"seen {snap.version} {snap.state.value} {seen!r} {via} {received!r} "
+                  f"{sent!r} {applied_at!r}", flush=True)
         time.sleep(spin)
 
 
@@ -170,7 +189,9 @@ class Child:
         )
         self.ready = threading.Event()
         self.error: str | None = None
-        self.seen: list[tuple[int, float, str]] = []  # (version, time.time(), via)
+        # (version, time.time() seen, via, time.time() received, publisher's sent_at,
+        # time.time() applied)
+        self.seen: list[tuple[int, float, str, float, float, float]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -185,17 +206,20 @@ class Child:
                 self.ready.set()
             elif parts[0] == "seen":
                 with self._lock:
-                    self.seen.append((int(parts[1]), float(parts[3]), parts[4]))
+                    self.seen.append((int(parts[1]), float(parts[3]), parts[4],
+                                      float(parts[5]), float(parts[6]), float(parts[7])))
             elif parts[0] == "error":
                 self.error = line.strip()
                 self.ready.set()
         self.ready.set()
 
-    def first_at_least(self, version: int) -> tuple[float, str] | None:
+    def first_at_least(self, version: int) -> tuple[float, str, float, float, float] | None:
+        """(seen at, via, received at, sent at, applied at) of the first version >=
+        ``version``; the last three are 0 for a change that came by a re-read."""
         with self._lock:
-            for seen_version, at, via in self.seen:
+            for seen_version, at, via, received, sent, applied in self.seen:
                 if seen_version >= version:
-                    return at, via
+                    return at, via, received, sent, applied
         return None
 
     def stop(self) -> None:
@@ -214,19 +238,18 @@ class Child:
 
 def listener_rounds(
     stack: contextlib.ExitStack, n: int, rounds: int, spin_ms: float
-) -> tuple[list[float], list[float], list[float], dict[str, int], list[float], list[float]]:
-    """(every subprocess's delta ms from just before force() and from its return, the
-    last subprocess's delta ms per round, deliveries by route, force() ms per round,
-    force() ms with no subprocess listening)."""
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Figures in ms by name (see ``LISTENER_ROWS``) and deliveries by route."""
     from flexiai_django.breakers import get_store
     from flexiai_django.breakers.state import State
 
     store = get_store()
-    alone = []  # force() while no other live process listens
-    for i in range(20):
+    figures: dict[str, list[float]] = {name: [] for name, _ in LISTENER_ROWS}
+    sends = _time_sends()
+    for i in range(20):  # force() while no other live process listens
         t0 = time.perf_counter()
         store.force(LISTENER_BREAKER, State(TARGETS[i % 2]))
-        alone.append((time.perf_counter() - t0) * 1000)
+        figures["alone"].append((time.perf_counter() - t0) * 1000)
     store.force(LISTENER_BREAKER, State.CLOSED)  # exists before the children read it
     children = []
     for _ in range(n):
@@ -237,7 +260,6 @@ def listener_rounds(
         if not kid.ready.wait(90) or kid.error or kid.process.poll() is not None:
             raise RuntimeError(f"listener subprocess did not start: {kid.error}")
 
-    deltas, after, lasts, forces = [], [], [], []
     routes = {"broadcast": 0, "resync": 0}
     for i in range(rounds):
         target = State(TARGETS[i % 2])
@@ -245,7 +267,7 @@ def listener_rounds(
         t0 = time.time()
         version = store.force(LISTENER_BREAKER, target).version
         t1 = time.time()
-        forces.append((t1 - t0) * 1000)
+        figures["force"].append((t1 - t0) * 1000)
         deadline = time.monotonic() + ROUND_TIMEOUT
         while True:
             got = [kid.first_at_least(version) for kid in children]
@@ -256,13 +278,69 @@ def listener_rounds(
                 raise RuntimeError(f"round {i}: {missing} subprocesses never saw v{version}")
             time.sleep(0.005)
         seen = [g for g in got if g is not None]
-        round_deltas = [(at - t0) * 1000 for at, _ in seen]
-        for _, via in seen:
+        round_deltas = [(at - t0) * 1000 for at, *_ in seen]
+        figures["each"] += round_deltas
+        figures["after"] += [(at - t1) * 1000 for at, *_ in seen]
+        figures["last"].append(max(round_deltas))
+        # The listener's own clock when it had applied the event (a re-read: when seen).
+        applied_at = [(applied or at) - t0 for at, _, _, _, applied in seen]
+        figures["applied_each"] += [d * 1000 for d in applied_at]
+        figures["applied_last"].append(max(applied_at) * 1000)
+        for at, via, received, sent, applied in seen:
             routes[via] += 1
-        deltas += round_deltas
-        after += [(at - t1) * 1000 for at, _ in seen]
-        lasts.append(max(round_deltas))
-    return deltas, after, lasts, routes, forces, alone
+            if via == "broadcast" and received and sent:
+                figures["stamped"].append((sent - t0) * 1000)
+                figures["wire"].append((received - sent) * 1000)
+                figures["applied"].append((applied - received) * 1000)
+                figures["polled"].append((at - applied) * 1000)
+                if sent in sends:
+                    started, ended = sends[sent]
+                    figures["hop"].append((started - sent) * 1000)
+                    figures["send"].append((ended - started) * 1000)
+                    figures["delivered"].append((received - started) * 1000)
+    return figures, routes
+
+
+def _time_sends() -> dict[float, tuple[float, float]]:
+    """Time this process's broadcast sends on its listener's loop, by the event's sent_at:
+    (started, ended), time.time(). Works on the code before the lean sender too."""
+    from flexiai_django import broadcast
+
+    listener = broadcast.listener()
+    assert listener is not None
+    sender = getattr(listener, "sender", None)
+    owner, name = (sender, "send") if sender is not None else (listener.layer, "group_send")
+    original = getattr(owner, name)
+    sends: dict[float, tuple[float, float]] = {}
+
+    async def timed(group: str, message: dict[str, Any]) -> None:
+        started = time.time()
+        try:
+            await original(group, message)
+        finally:
+            sends[float(message.get("sent_at", 0))] = (started, time.time())
+
+    setattr(owner, name, timed)
+    return sends
+
+
+#: Rows of the listener table: key in listener_rounds()'s figures, label.
+LISTENER_ROWS = (
+    ("applied_each", "each subprocess, applied to its snapshot"),
+    ("applied_last", "last subprocess of the round, applied"),
+    ("each", "each subprocess, seen by its polling thread"),
+    ("after", "  the same, after force() returned"),
+    ("last", "last subprocess of the round, seen"),
+    ("force", "force() call (Lua + publish)"),
+    ("alone", "force() call, no subprocess listening"),
+    ("stamped", "part 1: force() start -> event stamped"),
+    ("wire", "part 2: stamped -> listener received"),
+    ("hop", "  2a: stamped -> send starts (loop)"),
+    ("send", "  2b: the send (Redis round trips)"),
+    ("delivered", "  2c: send starts -> listener received"),
+    ("applied", "part 3: received -> applied to the snapshot"),
+    ("polled", "part 4: applied -> seen by the polling thread"),
+)
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -274,6 +352,39 @@ def _row(label: str, values: list[float], *extra: str) -> tuple[str, ...]:
             _setup.fmt(max(values), 2), str(len(values)), *extra)
 
 
+def print_http(circuit: Any, chat: Any, circuit_rtt: list[float],
+               chat_rtt: list[float]) -> None:
+    """Tables (1, 2): the HTTP rounds and what they are made of."""
+    circuit_p50 = _setup.percentile(circuit_rtt, 50)
+    chat_p50 = _setup.percentile(chat_rtt, 50)
+    _setup.print_table(
+        f"(1, 2) HTTP: until all {WORKERS} workers answered with the new state (ms, "
+        "from just before force())",
+        ["probe", "p50", "p99", "max", "rounds", "polls/round (mean)"],
+        [
+            _row("GET /circuit-breakers, local state", circuit[0],
+                 f"{sum(circuit[1]) / len(circuit[1]):.1f}"),
+            _row("POST /chat/direct, provider chosen", chat[0],
+                 f"{sum(chat[1]) / len(chat[1]):.1f}"),
+        ],
+    )
+    _setup.print_table(
+        "what the HTTP figures are made of (ms)",
+        ["part", "p50", "p99", "max", "samples"],
+        [
+            _row("one GET /circuit-breakers (new conn)", circuit_rtt),
+            _row("one POST /chat/direct (new conn)", chat_rtt),
+            _row("force() call (Lua + publish)", circuit[3] + chat[3]),
+        ],
+    )
+    print(f"answers with the old state after force() returned: "
+          f"/circuit-breakers {circuit[2]}, /chat/direct {chat[2]}")
+    print(f"=> the HTTP latency includes ~{sum(circuit[1]) / len(circuit[1]):.1f} "
+          f"sequential polls of ~{circuit_p50:.1f} ms (/circuit-breakers) and "
+          f"~{sum(chat[1]) / len(chat[1]):.1f} of ~{chat_p50:.1f} ms (/chat/direct) "
+          "to reach every worker: it is an upper bound, not the broadcast delay.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=50, help="transitions per measurement")
@@ -282,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="listener subprocesses in measurement 3")
     parser.add_argument("--spin-ms", type=float, default=0.2,
                         help="how often a listener subprocess looks at its snapshot")
+    parser.add_argument("--listener-only", action="store_true",
+                        help="measurement 3 only (no gunicorn server, no HTTP rounds)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -314,74 +427,42 @@ def main(argv: list[str] | None = None) -> None:
             resync_s=get_settings().RESYNC_SECONDS,
         )
 
-        with contextlib.ExitStack() as site_stack:
-            started = time.monotonic()
-            server = _servers.start_server(
-                site_stack, _servers.site_env(redis_server.url), WORKERS)
-            print(f"({WORKERS} workers up and listening in {time.monotonic() - started:.1f}s)",
-                  flush=True)
-            with httpx.Client(timeout=10) as client:
-                # Each worker's first chat builds its provider clients: not a poll cost.
-                _servers.warm_up_chat(client, server.url, WORKERS)
-                circuit_rtt = _servers.timed_requests(
-                    lambda: client.get(f"{server.url}/circuit-breakers",
-                                       headers=_servers.CLOSE), rtt_samples)
-                chat_rtt = _servers.timed_requests(
-                    lambda: client.post(f"{server.url}/chat/direct", json={"message": "hi"},
-                                        headers=_servers.CLOSE), rtt_samples)
-            circuit = http_rounds(server.url, rounds, _circuit_view, store)
-            chat = http_rounds(server.url, rounds, _chat_view, store)
+        if not args.listener_only:
+            with contextlib.ExitStack() as site_stack:
+                started = time.monotonic()
+                server = _servers.start_server(
+                    site_stack, _servers.site_env(redis_server.url), WORKERS)
+                print(f"({WORKERS} workers up and listening in {time.monotonic() - started:.1f}s)",
+                      flush=True)
+                with httpx.Client(timeout=10) as client:
+                    # Each worker's first chat builds its provider clients: not a poll cost.
+                    _servers.warm_up_chat(client, server.url, WORKERS)
+                    circuit_rtt = _servers.timed_requests(
+                        lambda: client.get(f"{server.url}/circuit-breakers",
+                                           headers=_servers.CLOSE), rtt_samples)
+                    chat_rtt = _servers.timed_requests(
+                        lambda: client.post(f"{server.url}/chat/direct", json={"message": "hi"},
+                                            headers=_servers.CLOSE), rtt_samples)
+                circuit = http_rounds(server.url, rounds, _circuit_view, store)
+                chat = http_rounds(server.url, rounds, _chat_view, store)
         # The server is stopped: measurement 3 has the machine to itself. Its workers'
         # channels stay in the group until channels-redis's group_expiry.
         group = redis.Redis.from_url(redis_server.url)
         members = group.zcard(f"asgi:group:{get_settings().CHANNEL_GROUP}")
         group.close()
-        deltas, after, lasts, routes, forces, alone = listener_rounds(
-            stack, args.subprocesses, rounds, args.spin_ms)
+        figures, routes = listener_rounds(stack, args.subprocesses, rounds, args.spin_ms)
 
-        circuit_p50 = _setup.percentile(circuit_rtt, 50)
-        chat_p50 = _setup.percentile(chat_rtt, 50)
-        _setup.print_table(
-            f"(1, 2) HTTP: until all {WORKERS} workers answered with the new state (ms, "
-            "from just before force())",
-            ["probe", "p50", "p99", "max", "rounds", "polls/round (mean)"],
-            [
-                _row("GET /circuit-breakers, local state", circuit[0],
-                     f"{sum(circuit[1]) / len(circuit[1]):.1f}"),
-                _row("POST /chat/direct, provider chosen", chat[0],
-                     f"{sum(chat[1]) / len(chat[1]):.1f}"),
-            ],
-        )
-        _setup.print_table(
-            "what the HTTP figures are made of (ms)",
-            ["part", "p50", "p99", "max", "samples"],
-            [
-                _row("one GET /circuit-breakers (new conn)", circuit_rtt),
-                _row("one POST /chat/direct (new conn)", chat_rtt),
-                _row("force() call (Lua + publish)", circuit[3] + chat[3]),
-            ],
-        )
-        print(f"answers with the old state after force() returned: "
-              f"/circuit-breakers {circuit[2]}, /chat/direct {chat[2]}")
-        print(f"=> the HTTP latency includes ~{sum(circuit[1]) / len(circuit[1]):.1f} "
-              f"sequential polls of ~{circuit_p50:.1f} ms (/circuit-breakers) and "
-              f"~{sum(chat[1]) / len(chat[1]):.1f} of ~{chat_p50:.1f} ms (/chat/direct) "
-              "to reach every worker: it is an upper bound, not the broadcast delay.")
-
+        if not args.listener_only:
+            print_http(circuit, chat, circuit_rtt, chat_rtt)
         _setup.print_table(
             f"(3) in-process listener, {args.subprocesses} plain subprocesses, no HTTP "
             f"(ms after just before force(); resolution ~{args.spin_ms} ms)",
             ["measure", "p50", "p99", "max", "samples"],
-            [
-                _row("each subprocess", deltas),
-                _row("each subprocess, after force() returned", after),
-                _row("last subprocess of the round", lasts),
-                _row("force() call (Lua + publish)", forces),
-                _row("force() call, no subprocess listening", alone),
-            ],
+            [_row(label, figures[key]) for key, label in LISTENER_ROWS if figures[key]],
         )
-        print(f"channel group members once the server had stopped: {members} "
-              f"(this process + {WORKERS} stopped workers')")
+        if not args.listener_only:
+            print(f"channel group members once the server had stopped: {members} "
+                  f"(this process + {WORKERS} stopped workers')")
         print(f"delivered by: broadcast {routes['broadcast']}, "
               f"periodic re-read {routes['resync']} (of {sum(routes.values())})", flush=True)
 

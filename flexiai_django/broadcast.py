@@ -9,6 +9,11 @@ with backoff. It starts lazily on first use and again after a fork (the pid chan
 so it works under gunicorn (sync or uvicorn workers), daphne and runserver alike,
 without ASGI lifespan.
 
+Publishing never holds the caller: the state is already in Redis, atomically, so the
+broadcast is only a hint, and it is sent from the listener's loop (in one round trip,
+:mod:`flexiai_django.group_sender`) while the caller goes on. Sends still queued when
+the process exits are waited for, briefly (a one-off command saves and exits at once).
+
 With an in-memory channel layer (one process) there is nobody to tell: events go only
 to in-process consumers.
 """
@@ -16,7 +21,8 @@ to in-process consumers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import atexit
+import concurrent.futures
 import logging
 import os
 import threading
@@ -31,6 +37,7 @@ from flexiai_django import process_role, provider_cache, recent_calls, signals
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState
 from flexiai_django.conf import get_settings
+from flexiai_django.group_sender import GroupSender
 from flexiai_django.worker import worker_id
 
 logger = logging.getLogger("flexiai_django")
@@ -60,6 +67,8 @@ class Listener:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.layer: BaseChannelLayer = channel_layers.make_backend(get_settings().CHANNEL_LAYER)
+        self.sender = GroupSender(self.layer)
+        self.sending: set[concurrent.futures.Future[None]] = set()
         self.ready = threading.Event()
         self.connected = False
         self.events_applied = 0
@@ -158,7 +167,7 @@ class Listener:
             if summary == last or not self.connected:
                 continue
             try:
-                await self.layer.group_send(settings.CHANNEL_GROUP, stats_message(summary))
+                await self.sender.send(settings.CHANNEL_GROUP, stats_message(summary))
                 last = summary
             except Exception as exc:
                 logger.debug("stats not published: %s", type(exc).__name__)
@@ -178,20 +187,19 @@ class Listener:
     def publish(self, message: dict[str, Any]) -> None:
         """Fire and forget from any thread: the send runs on the listener's loop."""
         group = get_settings().CHANNEL_GROUP
-        future = asyncio.run_coroutine_threadsafe(self.layer.group_send(group, message),
-                                                  self.loop)
-        future.add_done_callback(_log_failure)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # sync caller (admin, shell, command): may exit right after
-            with contextlib.suppress(Exception):
-                future.result(timeout=1.0)
+        future = asyncio.run_coroutine_threadsafe(self.sender.send(group, message), self.loop)
+        self.sending.add(future)
+        future.add_done_callback(self._sent)
 
+    def _sent(self, future: concurrent.futures.Future[None]) -> None:
+        self.sending.discard(future)
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            logger.warning("broadcast failed (%s)", type(exc).__name__)
 
-def _log_failure(future: Any) -> None:
-    exc = future.exception()
-    if exc is not None:
-        logger.warning("broadcast failed (%s)", type(exc).__name__)
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the sends queued so far; whether they all ended."""
+        _, waiting = concurrent.futures.wait(list(self.sending), timeout=timeout)
+        return not waiting
 
 
 _listener: Listener | None = None
@@ -235,6 +243,13 @@ def leave(timeout: float = 1.0) -> bool:
         logger.warning("could not leave the broadcast group (%s)", type(exc).__name__)
         return False
     return True
+
+
+@atexit.register
+def flush(timeout: float = 1.0) -> bool:
+    """Wait for this process's queued broadcasts (at exit, and for tests)."""
+    current = running_listener()
+    return current.flush(timeout) if current is not None else True
 
 
 def running_listener() -> Listener | None:
