@@ -64,7 +64,19 @@ def covers(layer: BaseChannelLayer) -> bool:
         from channels_redis.core import RedisChannelLayer
     except ImportError:
         return False
-    return isinstance(layer, RedisChannelLayer) and getattr(layer, "ring_size", 0) == 1
+    return (isinstance(layer, RedisChannelLayer) and getattr(layer, "ring_size", 0) == 1
+            and _known_layout())
+
+
+def _known_layout() -> bool:
+    """The queue keys and message format written here are channels-redis 4's: another
+    major version falls back to its own ``group_send``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("channels-redis").split(".")[0] == "4"
+    except PackageNotFoundError:
+        return False
 
 
 class GroupSender:
