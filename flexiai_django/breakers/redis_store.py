@@ -40,7 +40,16 @@ from flexiai_django.worker import worker_id
 
 from . import leases
 from .memory import LocalBreakerStore
-from .redis_codec import decode, lost_by_redis, parse_state, script_source, seed_of, text
+from .redis_codec import (
+    decode,
+    lost_by_redis,
+    parse_state,
+    script_args,
+    script_source,
+    seed_of,
+    text,
+)
+from .snapshots import Snapshots
 from .state import Admission, BreakerConfig, BreakerState, State, decide_from_snapshot
 from .store import BreakerStore
 
@@ -73,7 +82,7 @@ class RedisBreakerStore(BreakerStore):
         self._clock = clock
         self._rand = rand
         self._local = LocalBreakerStore(clock or time.time, rand)
-        self._snapshots: dict[str, tuple[float, BreakerState]] = {}
+        self._snapshots = Snapshots()
         self._cleared_key = f"{key_prefix}:breakers:cleared"
         self._seen_clear = ""  # the last clear() token this worker read
         self._client: redis.Redis | None = None
@@ -124,9 +133,7 @@ class RedisBreakerStore(BreakerStore):
         if self._outage.succeeded():
             # Stale at once (re-read soon), but open states stay as seeds; what this
             # worker learnt during the outage (its in-process store) comes first.
-            merged = {**self.snapshots(), **self._local.all()}
-            kept = {n: s for n, s in merged.items() if seed_of(s)}
-            self._snapshots = {n: (float("-inf"), s) for n, s in kept.items()}
+            self._snapshots.keep_only_seeds({**self.snapshots(), **self._local.all()})
             self._local.clear()
 
     def _now(self) -> float:
@@ -142,12 +149,12 @@ class RedisBreakerStore(BreakerStore):
         """
         if not self._usable():
             return None
-        member = f"{worker_id()}:{uuid.uuid4().hex[:8]}" if op == "acquire" else ""
-        args = [op, name, cfg.failure_threshold, cfg.success_threshold, cfg.open_seconds,
-                cfg.max_open_seconds, cfg.jitter, cfg.half_open_max_calls, cfg.probe_ttl,
-                self._rand(), "" if self._clock is None else repr(self._clock()), arg,
-                "1" if probe else "0", error or "", member,
-                self._seed(name) if seed is None else seed, self._seen_clear]
+        args = script_args(
+            op, name, cfg, rand=self._rand(), now=None if self._clock is None else self._clock(),
+            arg=arg, probe=probe, error=error,
+            member=f"{worker_id()}:{uuid.uuid4().hex[:8]}" if op == "acquire" else "",
+            seed=self._snapshots.seed(name) if seed is None else seed,
+            seen_clear=self._seen_clear)
         try:
             self._redis()
             raw = self._script(keys=[*self._keys(name), self._cleared_key], args=args)
@@ -162,19 +169,15 @@ class RedisBreakerStore(BreakerStore):
 
     def _fallback(self, name: str) -> LocalBreakerStore:
         """The in-process store, holding this breaker's open state if this worker knew it."""
-        entry = self._snapshots.get(name)
-        if entry is not None and seed_of(entry[1]):
-            self._local.keep(name, entry[1])
+        state = self._snapshots.latest(name)
+        if state is not None and seed_of(state):
+            self._local.keep(name, state)
         return self._local
-
-    def _seed(self, name: str) -> str:
-        entry = self._snapshots.get(name)
-        return seed_of(entry[1] if entry else None)
 
     def _apply(self, name: str, result: dict[str, Any],
                before: BreakerState | None) -> BreakerState:
         state = parse_state(result["state"], result.get("probes") or [])
-        self._snapshots[name] = (time.monotonic(), state)
+        self._snapshots.put(name, state)
         if result.get("transitioned"):
             # The state the script found, not this worker's snapshot (which may be stale).
             before = replace(before or BreakerState(), state=State(result["previous"]))
@@ -185,22 +188,14 @@ class RedisBreakerStore(BreakerStore):
 
     def snapshot(self, name: str, *, max_age: float | None = None) -> BreakerState | None:
         """This worker's view, if fresher than ``max_age`` (default ``snapshot_ttl``)."""
-        entry = self._snapshots.get(name)
-        limit = self.snapshot_ttl if max_age is None else max_age
-        if entry is None or time.monotonic() - entry[0] > limit:
-            return None
-        return entry[1]
+        return self._snapshots.fresh(name, self.snapshot_ttl if max_age is None else max_age)
 
     def snapshots(self) -> dict[str, BreakerState]:
-        return {name: state for name, (_, state) in list(self._snapshots.items())}
+        return self._snapshots.all()
 
     def apply_remote(self, name: str, state: BreakerState) -> bool:
         """A broadcast from another worker: taken only if newer than what we hold."""
-        entry = self._snapshots.get(name)
-        if entry is not None and entry[1].version >= state.version:
-            return False
-        self._snapshots[name] = (time.monotonic(), state)
-        return True
+        return self._snapshots.offer(name, state)
 
     def refresh(self) -> None:
         """Re-read every breaker from Redis (the listener calls this periodically)."""
@@ -335,13 +330,13 @@ class RedisBreakerStore(BreakerStore):
             pipe.hgetall(state_key)
             pipe.zrange(probes_key, 0, -1, withscores=True)
         pipe.get(self._cleared_key)
-        started = time.monotonic()
+        started = self._snapshots.clock()
         replies = pipe.execute()
         cleared = text(replies[-1] or b"")
         states = {}
         for i, name in enumerate(names):
             fields, probes = replies[2 * i], replies[2 * i + 1]
-            seed = self._seed(name) if not fields else ""
+            seed = self._snapshots.seed(name) if not fields else ""
             if seed and lost_by_redis(self._seen_clear, cleared):
                 states[name] = self._reseed(name, seed)
                 continue
@@ -355,22 +350,14 @@ class RedisBreakerStore(BreakerStore):
         if another worker was first); kept here if Redis fails meanwhile."""
         result = self._eval("seed", name, BreakerConfig(), seed=seed)
         if result is None:
-            return self._snapshots[name][1]
+            return self._snapshots.latest(name) or BreakerState()
         return self._apply(name, result, None)
 
     def take_read(self, name: str, read: BreakerState, started: float) -> BreakerState:
-        """Keep a read unless a newer state arrived while it was on the wire.
-
-        Only what arrived after the read began can beat it: an older snapshot with a
-        higher version means Redis lost the breaker and another worker wrote it again
-        (versions started again), and the read is the truth. A breaker still missing
-        from Redis never gets here (``_read`` writes this worker's open state back).
-        """
-        current = self._snapshots.get(name)
-        if current is not None and current[0] >= started and current[1].version > read.version:
-            return current[1]
-        self._snapshots[name] = (time.monotonic(), read)
-        return read
+        """Keep a read unless a newer state arrived while it was on the wire (see
+        :meth:`Snapshots.take_read`). A breaker still missing from Redis never gets here
+        (``_read`` writes this worker's open state back)."""
+        return self._snapshots.take_read(name, read, started)
 
     def get(self, name: str) -> BreakerState:
         if self._usable():
@@ -386,14 +373,13 @@ class RedisBreakerStore(BreakerStore):
         if self._usable():
             try:
                 indexed = {text(m) for m in self._redis().smembers(self._keys("")[2])}
-                kept = {n for n, (_, s) in list(self._snapshots.items()) if seed_of(s)}
-                names = sorted(indexed | kept)
+                names = sorted(indexed | self._snapshots.seeded())
                 states = self._read(names)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
                 return states
-        return {**{n: s for n, (_, s) in self._snapshots.items()}, **self._local.all()}
+        return {**self._snapshots.all(), **self._local.all()}
 
     def clear(self) -> None:
         """Forget every breaker, here and in Redis (tests, maintenance).
