@@ -5,6 +5,8 @@
 * Each worker keeps a snapshot per breaker, refreshed by broadcasts (newer versions
   only) and re-read when older than ``snapshot_ttl``. A call to a CLOSED breaker with no
   recent failures, and its success, touch only the snapshot: no Redis round trip.
+* This module decides what to read and write; ``snapshots.py`` holds the worker's view,
+  ``redis_link.py`` when Redis may be used and the client, ``redis_codec.py`` the format.
 * If Redis fails in any way (unreachable, timing out, out of memory, a read-only
   replica, loading, refusing our password: any ``RedisError``) the store falls back to
   an in-process store with the same rules for ``retry_seconds``, then tries again. An
@@ -23,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -33,22 +34,13 @@ from typing import Any
 import orjson
 import redis
 
-from flexiai_django.redis_clients import fail_fast_client
-from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
-from flexiai_django.redis_reach import server_of
+from flexiai_django.redis_outage import REDIS_ERRORS, probe_writes
 from flexiai_django.worker import worker_id
 
 from . import leases
 from .memory import LocalBreakerStore
-from .redis_codec import (
-    decode,
-    lost_by_redis,
-    parse_state,
-    script_args,
-    script_source,
-    seed_of,
-    text,
-)
+from .redis_codec import decode, lost_by_redis, parse_state, script_args, seed_of, text
+from .redis_link import RedisLink
 from .snapshots import Snapshots
 from .state import Admission, BreakerConfig, BreakerState, State, decide_from_snapshot
 from .store import BreakerStore
@@ -74,10 +66,7 @@ class RedisBreakerStore(BreakerStore):
         clock: Callable[[], float] | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._alias = alias
-        self._url = url
         self._prefix = key_prefix
-        self._timeouts = (socket_timeout, connect_timeout)
         self.snapshot_ttl = snapshot_ttl
         self._clock = clock
         self._rand = rand
@@ -85,24 +74,13 @@ class RedisBreakerStore(BreakerStore):
         self._snapshots = Snapshots()
         self._cleared_key = f"{key_prefix}:breakers:cleared"
         self._seen_clear = ""  # the last clear() token this worker read
-        self._client: redis.Redis | None = None
-        self._script: Any = None
-        self._lock = threading.Lock()
-        self._outage = RedisOutage(
-            "breaker store lost Redis (%s); using in-process breakers",
-            "breaker store reconnected to Redis; re-reading shared state", retry_seconds)
+        self._link = RedisLink(url, alias, socket_timeout, connect_timeout, retry_seconds)
+        self._outage = self._link.outage
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _redis(self) -> redis.Redis:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    client = fail_fast_client(self._url, self._alias, *self._timeouts)
-                    self._script = client.register_script(script_source())
-                    self._outage.attach(server_of(client))
-                    self._client = client
-        return self._client
+        return self._link.client
 
     def _keys(self, name: str) -> list[str]:
         base = f"{self._prefix}:breaker:{{{name}}}"
@@ -114,11 +92,7 @@ class RedisBreakerStore(BreakerStore):
         return self._outage.retry_due
 
     def _usable(self) -> bool:
-        """Whether to use Redis now: not inside the back-off, and after an outage only
-        once a write probe passed (an OOM or read-only server still answers reads)."""
-        if not self._outage.retry_due:
-            return False
-        return self._outage.connected or (self._outage.claim_probe() and self.ping())
+        return self._link.usable(self.ping)
 
     @property
     def connected(self) -> bool:
@@ -142,11 +116,7 @@ class RedisBreakerStore(BreakerStore):
     def _eval(self, op: str, name: str, cfg: BreakerConfig, *, arg: str = "",
               probe: bool = False, error: str | None = None,
               seed: str | None = None) -> dict[str, Any] | None:
-        """The script's answer, or ``None`` when Redis is unusable (use the local store).
-
-        A ``NoScriptError`` (Redis restarted, ``SCRIPT FLUSH``) never gets here: redis-py's
-        ``Script`` loads the script again and retries once.
-        """
+        """The script's answer, or ``None`` when Redis is unusable (use the local store)."""
         if not self._usable():
             return None
         args = script_args(
@@ -156,8 +126,7 @@ class RedisBreakerStore(BreakerStore):
             seed=self._snapshots.seed(name) if seed is None else seed,
             seen_clear=self._seen_clear)
         try:
-            self._redis()
-            raw = self._script(keys=[*self._keys(name), self._cleared_key], args=args)
+            raw = self._link.run_script([*self._keys(name), self._cleared_key], args)
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
