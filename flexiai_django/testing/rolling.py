@@ -17,11 +17,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
 from flexiai_django.testing.servers import ServerProcess
+
+_UNANSWERED = "unanswered: "
 
 __all__ = ["Outcome", "Restarted", "Traffic", "restart", "rolling_restart"]
 
@@ -36,6 +38,7 @@ class Outcome:
     started: float  # time.monotonic()
     worker: str = ""  # X-FlexiAI-Worker: host:pid
     detail: str = ""  # why it failed
+    retried: bool = False  # sent again: the proxy closed a kept-alive connection unanswered
 
 
 @dataclass
@@ -76,6 +79,10 @@ class Traffic:
     def failures(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.ok]
 
+    @property
+    def retried(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.retried]
+
     def served_by(self, pids: list[int], since: float) -> int:
         """How many answers workers ``pids`` gave to requests started after ``since``."""
         ids = {str(pid) for pid in pids}
@@ -88,10 +95,17 @@ class Traffic:
         return any(w.rpartition(":")[2] in ids for w in list(self._streaming.values()))
 
     def _loop(self, send: Callable[[httpx.Client], Outcome]) -> None:
+        """One client on kept-alive connections. A connection the proxy closed before any
+        answer (an nginx reload ends its old workers' kept-alive connections; one may
+        close just as a request goes out on it) is sent again once, on a new connection,
+        as HTTP clients and the openai SDK do: the proxy never read it."""
         headers = {"authorization": f"Bearer {self.token}"}
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
             while not self._stop.is_set():
-                self.outcomes.append(send(client))
+                outcome = send(client)
+                if outcome.detail.startswith(_UNANSWERED):
+                    outcome = replace(send(client), retried=True)
+                self.outcomes.append(outcome)
 
     def _plain(self, client: httpx.Client) -> Outcome:
         prompt = "rolling restart"
@@ -99,6 +113,9 @@ class Traffic:
         try:
             response = client.post("/v1/chat/completions", json={
                 "model": "auto", "messages": [{"role": "user", "content": prompt}]})
+        except httpx.RemoteProtocolError as exc:
+            return Outcome("plain", False, time.monotonic() - started, started,
+                           detail=f"{_UNANSWERED}{exc!r}")
         except httpx.HTTPError as exc:
             return Outcome("plain", False, time.monotonic() - started, started,
                            detail=repr(exc))
@@ -130,8 +147,10 @@ class Traffic:
                             text += choice["delta"].get("content") or ""
         except httpx.HTTPError as exc:
             self._streaming.pop(threading.get_ident(), None)
+            unanswered = _UNANSWERED if (
+                status == 0 and isinstance(exc, httpx.RemoteProtocolError)) else ""
             return Outcome("stream", False, time.monotonic() - started, started, worker,
-                           f"{status} after {text!r}: {exc!r}")
+                           f"{unanswered}{status} after {text!r}: {exc!r}")
         self._streaming.pop(threading.get_ident(), None)
         latency = time.monotonic() - started
         ok = status == 200 and done and text == self.expect(prompt)
@@ -172,18 +191,25 @@ def restart(server: ServerProcess, timeout: float = 60.0) -> tuple[float, float]
 
 def rolling_restart(servers: list[ServerProcess], traffic: Traffic,
                     between: Callable[[ServerProcess], None] | None = None,
+                    take_out: Callable[[ServerProcess, bool], None] | None = None,
                     timeout: float = 60.0) -> list[Restarted]:
     """Restart each server in turn while ``traffic`` runs: SIGTERM once a stream is in
     flight there; before the next, wait until the proxy sent the restarted one requests
-    again (``between`` is called then)."""
+    again (``between`` is called then). ``take_out(server, True)`` runs just before the
+    SIGTERM and ``take_out(server, False)`` once it is ready again: a proxy without
+    health checks is told by its operator (nginx: ``down`` and a reload)."""
     report = []
     for server in servers:
         old_pids = tuple(server.worker_pids())
         deadline = time.monotonic() + timeout
         while not traffic.streaming_on(old_pids) and time.monotonic() < deadline:
             time.sleep(0.01)
+        if take_out is not None:
+            take_out(server, True)
         sigterm = time.monotonic()
         exited, ready = restart(server, timeout)
+        if take_out is not None:
+            take_out(server, False)
         pids = server.worker_pids()
         deadline = time.monotonic() + timeout
         while traffic.served_by(pids, sigterm) < 3:
