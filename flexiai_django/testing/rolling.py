@@ -59,7 +59,8 @@ class Traffic:
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _streaming: dict[int, str] = field(default_factory=dict)  # thread -> worker, mid-stream
+    #: thread -> (worker, when its answer began), for the streams being read now
+    _streaming: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     def __enter__(self) -> Traffic:
         self._threads = [threading.Thread(target=self._loop, args=(self._plain,), daemon=True)
@@ -89,10 +90,13 @@ class Traffic:
         return sum(1 for o in list(self.outcomes)
                    if o.ok and o.started >= since and o.worker.rpartition(":")[2] in ids)
 
-    def streaming_on(self, pids: tuple[int, ...]) -> bool:
-        """Whether a stream answered by one of workers ``pids`` is in flight now."""
+    def streaming_on(self, pids: tuple[int, ...], within: float = 0.25) -> bool:
+        """Whether a stream that one of workers ``pids`` began answering less than
+        ``within`` seconds ago is in flight now (so it still has most of its way to go)."""
         ids = {str(pid) for pid in pids}
-        return any(w.rpartition(":")[2] in ids for w in list(self._streaming.values()))
+        recent = time.monotonic() - within
+        return any(w.rpartition(":")[2] in ids and began >= recent
+                   for w, began in list(self._streaming.values()))
 
     def _loop(self, send: Callable[[httpx.Client], Outcome]) -> None:
         """One client on kept-alive connections. A connection the proxy closed before any
@@ -138,7 +142,7 @@ class Traffic:
             with client.stream("POST", "/v1/chat/completions", json=body) as response:
                 status = response.status_code
                 worker = response.headers.get("x-flexiai-worker", "")
-                self._streaming[threading.get_ident()] = worker
+                self._streaming[threading.get_ident()] = (worker, time.monotonic())
                 for line in response.iter_lines():
                     if line == "data: [DONE]":
                         done = True
