@@ -160,3 +160,150 @@ def test_gunicorn_removes_only_its_private_dir(tmp_path):
     operators.mkdir()
     kept = load_gunicorn_conf(on_exit=True, PROMETHEUS_MULTIPROC_DIR=str(operators))
     assert kept["dir"] == str(operators) and not kept["private"] and operators.is_dir()
+
+
+# -- rolling restarts: the proxies in front (tests/multiprocess/test_rolling_restart.py runs them)
+
+def haproxy_sections():
+    """{"defaults": [lines], "backend flexiai": [lines], ...} of deploy/haproxy.cfg."""
+    sections, current = {}, None
+    for raw in (DEPLOY / "haproxy.cfg").read_text().splitlines():
+        line = raw.split("#", 1)[0].rstrip() if not raw.lstrip().startswith("http-check") \
+            else raw.rstrip()
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            current = line.strip()
+            sections[current] = []
+        else:
+            sections[current].append(" ".join(line.split()))
+    return sections
+
+
+def seconds(value):
+    return float(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]]
+
+
+def test_haproxy_takes_a_draining_instance_out_well_inside_the_drain():
+    from flexiai_django.conf import FlexiAISettings
+
+    backend = haproxy_sections()["backend flexiai"]
+    assert "option httpchk" in backend
+    (send,) = [line for line in backend if line.startswith("http-check send")]
+    # Readiness without the providers: a provider outage must not pull every instance.
+    assert "uri /health/ready?providers=0" in send and "hdr Host" in send
+    assert "http-check expect status 200" in backend
+    (server_defaults,) = [line for line in backend if line.startswith("default-server")]
+    words = server_defaults.split()
+    assert "check" in words and words[words.index("fall") + 1] == "1"
+    inter = seconds(words[words.index("inter") + 1])
+    check_timeout = seconds(next(line.split()[-1] for line in haproxy_sections()["defaults"]
+                                 if line.startswith("timeout check")))
+    assert inter + check_timeout < FlexiAISettings().DRAIN_SECONDS
+    # Streams on an instance marked down must finish: sessions are not cut.
+    assert not any("shutdown-sessions" in line for line in backend)
+    assert [line.split()[1] for line in backend if line.startswith("server ")] == ["app1",
+                                                                                     "app2"]
+
+
+def test_haproxy_retries_only_what_never_reached_the_app():
+    defaults = haproxy_sections()["defaults"]
+    (retry_on,) = [line for line in defaults if line.startswith("retry-on")]
+    assert retry_on.split()[1:] == ["conn-failure"]
+    assert any(line.startswith("option redispatch") for line in defaults)
+    assert not any("http-buffer-request" in line for line in defaults)
+
+
+def test_haproxy_lets_streams_run_and_hides_metrics():
+    sections = haproxy_sections()
+    timeouts = {line.split()[1]: seconds(line.split()[2])
+                for line in sections["defaults"] if line.startswith("timeout ")}
+    assert timeouts["server"] >= 300 and timeouts["client"] >= 300
+    assert timeouts["tunnel"] >= 3600  # WebSockets
+    assert timeouts["http-request"] <= 10  # slow headers are not a stream
+    frontend = sections["frontend public"]
+    assert "http-request return status 404 if { path /metrics }" in frontend
+    assert any("set-header X-Forwarded-Proto https" in line for line in frontend)
+    assert not any("compression" in line for section in sections.values()
+                   for line in section)  # it would hold back Server-Sent Events
+
+
+def test_the_shipped_haproxy_config_is_valid():
+    from flexiai_django.testing.haproxy import INSTALL_HINT, SHIPPED, find_haproxy, render
+
+    binary = find_haproxy()
+    if binary is None:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"haproxy is missing under CI ({INSTALL_HINT})")
+        pytest.skip(f"haproxy is not installed ({INSTALL_HINT})")
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "haproxy.cfg"
+        conf.write_text(render(SHIPPED.read_text(), ["http://127.0.0.1:1", "http://127.0.0.1:2"],
+                               3))
+        result = subprocess.run([binary, "-c", "-f", str(conf)], capture_output=True,
+                                text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nginx_fails_over_only_on_connection_failures_and_streams_unbuffered():
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    code = "\n".join(line.split("#", 1)[0] for line in nginx.splitlines())
+    (root,) = [body for path, body in re.findall(r"location (/)\s*\{([^}]*)\}", code)]
+    (next_upstream,) = re.findall(r"proxy_next_upstream ([^;]+);", root)
+    assert "error" in next_upstream.split()
+    # Never a POST that reached the app, never an instance's own 5xx answer.
+    assert "non_idempotent" not in next_upstream and "http_" not in next_upstream
+    assert "proxy_buffering off;" in root
+    # nginx drops an idle upstream connection before the app would close it under it.
+    (upstream,) = re.findall(r"upstream flexiai \{([^}]*)\}", code)
+    keepalive_timeout = seconds(re.search(r"keepalive_timeout (\S+);", upstream).group(1))
+    app_keepalive = float(re.search(r"^keepalive = (\d+)", GUNICORN_CONF.read_text(),
+                                    re.M).group(1))
+    assert keepalive_timeout < app_keepalive
+
+
+# -- Redis through Sentinel
+
+SETTINGS_SOURCE = (DEPLOY.parent / "flexiai_site" / "settings.py").read_text()
+
+
+def read_by_settings(name):
+    return f'"{name}"' in SETTINGS_SOURCE
+
+
+def test_compose_sentinel_overlay_points_the_app_at_three_sentinels_watching_the_master():
+    overlay = yaml.safe_load((DEPLOY / "docker-compose.sentinel.yml").read_text())
+    services = overlay["services"]
+    sentinels = [name for name, s in services.items()
+                 if "redis-sentinel" in " ".join(s.get("command", []))]
+    assert len(sentinels) == 3
+    script = services[sentinels[0]]["command"][-1]
+    master, host, port, quorum = re.search(
+        r"sentinel monitor (\S+) (\S+) (\d+) (\d+)", script).groups()
+    assert host == "redis" and int(quorum) == 2  # a majority of three
+    assert "sentinel auth-pass" in script
+    replica = " ".join(services["redis-replica"]["command"])
+    assert f"--replicaof {host} {port}" in replica
+    for node in ("redis", "redis-replica"):  # either may be master after a failover
+        command = services[node]["command"]
+        assert command[command.index("--masterauth") + 1].startswith("${REDIS_PASSWORD:?")
+    for app in ("app1", "app2"):
+        env = services[app]["environment"]
+        assert all(read_by_settings(name) for name in env)
+        assert re.fullmatch(rf"redis://:\$\{{REDIS_PASSWORD:\?[^}}]*\}}@{master}/\d+",
+                            env["REDIS_URL"])
+        listed = [item.rpartition(":")[0] for item in env["REDIS_SENTINELS"].split(",")]
+        assert sorted(listed) == sorted(sentinels)
+
+
+def test_k8s_sentinel_patch_sets_only_settings_the_site_reads():
+    (patch,) = yaml.safe_load_all((DEPLOY / "k8s" / "flexiai-sentinel.yaml").read_text())
+    base = next(d for d in yaml.safe_load_all((DEPLOY / "k8s" / "flexiai.yaml").read_text())
+                if d["kind"] == "Deployment")
+    assert (patch["kind"], patch["metadata"]["name"]) == ("Deployment",
+                                                          base["metadata"]["name"])
+    (container,) = patch["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == base["spec"]["template"]["spec"]["containers"][0]["name"]
+    names = [e["name"] for e in container["env"]]
+    assert {"REDIS_SENTINELS", "REDIS_URL"} <= set(names)
+    assert all(read_by_settings(name) for name in names)

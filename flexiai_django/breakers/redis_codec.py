@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .state import BreakerState, State
+from .state import BreakerConfig, BreakerState, State
 
 
 def script_source() -> str:
@@ -71,3 +71,18 @@ def lost_by_redis(seen_clear: str, current_clear: str) -> bool:
     """Whether a breaker missing from Redis was lost (restart, wipe), not cleared on
     purpose: ``clear()`` leaves a fresh token, a wipe leaves none."""
     return current_clear in ("", seen_clear)
+
+
+def script_args(op: str, name: str, cfg: BreakerConfig, *, rand: float, now: float | None,
+                arg: str = "", probe: bool = False, error: str | None = None,
+                member: str = "", seed: str = "", seen_clear: str = "") -> list[Any]:
+    """``ARGV`` of ``breaker.lua``, in its order: the one place Python names the 17 values.
+
+    ``now`` None lets the script use Redis's clock (``TIME``); ``member`` is the probe
+    reservation of an ``acquire``; ``seed`` this worker's open state to write back if
+    Redis lost the breaker; ``seen_clear`` the last ``clear()`` token this worker read.
+    """
+    return [op, name, cfg.failure_threshold, cfg.success_threshold, cfg.open_seconds,
+            cfg.max_open_seconds, cfg.jitter, cfg.half_open_max_calls, cfg.probe_ttl,
+            rand, "" if now is None else repr(now), arg, "1" if probe else "0",
+            error or "", member, seed, seen_clear]

@@ -5,6 +5,8 @@
 * Each worker keeps a snapshot per breaker, refreshed by broadcasts (newer versions
   only) and re-read when older than ``snapshot_ttl``. A call to a CLOSED breaker with no
   recent failures, and its success, touch only the snapshot: no Redis round trip.
+* This module decides what to read and write; ``snapshots.py`` holds the worker's view,
+  ``redis_link.py`` when Redis may be used and the client, ``redis_codec.py`` the format.
 * If Redis fails in any way (unreachable, timing out, out of memory, a read-only
   replica, loading, refusing our password: any ``RedisError``) the store falls back to
   an in-process store with the same rules for ``retry_seconds``, then tries again. An
@@ -23,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -33,14 +34,14 @@ from typing import Any
 import orjson
 import redis
 
-from flexiai_django.redis_clients import fail_fast_client
-from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage, probe_writes
-from flexiai_django.redis_reach import server_of
+from flexiai_django.redis_outage import REDIS_ERRORS, probe_writes
 from flexiai_django.worker import worker_id
 
 from . import leases
 from .memory import LocalBreakerStore
-from .redis_codec import decode, lost_by_redis, parse_state, script_source, seed_of, text
+from .redis_codec import decode, lost_by_redis, parse_state, script_args, seed_of, text
+from .redis_link import RedisLink
+from .snapshots import Snapshots
 from .state import Admission, BreakerConfig, BreakerState, State, decide_from_snapshot
 from .store import BreakerStore
 
@@ -65,35 +66,21 @@ class RedisBreakerStore(BreakerStore):
         clock: Callable[[], float] | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._alias = alias
-        self._url = url
         self._prefix = key_prefix
-        self._timeouts = (socket_timeout, connect_timeout)
         self.snapshot_ttl = snapshot_ttl
         self._clock = clock
         self._rand = rand
         self._local = LocalBreakerStore(clock or time.time, rand)
-        self._snapshots: dict[str, tuple[float, BreakerState]] = {}
+        self._snapshots = Snapshots()
         self._cleared_key = f"{key_prefix}:breakers:cleared"
         self._seen_clear = ""  # the last clear() token this worker read
-        self._client: redis.Redis | None = None
-        self._script: Any = None
-        self._lock = threading.Lock()
-        self._outage = RedisOutage(
-            "breaker store lost Redis (%s); using in-process breakers",
-            "breaker store reconnected to Redis; re-reading shared state", retry_seconds)
+        self._link = RedisLink(url, alias, socket_timeout, connect_timeout, retry_seconds)
+        self._outage = self._link.outage
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _redis(self) -> redis.Redis:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    client = fail_fast_client(self._url, self._alias, *self._timeouts)
-                    self._script = client.register_script(script_source())
-                    self._outage.attach(server_of(client))
-                    self._client = client
-        return self._client
+        return self._link.client
 
     def _keys(self, name: str) -> list[str]:
         base = f"{self._prefix}:breaker:{{{name}}}"
@@ -105,11 +92,7 @@ class RedisBreakerStore(BreakerStore):
         return self._outage.retry_due
 
     def _usable(self) -> bool:
-        """Whether to use Redis now: not inside the back-off, and after an outage only
-        once a write probe passed (an OOM or read-only server still answers reads)."""
-        if not self._outage.retry_due:
-            return False
-        return self._outage.connected or (self._outage.claim_probe() and self.ping())
+        return self._link.usable(self.ping)
 
     @property
     def connected(self) -> bool:
@@ -124,9 +107,7 @@ class RedisBreakerStore(BreakerStore):
         if self._outage.succeeded():
             # Stale at once (re-read soon), but open states stay as seeds; what this
             # worker learnt during the outage (its in-process store) comes first.
-            merged = {**self.snapshots(), **self._local.all()}
-            kept = {n: s for n, s in merged.items() if seed_of(s)}
-            self._snapshots = {n: (float("-inf"), s) for n, s in kept.items()}
+            self._snapshots.keep_only_seeds({**self.snapshots(), **self._local.all()})
             self._local.clear()
 
     def _now(self) -> float:
@@ -135,22 +116,17 @@ class RedisBreakerStore(BreakerStore):
     def _eval(self, op: str, name: str, cfg: BreakerConfig, *, arg: str = "",
               probe: bool = False, error: str | None = None,
               seed: str | None = None) -> dict[str, Any] | None:
-        """The script's answer, or ``None`` when Redis is unusable (use the local store).
-
-        A ``NoScriptError`` (Redis restarted, ``SCRIPT FLUSH``) never gets here: redis-py's
-        ``Script`` loads the script again and retries once.
-        """
+        """The script's answer, or ``None`` when Redis is unusable (use the local store)."""
         if not self._usable():
             return None
-        member = f"{worker_id()}:{uuid.uuid4().hex[:8]}" if op == "acquire" else ""
-        args = [op, name, cfg.failure_threshold, cfg.success_threshold, cfg.open_seconds,
-                cfg.max_open_seconds, cfg.jitter, cfg.half_open_max_calls, cfg.probe_ttl,
-                self._rand(), "" if self._clock is None else repr(self._clock()), arg,
-                "1" if probe else "0", error or "", member,
-                self._seed(name) if seed is None else seed, self._seen_clear]
+        args = script_args(
+            op, name, cfg, rand=self._rand(), now=None if self._clock is None else self._clock(),
+            arg=arg, probe=probe, error=error,
+            member=f"{worker_id()}:{uuid.uuid4().hex[:8]}" if op == "acquire" else "",
+            seed=self._snapshots.seed(name) if seed is None else seed,
+            seen_clear=self._seen_clear)
         try:
-            self._redis()
-            raw = self._script(keys=[*self._keys(name), self._cleared_key], args=args)
+            raw = self._link.run_script([*self._keys(name), self._cleared_key], args)
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
@@ -162,19 +138,15 @@ class RedisBreakerStore(BreakerStore):
 
     def _fallback(self, name: str) -> LocalBreakerStore:
         """The in-process store, holding this breaker's open state if this worker knew it."""
-        entry = self._snapshots.get(name)
-        if entry is not None and seed_of(entry[1]):
-            self._local.keep(name, entry[1])
+        state = self._snapshots.latest(name)
+        if state is not None and seed_of(state):
+            self._local.keep(name, state)
         return self._local
-
-    def _seed(self, name: str) -> str:
-        entry = self._snapshots.get(name)
-        return seed_of(entry[1] if entry else None)
 
     def _apply(self, name: str, result: dict[str, Any],
                before: BreakerState | None) -> BreakerState:
         state = parse_state(result["state"], result.get("probes") or [])
-        self._snapshots[name] = (time.monotonic(), state)
+        self._snapshots.put(name, state)
         if result.get("transitioned"):
             # The state the script found, not this worker's snapshot (which may be stale).
             before = replace(before or BreakerState(), state=State(result["previous"]))
@@ -185,22 +157,14 @@ class RedisBreakerStore(BreakerStore):
 
     def snapshot(self, name: str, *, max_age: float | None = None) -> BreakerState | None:
         """This worker's view, if fresher than ``max_age`` (default ``snapshot_ttl``)."""
-        entry = self._snapshots.get(name)
-        limit = self.snapshot_ttl if max_age is None else max_age
-        if entry is None or time.monotonic() - entry[0] > limit:
-            return None
-        return entry[1]
+        return self._snapshots.fresh(name, self.snapshot_ttl if max_age is None else max_age)
 
     def snapshots(self) -> dict[str, BreakerState]:
-        return {name: state for name, (_, state) in list(self._snapshots.items())}
+        return self._snapshots.all()
 
     def apply_remote(self, name: str, state: BreakerState) -> bool:
         """A broadcast from another worker: taken only if newer than what we hold."""
-        entry = self._snapshots.get(name)
-        if entry is not None and entry[1].version >= state.version:
-            return False
-        self._snapshots[name] = (time.monotonic(), state)
-        return True
+        return self._snapshots.offer(name, state)
 
     def refresh(self) -> None:
         """Re-read every breaker from Redis (the listener calls this periodically)."""
@@ -335,13 +299,13 @@ class RedisBreakerStore(BreakerStore):
             pipe.hgetall(state_key)
             pipe.zrange(probes_key, 0, -1, withscores=True)
         pipe.get(self._cleared_key)
-        started = time.monotonic()
+        started = self._snapshots.clock()
         replies = pipe.execute()
         cleared = text(replies[-1] or b"")
         states = {}
         for i, name in enumerate(names):
             fields, probes = replies[2 * i], replies[2 * i + 1]
-            seed = self._seed(name) if not fields else ""
+            seed = self._snapshots.seed(name) if not fields else ""
             if seed and lost_by_redis(self._seen_clear, cleared):
                 states[name] = self._reseed(name, seed)
                 continue
@@ -355,22 +319,14 @@ class RedisBreakerStore(BreakerStore):
         if another worker was first); kept here if Redis fails meanwhile."""
         result = self._eval("seed", name, BreakerConfig(), seed=seed)
         if result is None:
-            return self._snapshots[name][1]
+            return self._snapshots.latest(name) or BreakerState()
         return self._apply(name, result, None)
 
     def take_read(self, name: str, read: BreakerState, started: float) -> BreakerState:
-        """Keep a read unless a newer state arrived while it was on the wire.
-
-        Only what arrived after the read began can beat it: an older snapshot with a
-        higher version means Redis lost the breaker and another worker wrote it again
-        (versions started again), and the read is the truth. A breaker still missing
-        from Redis never gets here (``_read`` writes this worker's open state back).
-        """
-        current = self._snapshots.get(name)
-        if current is not None and current[0] >= started and current[1].version > read.version:
-            return current[1]
-        self._snapshots[name] = (time.monotonic(), read)
-        return read
+        """Keep a read unless a newer state arrived while it was on the wire (see
+        :meth:`Snapshots.take_read`). A breaker still missing from Redis never gets here
+        (``_read`` writes this worker's open state back)."""
+        return self._snapshots.take_read(name, read, started)
 
     def get(self, name: str) -> BreakerState:
         if self._usable():
@@ -386,14 +342,13 @@ class RedisBreakerStore(BreakerStore):
         if self._usable():
             try:
                 indexed = {text(m) for m in self._redis().smembers(self._keys("")[2])}
-                kept = {n for n, (_, s) in list(self._snapshots.items()) if seed_of(s)}
-                names = sorted(indexed | kept)
+                names = sorted(indexed | self._snapshots.seeded())
                 states = self._read(names)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
                 return states
-        return {**{n: s for n, (_, s) in self._snapshots.items()}, **self._local.all()}
+        return {**self._snapshots.all(), **self._local.all()}
 
     def clear(self) -> None:
         """Forget every breaker, here and in Redis (tests, maintenance).

@@ -12,6 +12,7 @@ import getpass
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -93,6 +94,32 @@ class NginxProxy:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError(f"nginx did not answer within {timeout}s: {self.errors()}")
+
+    def set_down(self, upstream: str, down: bool = True) -> None:
+        """Mark an upstream server ``down`` (or not) and reload, as an operator takes an
+        instance out before restarting it (``nginx -s reload``). Returns once new worker
+        processes run the new config; the old ones finish what they are serving."""
+        assert self.process is not None
+        address = re.escape(urlsplit(upstream).netloc)
+        site = self._dir / "site.conf"
+        text, found = re.subn(rf"(server {address} [^;\n]*?)(?: down)?;",
+                              r"\1 down;" if down else r"\1;", site.read_text())
+        if found != 1:
+            raise ValueError(f"no upstream server {upstream} in the config")
+        site.write_text(text)
+        before = self._workers()
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while not self._workers() - before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not reload: {self.errors()}")
+            time.sleep(0.02)
+
+    def _workers(self) -> set[int]:
+        assert self.process is not None
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+                             capture_output=True, text=True, check=False).stdout
+        return {int(pid) for pid in out.split()}
 
     def errors(self) -> str:
         log = self._dir / "error.log"

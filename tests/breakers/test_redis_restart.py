@@ -42,7 +42,7 @@ def workers(server):
                               snapshot_ttl=0.0) for _ in range(2)]
     yield made
     for store in made:
-        store._client and store._client.close()
+        store._link.close()
 
 
 def open_in(store, name="p"):
