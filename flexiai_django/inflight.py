@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -156,7 +157,7 @@ class InflightSlots:
         self._clock = clock
         self.local = LocalSlots(clock)
         self._ids = itertools.count(1)
-        self._me = worker_id()
+        self._me = f"{worker_id()}:{secrets.token_hex(3)}"  # unique per instance
         self._lock = threading.Lock()
         self._open: dict[str, Slot] = {}
         self._frees: deque[Slot] = deque()
