@@ -8,6 +8,8 @@ read these):
 * :func:`tier_activity` ``(window_seconds, tiers=None) -> dict[str, TierActivity]``: per
   tier, the requests its providers took over the last ``window_seconds`` (10 s buckets)
   through the ``overflow`` strategy, and how many of them spilled past the first tier.
+* :func:`report` ``(providers)``: the in-flight counts of ``providers`` and of their tiers
+  (with capacity), as the status page, ``/providers`` and ``flexiai_status`` show them.
 * :func:`get_slots` ``()``: this process's :class:`InflightSlots` (``acquire`` /
   ``release``), used by the chain (:class:`flexiai_django.chain.Walk`).
 
@@ -36,13 +38,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.dispatch import receiver
 
-from flexiai_django import metrics, signals
+from flexiai_django import metrics, signals, strategies
 from flexiai_django.breakers import get_store
 from flexiai_django.conf import get_settings
 from flexiai_django.inflight_local import BUCKET_SECONDS, LocalSlots, TierActivity, buckets_in
@@ -369,6 +371,17 @@ def tier_activity(window_seconds: float,
         found.update(dict.fromkeys(p.tier for p in get_providers() if p.tier))
         tiers = list(found)
     return get_slots().tier_activity(tiers, window_seconds)
+
+
+def report(providers: Sequence[strategies.Routable]) -> dict[str, Any]:
+    """``{"in_flight": {provider: n}, "tiers": [{"tier", "in_flight", "capacity",
+    "warming"}]}`` for ``providers`` (one round trip); a tier's capacity is None when one
+    of its providers has none."""
+    found = get_slots().counts([p.name for p in providers])
+    loads = strategies.tier_loads(providers, found)
+    return {"in_flight": found,
+            "tiers": [{"tier": t.tier, "in_flight": t.inflight, "capacity": t.capacity,
+                       "warming": t.warming} for t in loads.values()]}
 
 
 @receiver(signals.settings_reloaded)
