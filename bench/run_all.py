@@ -28,6 +28,7 @@ BENCHMARKS: tuple[tuple[str, bool], ...] = (
     ("bogus_keys", False),
     ("hedging", False),
     ("frozen_redis", False),
+    ("routing", False),
 )
 
 
