@@ -52,6 +52,10 @@ class _Latencies:
                 self._value, self._at = self._read(), now
         return self._value
 
+    def forget(self) -> None:
+        """Read afresh on the next request (tests)."""
+        self._at = float("-inf")
+
     @staticmethod
     def _read() -> dict[str, float]:
         settings = get_settings()
@@ -71,6 +75,11 @@ _latencies = _Latencies()
 def latencies() -> dict[str, float]:
     """Provider → recent mean latency in ms (a stream's: its time to first chunk)."""
     return _latencies.get()
+
+
+def latencies_forget() -> None:
+    """The next :func:`latencies` reads the windows afresh (tests, settings changes)."""
+    _latencies.forget()
 
 
 def needs_counts(strategy: str) -> bool:

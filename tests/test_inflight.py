@@ -146,3 +146,19 @@ def test_renewed_redis_slots_outlive_the_lease():
             time.sleep(0.2)
     finally:
         slots.clear()
+
+
+def test_while_redis_is_out_slots_are_counted_in_the_process(caplog):
+    from flexiai_django.testing.redis_server import RedisServer
+
+    with RedisServer() as server:
+        slots = InflightSlots(url=server.url, retry_seconds=60)
+        assert slots.acquire("big", 1).shared
+        server.kill()
+        fallback = slots.acquire("other", 1)
+        assert fallback is not None and not fallback.shared
+        assert slots.acquire("other", 1) is None  # capacity holds in this process
+        assert slots.counts(["other"]) == {"other": 1}
+        slots.release(fallback)
+        assert slots.counts(["other"]) == {"other": 0}
+    assert "in-flight counts lost Redis" in caplog.text
