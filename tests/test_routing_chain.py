@@ -195,3 +195,20 @@ def test_a_pinned_session_is_not_rerouted(routed):
     assert chain.complete(request).provider == "small"
     unpinned = dataclasses.replace(request, pinned=None)
     assert chain.complete(unpinned).provider == "large"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_hedge_that_loses_frees_its_slot_and_the_winner_its_own(routed, fake_upstream):
+    await sync_to_async(routed)("primary", priority=1, capacity=2, timeout=5.0)
+    await sync_to_async(routed)("secondary", priority=2, capacity=2, timeout=5.0)
+    fake_upstream.set_fault("primary", first_token_delay=2.0)
+    hedged = {**settings.FLEXIAI, **ROUTED, "HEDGED_ALIASES": ["auto"],
+              "HEDGE_DEFAULT_DELAY_SECONDS": 0.2, "HEDGE_BUDGET": 0.5}
+    with override_settings(FLEXIAI=hedged):
+        result = await flexiai_django.achat(HELLO, model="auto")
+        assert result.provider == "secondary"
+        deadline = time.monotonic() + 3
+        while inflight.counts(["primary", "secondary"]) != {"primary": 0, "secondary": 0}:
+            assert time.monotonic() < deadline, "slots not freed"
+            await asyncio.sleep(0.02)
