@@ -212,3 +212,13 @@ async def test_a_hedge_that_loses_frees_its_slot_and_the_winner_its_own(routed, 
         while inflight.counts(["primary", "secondary"]) != {"primary": 0, "secondary": 0}:
             assert time.monotonic() < deadline, "slots not freed"
             await asyncio.sleep(0.02)
+
+
+def test_a_session_pinned_to_a_full_provider_stays_pinned():
+    from flexiai_django import sessions
+    from flexiai_django.chat_types import Attempt
+
+    trail = [Attempt("large", chain.AT_CAPACITY), Attempt("small", "ok")]
+    assert sessions.moved_to("large", "small", trail) is None
+    assert sessions.moved_to("large", "small", [Attempt("large", "server_error"),
+                                                Attempt("small", "ok")]) == "small"
