@@ -29,6 +29,7 @@ BENCHMARKS: tuple[tuple[str, bool], ...] = (
     ("hedging", False),
     ("frozen_redis", False),
     ("rolling_restart", False),
+    ("routing", False),
 )
 
 

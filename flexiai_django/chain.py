@@ -25,7 +25,9 @@ from flexiai_django import (
     ordering,
     recent_calls,
     retries,
+    route,
     sessions,
+    strategies,
     token_estimate,
     tracing,
 )
@@ -44,11 +46,15 @@ from flexiai_django.provider_cache import aget_providers, get_providers
 from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import MESSAGE_NAME, ProviderAdapter, ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
+from flexiai_django.request_slots import RequestSlots
 
 logger = logging.getLogger("flexiai_django")
 
 #: The trail's outcome for a provider skipped because the request cannot fit its window.
 TOO_LONG = "too_long"
+
+#: The trail's outcome for a provider skipped because its in-flight slots are all taken.
+AT_CAPACITY = "skipped:at_capacity"
 
 #: Extra seconds on a wait a provider asked for, so the cooldown it set (by the shared
 #: store's clock) is over when the retry asks to be admitted.
@@ -85,12 +91,37 @@ class Walk:
         self._needed: int | None = None
         self._spans: dict[str, Any] = {}  # provider name → its attempt's span (tracing)
         self.span: Any = None  # a stream's request span (tracing), parent of its attempts
+        self.slots = RequestSlots()
 
-    def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
-        """The providers to try, in order: the session's pinned one first, when it is one."""
-        aliases = get_settings().MODEL_ALIASES
-        ordered = ordering.order(ordering.select(providers, self.request.model, aliases))
+    def candidates(self, providers: tuple[ProviderConfig, ...],
+                   counts: dict[str, int] | None = None) -> list[ProviderConfig]:
+        """The providers to try, in order: the session's pinned one first, when it is one;
+        the others (all, for a new session) in the alias's routing strategy's order
+        (:mod:`flexiai_django.route`; ``counts``: in-flight counts already read)."""
+        settings = get_settings()
+        ordered = ordering.order(
+            ordering.select(providers, self.request.model, settings.MODEL_ALIASES))
+        strategy = self.slots.strategy = strategies.strategy_for(self.request.model,
+                                                                 settings.ROUTING)
+        if self.request.pinned is None and strategy != strategies.PRIORITY:
+            ordered = route.ordered(strategy, ordered, counts)
         return sessions.pin_first(ordered, self.request.pinned)
+
+    async def acandidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
+        """:meth:`candidates` for async code: the in-flight counts are read off the loop."""
+        settings = get_settings()
+        strategy = strategies.strategy_for(self.request.model, settings.ROUTING)
+        counts = None
+        if self.request.pinned is None and route.needs_counts(strategy):
+            counts = await route.acounts(strategy, ordering.select(
+                providers, self.request.model, settings.MODEL_ALIASES))
+        return self.candidates(providers, counts)
+
+    def release(self, provider: ProviderConfig) -> None:
+        self.slots.release(provider.name)
+
+    def at_capacity(self, provider: ProviderConfig) -> None:
+        self.trail.append(Attempt(provider.name, AT_CAPACITY))
 
     @property
     def latency_ms(self) -> float:
@@ -181,6 +212,10 @@ class Walk:
             return None
         self.retries, self.provider_started = 0, time.monotonic()
         admission = store.acquire(provider.breaker_name, provider.breaker)
+        if admission.allowed and not self.slots.hold(provider):
+            record(store, provider, admission, None)  # frees a half-open probe slot
+            self.at_capacity(provider)
+            return None
         return admission if self.admitted(provider, admission) else None
 
     async def aadmit(self, store: BreakerStore, provider: ProviderConfig,
@@ -190,6 +225,10 @@ class Walk:
             return None
         self.retries, self.provider_started = 0, time.monotonic()
         admission = await store.aacquire(provider.breaker_name, provider.breaker)
+        if admission.allowed and not await self.slots.ahold(provider):
+            await arecord(store, provider, admission, None)
+            self.at_capacity(provider)
+            return None
         return admission if self.admitted(provider, admission) else None
 
     def again(self, store: BreakerStore, provider: ProviderConfig,
@@ -211,26 +250,34 @@ class Walk:
         ``exc`` when no provider may be tried after it (a request error)."""
         record(store, provider, admission, success_of(exc), exc.kind)
         self.failed(provider, exc)
-        return self.again(store, provider, exc)
+        again = self.again(store, provider, exc)
+        if again is None:
+            self.release(provider)
+        return again
 
     async def aafter_failure(self, store: BreakerStore, provider: ProviderConfig,
                              admission: Admission, exc: ProviderError) -> Admission | None:
         """:meth:`after_failure` for async code."""
         await arecord(store, provider, admission, success_of(exc), exc.kind)
         self.failed(provider, exc)
-        return await self.aagain(store, provider, exc)
+        again = await self.aagain(store, provider, exc)
+        if again is None:
+            self.release(provider)
+        return again
 
     def abandon(self, store: BreakerStore, provider: ProviderConfig, admission: Admission,
                 verdict: bool | None = None) -> None:
         """A try that ended with no answer of its own (cancelled, its caller gone, a bug):
         counted as aborted, and ``verdict`` (by default none) recorded, freeing a probe."""
         self.aborted(provider)
+        self.release(provider)
         record(store, provider, admission, verdict)
 
     async def aabandon(self, store: BreakerStore, provider: ProviderConfig,
                        admission: Admission, verdict: bool | None = None) -> None:
         """:meth:`abandon` for async code."""
         self.aborted(provider)
+        self.release(provider)
         await arecord(store, provider, admission, verdict)
 
     async def aagain(self, store: BreakerStore, provider: ProviderConfig,
@@ -371,7 +418,15 @@ async def acomplete(request: ChatRequest) -> ChatResult:
 
 
 def _complete(request: ChatRequest) -> ChatResult:
-    walk, store = Walk(request), get_store()
+    walk = Walk(request)
+    try:
+        return _walk(walk)
+    finally:
+        walk.slots.release_all()
+
+
+def _walk(walk: Walk) -> ChatResult:
+    request, store = walk.request, get_store()
     for provider in walk.candidates(get_providers()):
         adapter = get_adapter(provider)
         admission = walk.admit(store, provider, adapter)
@@ -391,8 +446,16 @@ def _complete(request: ChatRequest) -> ChatResult:
 
 
 async def _acomplete(request: ChatRequest) -> ChatResult:
-    walk, store = Walk(request), get_store()
-    for provider in walk.candidates(await aget_providers()):
+    walk = Walk(request)
+    try:
+        return await _awalk(walk)
+    finally:
+        walk.slots.release_all()
+
+
+async def _awalk(walk: Walk) -> ChatResult:
+    request, store = walk.request, get_store()
+    for provider in await walk.acandidates(await aget_providers()):
         adapter = get_adapter(provider)
         admission = await walk.aadmit(store, provider, adapter)
         while admission is not None:
@@ -412,12 +475,20 @@ async def _acomplete(request: ChatRequest) -> ChatResult:
 
 async def _ahedged_complete(request: ChatRequest) -> ChatResult:
     """:func:`acomplete` for a hedged alias: :func:`hedging.race` runs the attempts."""
-    walk, store = Walk(request), get_store()
+    walk = Walk(request)
+    try:
+        return await _ahedged_walk(walk)
+    finally:
+        walk.slots.release_all()
+
+
+async def _ahedged_walk(walk: Walk) -> ChatResult:
+    request, store = walk.request, get_store()
 
     async def start(provider: ProviderConfig, adapter: ProviderAdapter) -> Completion:
         return await adapter.acomplete(async_client(provider.name), request)
 
-    candidates = walk.candidates(await aget_providers())
+    candidates = await walk.acandidates(await aget_providers())
     won = await hedging.race(walk, store, candidates, start, streamed=False)
     if won is None:
         return walk.fallback(await cache_tier.arecall(request))

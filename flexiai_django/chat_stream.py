@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from itertools import chain
 
@@ -144,6 +145,7 @@ class StreamState:
 
     def interrupted(self, exc: ProviderError) -> None:
         assert self.provider is not None
+        self.walk.release(self.provider)
         self.walk.trail.append(Attempt(self.provider.name, StreamInterrupted.kind))
         self.walk.observe(self.provider, ok=False)
         self.walk.traced(self.provider, StreamInterrupted.kind)
@@ -186,6 +188,8 @@ class ChatStream:
         self._state = state
         self._deltas = deltas
         self._fallback = fallback
+        if state.walk.slots:  # a stream dropped unread frees its in-flight slot too
+            weakref.finalize(self, state.walk.slots.release_all, soon=True).atexit = False
 
     @property
     def provider(self) -> str | None:
@@ -244,6 +248,12 @@ class ChatStream:
         if self._fallback is not None:
             yield whole(self._fallback)
             return
+        try:
+            yield from self._pieces()
+        finally:
+            self._state.walk.slots.release_all()
+
+    def _pieces(self) -> Iterator[StreamDelta]:
         state, store = self._state, get_store()
         assert state.provider and state.admission and self._deltas is not None
         pieces: Iterator[StreamDelta] = chain(state.head, self._deltas)
@@ -304,6 +314,13 @@ class AsyncChatStream(ChatStream):
         if self._fallback is not None:
             yield whole(self._fallback)
             return
+        try:
+            async for delta in self._apieces():
+                yield delta
+        finally:
+            self._state.walk.slots.release_all(soon=True)
+
+    async def _apieces(self) -> AsyncIterator[StreamDelta]:
         state, store = self._state, get_store()
         assert state.provider and state.admission and self._adeltas is not None
         head, rest = state.head, self._adeltas

@@ -39,6 +39,7 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.channel_layer_alias = get_settings().CHANNEL_LAYER
         self._ticker: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None
 
     def _user(self) -> Any:
         return self.scope.get("user")
@@ -54,12 +55,23 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.send_json(await status_page.snapshot())
         if broadcast.listener() is None:  # one process, no listener: push our own figures
             self._ticker = asyncio.create_task(self._tick_local_stats())
+        self._inflight = asyncio.create_task(self._tick_inflight())
 
     async def disconnect(self, code: int) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._inflight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _tick_inflight(self) -> None:
+        """In-flight counts change with every request: re-read them for this page."""
+        while True:
+            await asyncio.sleep(get_settings().STATS_PUBLISH_SECONDS)
+            try:
+                await self.send_json(await status_page.ainflight_message())
+            except Exception as exc:  # Redis out: the next tick tries again
+                logger.debug("in-flight counts not sent: %s", type(exc).__name__)
 
     async def _tick_local_stats(self) -> None:
         while True:

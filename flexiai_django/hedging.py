@@ -239,7 +239,11 @@ class _Race(Generic[T]):
         await _verdict(self.store, run, False if exc.trips_breaker else None, exc.kind)
         self.walk.failed(run.provider, exc)  # raises when the chain must stop
         if not self.running and run is self.latest:
-            return await self.walk.aagain(self.store, run.provider, exc)
+            again = await self.walk.aagain(self.store, run.provider, exc)
+            if again is None:
+                self.walk.release(run.provider)
+            return again
+        self.walk.release(run.provider)
         if exc.retry_after is not None:
             await self.store.acool_down(run.provider.breaker_name, run.provider.breaker,
                                         exc.retry_after)
@@ -250,6 +254,7 @@ class _Race(Generic[T]):
         a cancelled attempt each (the first ``counted`` were already counted as aborted)."""
         for run in runs:
             run.task.cancel()
+            self.walk.release(run.provider)
         await _wait_out([run.task for run in runs])
         for i, run in enumerate(runs):
             if not run.task.cancelled():

@@ -119,6 +119,13 @@ REDIS_CONNECTED = Gauge(
     "0 when a shared store lost Redis and workers run on local breakers.",
     multiprocess_mode="livemostrecent",
 )
+INFLIGHT = Gauge(
+    "flexiai_inflight",
+    "Requests this worker has in flight on each provider, where a slot is held (a "
+    "provider with a capacity, or a least-busy/overflow alias); summed over live workers.",
+    ["provider"],
+    multiprocess_mode="livesum",
+)
 
 MALFORMED_CHUNKS = Counter(
     "flexiai_malformed_chunks_total",
@@ -137,7 +144,7 @@ ACTIVE_PROBES = Counter(
 ALL: tuple[MetricWrapperBase, ...] = (
     REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, RETRIES, REJECTIONS, TRANSITIONS,
     HEDGES, BREAKER_STATE, PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES,
-    MALFORMED_CHUNKS,
+    MALFORMED_CHUNKS, INFLIGHT,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -150,6 +157,11 @@ def _child(metric: MetricWrapperBase, *labels: str) -> Any:
     if child is None:
         child = _children[key] = metric.labels(*labels)
     return child
+
+
+def inflight(provider: str, change: int) -> None:
+    """A slot on ``provider`` was taken (+1) or freed (-1) by this worker."""
+    _child(INFLIGHT, provider).inc(change)
 
 
 def outcome_of(kind: str) -> str:

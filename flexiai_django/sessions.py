@@ -19,8 +19,9 @@ from flexiai_django.chat_types import Attempt
 #: A session id: short and URL-safe, so it fits a header, a path and a Redis key as is.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Trail outcomes that do not say the pinned provider could not serve: the request did not
-#: fit it, or a hedge answered first and its call was cancelled. The session stays.
-STAYS = frozenset({"ok", "unsupported", "too_long", "cancelled"})
+#: fit it, a hedge answered first and its call was cancelled, or all its in-flight slots
+#: were taken for the moment. The session stays.
+STAYS = frozenset({"ok", "unsupported", "too_long", "cancelled", "skipped:at_capacity"})
 
 P = TypeVar("P")
 

@@ -16,7 +16,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from flexiai_django import broadcast, recent_calls
+from flexiai_django import broadcast, inflight, recent_calls
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, State
 from flexiai_django.conf import get_settings
@@ -55,15 +55,35 @@ def provider_row(provider: Any) -> dict[str, Any]:
         "priority": provider.priority,
         "enabled": provider.enabled,
         "misconfigured": provider.misconfiguration(),
+        "tier": provider.tier,
+        "capacity": provider.capacity,
     }
 
 
-def _read_tables() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _read_tables() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     from flexiai_django.models import BreakerTransition, Provider
 
-    providers = [provider_row(row) for row in Provider.objects.order_by("priority", "name")]
+    rows = list(Provider.objects.order_by("priority", "name"))
+    providers = [provider_row(row) for row in rows]
     recent = [transition_dict(row) for row in BreakerTransition.objects.all()[:TIMELINE_LENGTH]]
-    return providers, recent
+    return providers, recent, inflight_message([r for r in rows if r.enabled])
+
+
+def inflight_message(providers: list[Any]) -> dict[str, Any]:
+    """Deployment-wide in-flight counts per provider and per tier (with capacity); the
+    page asks again every ``STATS_PUBLISH_SECONDS`` (:mod:`flexiai_django.inflight`)."""
+    return {"type": "inflight", **inflight.report(providers)}
+
+
+def _enabled_rows() -> list[Any]:
+    from flexiai_django.models import Provider
+
+    return list(Provider.objects.filter(enabled=True))
+
+
+async def ainflight_message() -> dict[str, Any]:
+    rows = await database_sync_to_async(_enabled_rows)()
+    return await sync_to_async(inflight_message, thread_sensitive=False)(rows)
 
 
 def worker_stats() -> dict[str, dict[str, Any]]:
@@ -78,7 +98,7 @@ def worker_stats() -> dict[str, dict[str, Any]]:
 
 
 async def snapshot() -> dict[str, Any]:
-    providers, recent = await database_sync_to_async(_read_tables)()
+    providers, recent, in_flight = await database_sync_to_async(_read_tables)()
     states: dict[str, BreakerState] = await sync_to_async(
         get_store().all, thread_sensitive=False)()
     reporters = {t["breaker"]: t["worker"] for t in reversed(recent)}
@@ -87,6 +107,7 @@ async def snapshot() -> dict[str, Any]:
         row["breaker"] = name
         row["state"] = states.get(name, BreakerState()).to_dict()
         row["worker"] = reporters.get(name)
+        row["in_flight"] = in_flight["in_flight"].get(row["name"], 0)
     settings = get_settings()
     return {
         "type": "snapshot",
@@ -99,4 +120,5 @@ async def snapshot() -> dict[str, Any]:
         "transitions": recent,
         "stats": worker_stats(),
         "store": get_store().describe(),
+        "tiers": in_flight["tiers"],
     }

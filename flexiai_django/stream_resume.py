@@ -96,6 +96,7 @@ def resume(walk: Walk, store: BreakerStore, candidates: Sequence[ProviderConfig]
                                 provider.name, extra={"provider": provider.name})
                     continue
                 record(store, provider, admission, success_of(exc), exc.kind)
+                walk.release(provider)
                 if _gave_up(walk, provider, exc):
                     return None
                 break
@@ -129,6 +130,7 @@ async def aresume(walk: Walk, store: BreakerStore, candidates: Sequence[Provider
                                 provider.name, extra={"provider": provider.name})
                     continue
                 await arecord(store, provider, admission, success_of(exc), exc.kind)
+                walk.release(provider)
                 if _gave_up(walk, provider, exc):
                     return None
                 break

@@ -31,12 +31,13 @@ logger = logging.getLogger("flexiai_django")
 
 @contextlib.contextmanager
 def _traced(walk: Walk, hedged: bool = False) -> Iterator[None]:
-    """The stream's request span (tracing), ended here if opening it fails; the stream
-    ends it when it does."""
+    """The stream's request span (tracing), ended here if opening it fails (its in-flight
+    slots freed); the stream ends it when it does."""
     walk.span = tracing.stream_span(walk.request, hedged)
     try:
         yield
     except BaseException as exc:
+        walk.slots.release_all(soon=True)
         walk.ended(error=exc)
         raise
 
@@ -78,7 +79,7 @@ async def aopen_stream(request: ChatRequest) -> AsyncChatStream:
 
 async def _aopen_stream(walk: Walk) -> AsyncChatStream:
     request, store = walk.request, get_store()
-    candidates = walk.candidates(await aget_providers())
+    candidates = await walk.acandidates(await aget_providers())
     for provider in candidates:
         adapter = get_adapter(provider)
         admission = await walk.aadmit(store, provider, adapter)
@@ -121,7 +122,7 @@ async def _ahedged_stream(walk: Walk) -> AsyncChatStream:
     async def discard(opened: _Opened) -> None:
         await _aclose(opened[0])
 
-    candidates = walk.candidates(await aget_providers())
+    candidates = await walk.acandidates(await aget_providers())
     won = await hedging.race(walk, get_store(), candidates, start, streamed=True,
                              discard=discard)
     if won is None:

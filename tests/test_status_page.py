@@ -121,14 +121,20 @@ SCRIPT = Path(status_page.__file__).parent / "static" / "flexiai_django" / "stat
 RENDER = Path(__file__).parent / "js" / "render_status.js"
 
 
-def render(messages):
-    """What status.js draws for these socket messages (node and a stand-in DOM)."""
+def drawn(messages):
+    """What status.js draws for these socket messages (node and a stand-in DOM): its rows
+    and the per-tier line."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed: the status page script can't run here")
     done = subprocess.run([node, str(RENDER), str(SCRIPT)], input=json.dumps(messages),
                           capture_output=True, text=True, timeout=30, check=True)
-    return {row["provider"]: row for row in json.loads(done.stdout)}
+    return json.loads(done.stdout)
+
+
+def render(messages):
+    """The provider rows status.js draws, by provider."""
+    return {row["provider"]: row for row in drawn(messages)["rows"]}
 
 
 def test_the_page_shows_a_misconfigured_provider_in_its_row(provider, undecryptable):
@@ -182,3 +188,31 @@ def test_the_page_shows_a_provider_cooling_down(provider):
 
     assert render([snapshot])["primary"]["state"] in {
         "closed (cooling down 30 s)", "closed (cooling down 29 s)"}
+
+
+# -- in flight, per provider and per tier ------------------------------------------------
+
+
+def test_the_page_shows_requests_in_flight_against_capacity(provider):
+    from flexiai_django import inflight
+
+    Provider.objects.filter(name="primary").update(tier="large", capacity=2)
+    inflight.get_slots().clear()
+    held = inflight.get_slots().acquire("primary", 2)
+    try:
+        snapshot = async_to_sync(status_page.snapshot)()
+        row = next(p for p in snapshot["providers"] if p["name"] == "primary")
+        assert (row["in_flight"], row["capacity"], row["tier"]) == (1, 2, "large")
+        assert snapshot["tiers"] == [
+            {"tier": "large", "in_flight": 1, "capacity": 2, "warming": False}]
+        page = drawn([snapshot])
+        assert page["rows"][0]["inFlight"] == "1 / 2 (large)"
+        assert page["tiers"] == "In flight per tier: large 1 / 2"
+        inflight.get_slots().release(held)
+        update = async_to_sync(status_page.ainflight_message)()
+        assert update["in_flight"] == {"primary": 0}
+        page = drawn([snapshot, update])
+        assert page["rows"][0]["inFlight"] == "0 / 2 (large)"
+        assert page["tiers"] == "In flight per tier: large 0 / 2"
+    finally:
+        inflight.get_slots().clear()

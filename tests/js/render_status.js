@@ -48,7 +48,8 @@ function text(s) { const t = new Node_("#text"); t.text = s; t.matches = null; r
 
 const ids = {};
 for (const id of ["flexiai-status", "flexiai-providers", "flexiai-timeline", "flexiai-connection",
-                  "flexiai-message", "flexiai-served-by", "flexiai-store", "flexiai-window"]) {
+                  "flexiai-message", "flexiai-served-by", "flexiai-store", "flexiai-window",
+                  "flexiai-tiers"]) {
   ids[id] = new Node_("div");
 }
 ids["flexiai-status"].dataset = { mayChange: "false", socketPath: "/ws/status/" };
@@ -74,5 +75,6 @@ const rows = ids["flexiai-providers"].children.map((row) => ({
   shown: row.querySelector('[data-field="misconfigured"]').textContent,
   state: row.querySelector('[data-field="state"]').textContent,
   probe: row.querySelector('[data-field="probe"]').textContent,
+  inFlight: row.querySelector('[data-field="in-flight"]').textContent,
 }));
-process.stdout.write(JSON.stringify(rows));
+process.stdout.write(JSON.stringify({rows, tiers: ids["flexiai-tiers"].textContent}));

@@ -44,7 +44,7 @@ def test_status_shows_each_provider_and_its_shared_breaker(make_provider):
     assert lines[2].split()[:6] == ["backup", "anthropic", "backup-model", "2", "True",
                                     "closed"]
     assert lines[3].split() == ["spare", "openai", "spare-model", "3", "False", "-", "-",
-                                "-", "-"]
+                                "-", "-", "-", "-", "-"]  # ... tier, capacity, in flight
     assert lines[4].split()[:6] == ["bad", "openai", "bad-model", "4", "True", "-"]
     assert lines[4].endswith(f"MISCONFIGURED: {ENV_NAME_REFUSED}")
     assert os.environ["DJANGO_SECRET_KEY"] not in text
@@ -117,3 +117,28 @@ def test_probe_of_an_unknown_or_misconfigured_provider_says_why(make_provider):
         run("flexiai_probe", "nope")
     with pytest.raises(CommandError, match=f"bad is misconfigured: {ENV_NAME_REFUSED}"):
         run("flexiai_probe", "bad")
+
+
+def test_status_shows_requests_in_flight_per_provider_and_tier(make_provider):
+    from flexiai_django import inflight
+
+    make_provider("large", priority=1, tier="large", capacity=2)
+    make_provider("small", priority=2, tier="small")
+    inflight.get_slots().clear()
+    try:
+        inflight.get_slots().acquire("large", 2)
+        inflight.get_slots().acquire("small", None)
+        inflight.get_slots().acquire("small", None)
+        report = json.loads(run("flexiai_status", "--json"))
+        rows = {p["name"]: p for p in report["providers"]}
+        assert (rows["large"]["in_flight"], rows["large"]["capacity"]) == (1, 2)
+        assert (rows["small"]["in_flight"], rows["small"]["capacity"]) == (2, None)
+        assert report["tiers"] == [
+            {"tier": "large", "in_flight": 1, "capacity": 2, "warming": False},
+            {"tier": "small", "in_flight": 2, "capacity": None, "warming": False}]
+        text = run("flexiai_status")
+        assert text.splitlines()[0].split()[-3:] == ["TIER", "CAPACITY", "IN_FLIGHT"]
+        assert "tier large: 1 / 2 in flight" in text
+        assert "tier small: 2 (uncapped) in flight" in text
+    finally:
+        inflight.get_slots().clear()

@@ -207,3 +207,20 @@ def test_a_failing_answer_cache_makes_health_degraded(client, make_provider, set
     cache_tier.remember(ChatRequest.build("hi"), "primary", Completion("hello", "m"))
     body = client.get("/health").json()
     assert (body["status"], body["answer_cache_ok"]) == ("degraded", False)
+
+
+@pytest.mark.django_db
+def test_providers_json_shows_requests_in_flight(client, make_provider):
+    from flexiai_django import inflight
+
+    make_provider("large", tier="large", capacity=3)
+    inflight.get_slots().clear()
+    try:
+        inflight.get_slots().acquire("large", 3)
+        body = client.get("/providers").json()
+        (row,) = body["providers"]
+        assert (row["tier"], row["capacity"], row["in_flight"]) == ("large", 3, 1)
+        assert body["tiers"] == [
+            {"tier": "large", "in_flight": 1, "capacity": 3, "warming": False}]
+    finally:
+        inflight.get_slots().clear()

@@ -1,4 +1,5 @@
-"""Providers, their breakers as the shared store sees them, and the shared state's health.
+"""Providers, their breakers as the shared store sees them, requests in flight (per provider
+and tier, deployment-wide), and the shared state's health.
 
 Sessions are not counted: the session store has no cheap count (it would be a SCAN).
 
@@ -17,9 +18,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from flexiai_django.conf import get_settings
 from flexiai_django.models import Provider
 from flexiai_django.views.health import provider_report, sync_status
+from flexiai_django.views.providers import with_in_flight
 
 COLUMNS = ("name", "kind", "model", "priority", "enabled", "circuit_state",
-           "failure_count", "retry_at", "cooldown_until")
+           "failure_count", "retry_at", "cooldown_until", "tier", "capacity", "in_flight")
 
 
 def _disabled() -> list[dict[str, Any]]:
@@ -27,21 +29,22 @@ def _disabled() -> list[dict[str, Any]]:
     return [{"name": p.name, "kind": p.kind, "model": p.model, "priority": p.priority,
              "enabled": False, "available": False, "circuit_state": None,
              "failure_count": None, "retry_at": None, "cooldown_until": None,
-             "misconfigured": None}
+             "misconfigured": None, "tier": p.tier, "capacity": p.capacity, "in_flight": None}
             for p in Provider.objects.filter(enabled=False).order_by("priority", "name")]
 
 
 def status() -> dict[str, Any]:
     """Everything the command shows, as ``--json`` prints it."""
     report = async_to_sync(provider_report)()  # reads the store: sync_status sees it
-    providers = sorted([{**p, "enabled": True} for p in report] + _disabled(),
+    counted = async_to_sync(with_in_flight)(report)
+    providers = sorted([{**p, "enabled": True} for p in counted["providers"]] + _disabled(),
                        key=lambda p: (p["priority"], p["name"]))
-    return {"providers": providers, "active_probe_seconds": get_settings().ACTIVE_PROBE_SECONDS,
-            **sync_status()}
+    return {"providers": providers, "tiers": counted["tiers"],
+            "active_probe_seconds": get_settings().ACTIVE_PROBE_SECONDS, **sync_status()}
 
 
 def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+    return "-" if value is None or value == "" else str(value)
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
@@ -73,6 +76,10 @@ class Command(BaseCommand):
                 self.stdout.write(line)
         else:
             self.stdout.write("No providers.")
+        for tier in report["tiers"]:
+            capacity = f" / {tier['capacity']}" if tier["capacity"] else " (uncapped)"
+            self.stdout.write(f"tier {tier['tier']}: {tier['in_flight']}{capacity} in flight"
+                              + (" (warming)" if tier["warming"] else ""))
         probe = report["active_probe_seconds"]
         self.stdout.write("")
         self.stdout.write(f"breaker store: {report['store']}  "

@@ -37,8 +37,8 @@
     row = document.createElement("tr");
     row.dataset.breaker = p.breaker;
     row.dataset.provider = p.name;
-    const fields = ["name", "state", "failures", "last-error", "opened-at", "half-open-in",
-                    "probe", "latency", "success", "worker"];
+    const fields = ["name", "state", "in-flight", "failures", "last-error", "opened-at",
+                    "half-open-in", "probe", "latency", "success", "worker"];
     for (const field of fields) {
       const td = document.createElement("td");
       if (field === "state") {
@@ -101,6 +101,27 @@
     return `${s.last_probe} at ${fmtTime(s.last_probe_at)} (${count}, ≤ ${s.active_probes} tokens${pace})`;
   }
 
+  // Deployment-wide requests in flight, of the capacity when there is one, and the tier.
+  function inFlightText(p) {
+    const n = String(p.in_flight || 0);
+    const text = p.capacity ? `${n} / ${p.capacity}` : n;
+    return p.tier ? `${text} (${p.tier})` : text;
+  }
+
+  function renderTiers(tiers) {
+    const line = document.getElementById("flexiai-tiers");
+    if (!line) return;
+    line.textContent = tiers.length ? "In flight per tier: " + tiers.map((t) =>
+      `${t.tier} ${t.in_flight}${t.capacity ? ` / ${t.capacity}` : ""}${t.warming ? " (warming)" : ""}`
+    ).join(" · ") : "";
+  }
+
+  function onInflight(m) {
+    for (const p of providers.values()) p.in_flight = m.in_flight[p.name] || 0;
+    renderTiers(m.tiers);
+    renderAll();
+  }
+
   function render(p) {
     const row = rowFor(p);
     const s = p.state;
@@ -112,6 +133,7 @@
     else delete row.dataset.misconfigured;
     const coolingFor = s.cooldown_until ? Math.ceil(s.cooldown_until - now()) : 0;
     cell(row, "state", coolingFor > 0 ? `${s.state} (cooling down ${coolingFor} s)` : s.state);
+    cell(row, "in-flight", inFlightText(p));
     cell(row, "failures", String(s.failures));
     cell(row, "last-error", s.last_error || "—");
     cell(row, "opened-at", s.state === "closed" || s.state === "disabled" ? "—" : fmtTime(s.opened_at));
@@ -157,6 +179,7 @@
     providers = new Map(m.providers.map((p) => [p.breaker, p]));
     body.replaceChildren();
     renderAll();
+    renderTiers(m.tiers || []);
     timeline.replaceChildren();
     for (const t of m.transitions) addTransition(t, false);
   }
@@ -202,6 +225,7 @@
       else if (m.type === "breaker") onBreaker(m);
       else if (m.type === "stats") { workerStats.set(m.worker, m); renderAll(); }
       else if (m.type === "result") onResult(m);
+      else if (m.type === "inflight") onInflight(m);
     };
     socket.onclose = (e) => {
       if (e.code === 4403) { setConnection("refused"); return; }
