@@ -28,6 +28,7 @@ from flexiai_django import (
     sessions,
     token_estimate,
     tracing,
+    warming,
 )
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
@@ -87,9 +88,11 @@ class Walk:
         self.span: Any = None  # a stream's request span (tracing), parent of its attempts
 
     def candidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:
-        """The providers to try, in order: the session's pinned one first, when it is one."""
-        aliases = get_settings().MODEL_ALIASES
-        ordered = ordering.order(ordering.select(providers, self.request.model, aliases))
+        """The providers to try, in order: the session's pinned one first, when it is one.
+        Warming providers are left out but for their trickle (:mod:`~flexiai_django.warming`)."""
+        settings = get_settings()
+        chosen = ordering.select(providers, self.request.model, settings.MODEL_ALIASES)
+        ordered = ordering.order(warming.admit(chosen, settings.WARMING_TRICKLE, self.rand))
         return sessions.pin_first(ordered, self.request.pinned)
 
     @property

@@ -232,8 +232,8 @@ RULES = (
          "Seconds a killed worker's in-flight slots stay counted: 1 or more."),
     Rule("WARMING_TRICKLE", "flexiai.E059", lambda v: _is_number(v) and 0 <= v <= 1,
          "The share of requests a warming provider still gets, from 0 to 1."),
-    Rule("WARMUP_PROBE_SECONDS", "flexiai.E060", lambda v: _is_number(v) and v > 0,
-         "Seconds between warm-up probes of a warming provider: above 0."),
+    Rule("WARMUP_PROBE_SECONDS", "flexiai.E060", _optional_positive,
+         "Seconds between warm-up probes of a warming provider: above 0, or None (off)."),
     Rule("CAPACITY_PLANNER", "flexiai.E061", lambda v: isinstance(v, dict),
          'A dict of planner options, e.g. {"INTERVAL_SECONDS": 15, "TIERS": {...}}: see '
          "the README's capacity planning section."),

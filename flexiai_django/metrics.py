@@ -134,10 +134,18 @@ ACTIVE_PROBES = Counter(
     ["provider", "outcome"],
 )
 
+WARMUP_PROBES = Counter(
+    "flexiai_warmup_probes_total",
+    "Warm-up probes of warming providers (one per WARMUP_PROBE_SECONDS per warming "
+    "provider, deployment-wide), by outcome: ok (the provider is warm now), an error kind, "
+    "or error.",
+    ["provider", "outcome"],
+)
+
 ALL: tuple[MetricWrapperBase, ...] = (
     REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, RETRIES, REJECTIONS, TRANSITIONS,
     HEDGES, BREAKER_STATE, PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES,
-    MALFORMED_CHUNKS,
+    MALFORMED_CHUNKS, WARMUP_PROBES,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -224,6 +232,11 @@ def fell_back(tier: str) -> None:
 def probed(provider: str, outcome: str) -> None:
     """The active prober called ``provider`` (see :mod:`flexiai_django.active_probes`)."""
     _child(ACTIVE_PROBES, provider, outcome).inc()
+
+
+def warmup_probed(provider: str, outcome: str) -> None:
+    """The warm-up prober called ``provider`` (see :mod:`flexiai_django.warmup`)."""
+    _child(WARMUP_PROBES, provider, outcome).inc()
 
 
 # -- breaker transitions ----------------------------------------------------------------------
