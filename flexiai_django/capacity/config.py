@@ -96,7 +96,7 @@ def _top_problems(raw: dict[str, Any]) -> list[str]:
         if key in raw and not (_number(raw[key]) and 0 < raw[key] <= 1):
             found.append(f"{key} must be a fraction above 0 and at most 1")
     if not found:
-        c = planner_config(raw)
+        c = planner_config({k: v for k, v in raw.items() if k in _TOP_KEYS})
         if not c.scale_down_at < c.target_utilisation < c.scale_up_at:
             found.append("SCALE_DOWN_AT < TARGET_UTILISATION < SCALE_UP_AT must hold")
     return found
