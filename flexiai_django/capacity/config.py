@@ -63,6 +63,8 @@ class PlannerConfig:
     cooldown_seconds: float = 300.0
     hook: str | None = None
     tiers: dict[str, TierPolicy] = field(default_factory=lambda: dict(SEED_TIERS))
+    #: Tiers named under TIERS: planned even while no provider has them (MIN replicas).
+    planned: tuple[str, ...] = ()
 
     def policy(self, tier: str) -> TierPolicy:
         return self.tiers.get(tier, DEFAULT_TIER)
@@ -166,4 +168,5 @@ def planner_config(raw: dict[str, Any]) -> PlannerConfig:
     for tier, options in (raw.get("TIERS") or {}).items():
         tiers[tier] = _policy(tier, options)
     values = {name: raw[key] for key, name in _TOP_KEYS.items() if key in raw}
-    return PlannerConfig(**values, hook=raw.get("HOOK"), tiers=tiers)
+    return PlannerConfig(**values, hook=raw.get("HOOK"), tiers=tiers,
+                         planned=tuple(raw.get("TIERS") or ()))

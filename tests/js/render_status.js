@@ -48,7 +48,8 @@ function text(s) { const t = new Node_("#text"); t.text = s; t.matches = null; r
 
 const ids = {};
 for (const id of ["flexiai-status", "flexiai-providers", "flexiai-timeline", "flexiai-connection",
-                  "flexiai-message", "flexiai-served-by", "flexiai-store", "flexiai-window"]) {
+                  "flexiai-message", "flexiai-served-by", "flexiai-store", "flexiai-window",
+                  "flexiai-capacity"]) {
   ids[id] = new Node_("div");
 }
 ids["flexiai-status"].dataset = { mayChange: "false", socketPath: "/ws/status/" };
@@ -75,4 +76,5 @@ const rows = ids["flexiai-providers"].children.map((row) => ({
   state: row.querySelector('[data-field="state"]').textContent,
   probe: row.querySelector('[data-field="probe"]').textContent,
 }));
-process.stdout.write(JSON.stringify(rows));
+const capacity = ids["flexiai-capacity"].children.map((li) => li.textContent);
+process.stdout.write(JSON.stringify(process.argv[3] === "capacity" ? capacity : rows));
