@@ -74,10 +74,12 @@ class WarmupProber:
         self._clock = clock
         self._rand = rand
         self.sent = 0
+        self._idle = True  # the last pass found no warming provider
 
     def tick(self, interval: float) -> dict[str, str]:
         """Probe each warming provider whose lease this process takes; their outcomes."""
         warming = [p for p in self._providers() if p.warming]
+        self._idle = not warming
         if not warming:
             return {}  # the usual case: the cached provider list only, no Redis
         store = self._store()
@@ -105,7 +107,11 @@ class WarmupProber:
         return outcomes
 
     def wait(self, interval: float | None) -> float:
-        return IDLE_SECONDS if interval is None else wake_delay(interval, self._rand())
+        """A whole interval while nothing is warming (the provider list is read once an
+        interval), else a jittered fraction of it so the lease goes to whoever is first."""
+        if interval is None:
+            return IDLE_SECONDS
+        return interval if self._idle else wake_delay(interval, self._rand())
 
 
 def _interval() -> float | None:

@@ -147,3 +147,15 @@ def test_start_and_stop_are_per_process():
         assert warmup.start() is runner and runner.thread.is_alive()
         warmup.stop()
         assert not runner.thread.is_alive()
+
+
+def test_with_nothing_warming_the_prober_looks_once_an_interval():
+    cold = [provider("cold", warm=False)]
+    listed = [[provider("a")]]
+    prober = WarmupProber(store=LocalBreakerStore, providers=lambda: listed[0],
+                          call=Answers("failed"), rand=lambda: 0.0)
+    prober.tick(5)
+    assert prober.wait(5) == 5
+    listed[0] = cold
+    prober.tick(5)
+    assert prober.wait(5) == pytest.approx(1.0)  # 20 % of the interval: the lease race
