@@ -48,7 +48,9 @@ class TierSignals:
     """One tier's load, deployment-wide. ``capacity``: concurrent requests its usable
     providers take (None: no provider of the tier has one); ``replicas``: its enabled
     providers, warming ones included; ``overflow_rate``: requests a second sent on to the
-    next tier because this one was full; ``first_token_p95``: seconds, None if unknown."""
+    next tier because this one was full; ``first_token_p95``: seconds, None if unknown;
+    ``load_known``: False when nothing measures the load (no in-flight accounting): the
+    zeros are then no reason to scale down."""
 
     request_rate: float = 0.0
     inflight: int = 0
@@ -58,6 +60,7 @@ class TierSignals:
     first_token_p95: float | None = None
     open_breakers: int = 0
     warming: int = 0
+    load_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ class Planner:
         if current and s.open_breakers >= current:
             return decided("hold", current, "tier_down",
                            f"all {current} providers have an open breaker")
+        if not s.load_known:
+            return decided("hold", current, "no_figures", "no in-flight accounting to read")
         wanted = self._scale_up_reason(s, policy, util, projected)
         if wanted is not None:
             reason, detail = wanted

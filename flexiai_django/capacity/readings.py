@@ -64,7 +64,7 @@ def load_source() -> LoadSource:
 def tier_signals(providers: Iterable[ProviderConfig], *, inflight: Mapping[str, int],
                  activity: Mapping[str, TierLoad], states: Mapping[str, BreakerState],
                  first_token: Mapping[str, float], window: float,
-                 tiers: Iterable[str] = ()) -> dict[str, TierSignals]:
+                 tiers: Iterable[str] = (), load_known: bool = True) -> dict[str, TierSignals]:
     """Per tier (providers with no tier are not planned): replicas are its providers,
     capacity the sum over those neither warming nor behind a breaker that is not closed
     (None when none of them has a capacity), first-token p95 the slowest provider's."""
@@ -88,6 +88,7 @@ def tier_signals(providers: Iterable[ProviderConfig], *, inflight: Mapping[str, 
             first_token_p95=max(slow) if slow else None,
             open_breakers=len(down),
             warming=sum(1 for p in group if p.warming),
+            load_known=load_known,
         )
     return found
 
@@ -120,5 +121,6 @@ def read(config: PlannerConfig, sources: Sources) -> dict[str, TierSignals]:
     return tier_signals(sources.providers(), inflight=sources.load.counts(),
                         activity=sources.load.tier_activity(config.window_seconds),
                         states=sources.states(), first_token=sources.first_token(),
-                        window=config.window_seconds, tiers=config.planned)
+                        window=config.window_seconds, tiers=config.planned,
+                        load_known=not isinstance(sources.load, NoLoad))
 

@@ -137,6 +137,13 @@ def test_without_capacity_the_request_rate_per_replica_measures_utilisation(cloc
     assert Planner(CONFIG, clock).decide({"small": s})["small"].reason == "no_figures"
 
 
+def test_unmeasured_load_is_no_reason_to_scale_down_but_bounds_still_hold(clock):
+    planner = Planner(CONFIG, clock)
+    held = one(planner, inflight=0, replicas=4, load_known=False)
+    assert (held.action, held.reason) == ("hold", "no_figures")
+    assert one(planner, inflight=0, replicas=9, load_known=False).reason == "above_max"
+
+
 def test_a_restored_planner_keeps_the_cool_down_of_the_stored_decision(clock):
     first = Planner(CONFIG, clock)
     stored = [Decision.from_dict(d.to_dict()) for d in first.decide(

@@ -41,13 +41,10 @@ def test_a_tier_adds_up_its_providers_load_and_usable_capacity():
     assert found["gpu"].replicas == 0 and found["gpu"].capacity is None
 
 
-def test_without_in_flight_accounting_the_planner_still_reads_the_table_and_breakers():
-    class Load(NoLoad):
-        pass
-
-    sources = Sources(providers=lambda: PROVIDERS, states=dict, load=Load())
+def test_without_in_flight_accounting_the_load_is_marked_unknown():
+    sources = Sources(providers=lambda: PROVIDERS, states=dict, load=NoLoad())
     found = readings.read(planner_config({}), sources)
-    assert found["large"].inflight == 0 and found["large"].capacity == 30 - 10
+    assert found["large"].capacity == 30 - 10 and not found["large"].load_known
 
 
 def test_the_load_source_is_the_in_flight_module_when_the_build_has_one():
