@@ -159,3 +159,11 @@ def test_with_nothing_warming_the_prober_looks_once_an_interval():
     listed[0] = cold
     prober.tick(5)
     assert prober.wait(5) == pytest.approx(1.0)  # 20 % of the interval: the lease race
+
+
+@pytest.mark.django_db
+def test_a_new_session_is_not_pinned_to_a_warming_provider(client, make_provider):
+    make_provider("cold", priority=1, warming=True)
+    make_provider("warm", priority=2)
+    response = client.post("/v1/sessions", {"id": "conv-w"}, content_type="application/json")
+    assert response.status_code == 201 and response.json()["provider"] == "warm"
