@@ -15,7 +15,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from flexiai_django import broadcast
+from django.dispatch import receiver
+
+from flexiai_django import broadcast, signals
 from flexiai_django.capacity import hook
 from flexiai_django.capacity.planner import Decision
 from flexiai_django.conf import get_settings
@@ -91,7 +93,13 @@ _decisions: PerProcess[MemoryDecisions | RedisDecisions] = PerProcess(_build)
 
 
 def decisions_store() -> MemoryDecisions | RedisDecisions:
+    """This process's store of last decisions, rebuilt after a fork and a settings change."""
     return _decisions.get()
+
+
+@receiver(signals.settings_reloaded, dispatch_uid="flexiai-capacity-decisions")
+def _drop(**kwargs: Any) -> None:
+    _decisions.reset()
 
 
 def last_decisions() -> dict[str, Decision]:

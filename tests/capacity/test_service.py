@@ -219,3 +219,25 @@ def test_sigterm_ends_the_service_cleanly(tmp_path):
     finally:
         if service.poll() is None:
             service.kill()
+
+
+@pytest.mark.django_db
+def test_a_dead_redis_costs_the_planner_its_record_not_its_decisions(make_provider, settings,
+                                                                    caplog):
+    from flexiai_django.testing.redis_server import RedisServer
+
+    make_provider("big", tier="large", capacity=4)
+    with RedisServer() as gone:
+        gone.stop()
+    store = {"BACKEND": "flexiai_django.breakers.redis_store.RedisBreakerStore",
+             "OPTIONS": {"url": gone.url}}
+    with override_settings(FLEXIAI={**settings.FLEXIAI, "BREAKER_STORE": store,
+                                    "CAPACITY_PLANNER": {"TIERS": {"large": {"MIN": 2}}}}):
+        started = time.monotonic()
+        decided = Service(sources=Sources(providers=get_providers, states=dict,
+                                          load=Load())).once()
+        assert decided["large"].reason == "below_min"
+        assert "capacity decisions not stored (ConnectionError)" in caplog.text
+        assert outputs.last_decisions() == {}
+        assert "no decision yet" in run("flexiai_status")
+        assert time.monotonic() - started < 5
