@@ -96,10 +96,11 @@ def worker_exit(server, worker):
     """In the exiting worker: leave the broadcast group now, not after group_expiry, and
     stop the active prober (a probe in flight is not waited for beyond a second)."""
     try:
-        from flexiai_django import active_probes, broadcast
+        from flexiai_django import active_probes, broadcast, warmup
 
         broadcast.leave()
         active_probes.stop()
+        warmup.stop()
     except Exception as exc:  # the app may never have loaded; exiting must not fail
         server.log.warning("flexiai: broadcast group not left (%s)", type(exc).__name__)
 

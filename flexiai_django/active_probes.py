@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import close_old_connections
 from django.dispatch import receiver
@@ -146,14 +146,33 @@ class Prober:
         return IDLE_SECONDS if interval is None else wake_delay(interval, self._rand())
 
 
-class Runner:
-    """The per-process thread around a :class:`Prober`; :meth:`stop` ends it."""
+class Ticking(Protocol):
+    """What a :class:`Runner` drives: a pass per interval, then a wait."""
 
-    def __init__(self, prober: Prober | None = None) -> None:
+    sent: int
+
+    def tick(self, interval: float) -> dict[str, str]: ...
+
+    def wait(self, interval: float | None) -> float: ...
+
+
+def _active_probe_seconds() -> float | None:
+    return get_settings().ACTIVE_PROBE_SECONDS
+
+
+class Runner:
+    """The per-process thread around a prober (:class:`Prober`, or the warm-up prober
+    with its own ``interval`` setting); :meth:`stop` ends it."""
+
+    def __init__(self, prober: Ticking | None = None,
+                 interval: Callable[[], float | None] = _active_probe_seconds,
+                 name: str = "flexiai-prober", label: str = "active prober") -> None:
         self.pid = os.getpid()
-        self.prober = prober or Prober()
+        self.prober: Ticking = prober or Prober()
+        self._interval = interval
+        self._label = label
         self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="flexiai-prober", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> Runner:
         self.thread.start()
@@ -168,12 +187,12 @@ class Runner:
         while not self._stop.is_set():
             interval: float | None = None
             try:
-                interval = get_settings().ACTIVE_PROBE_SECONDS
+                interval = self._interval()
                 if interval is not None:
                     close_old_connections()  # the provider table is read from this thread
                     self.prober.tick(interval)
             except Exception as exc:
-                logger.warning("active prober pass failed (%s)", type(exc).__name__)
+                logger.warning("%s pass failed (%s)", self._label, type(exc).__name__)
             self._stop.wait(self.prober.wait(interval))
 
 

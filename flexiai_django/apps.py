@@ -20,6 +20,7 @@ class FlexiAIConfig(AppConfig):
             history,
             metrics,
             provider_cache,
+            warmup,
         )
 
         checks.register()

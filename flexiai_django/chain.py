@@ -30,6 +30,7 @@ from flexiai_django import (
     strategies,
     token_estimate,
     tracing,
+    warming,
 )
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
@@ -97,7 +98,9 @@ class Walk:
                    counts: dict[str, int] | None = None) -> list[ProviderConfig]:
         """The providers to try, in order: the session's pinned one first, when it is one;
         the others (all, for a new session) in the alias's routing strategy's order
-        (:mod:`flexiai_django.route`; ``counts``: in-flight counts already read)."""
+        (:mod:`flexiai_django.route`; ``counts``: in-flight counts already read). Warming
+        providers are left out but for their trickle (:mod:`~flexiai_django.warming`),
+        after routing: ``overflow`` counts a warming tier as full."""
         settings = get_settings()
         ordered = ordering.order(
             ordering.select(providers, self.request.model, settings.MODEL_ALIASES))
@@ -105,6 +108,7 @@ class Walk:
                                                                  settings.ROUTING)
         if self.request.pinned is None and strategy != strategies.PRIORITY:
             ordered = route.ordered(strategy, ordered, counts)
+        ordered = warming.admit(ordered, settings.WARMING_TRICKLE, self.rand)
         return sessions.pin_first(ordered, self.request.pinned)
 
     async def acandidates(self, providers: tuple[ProviderConfig, ...]) -> list[ProviderConfig]:

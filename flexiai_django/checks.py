@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
+from flexiai_django.capacity import config as capacity_config
 from flexiai_django.conf import DEFAULTS, user_settings
 
 #: The routing strategies a model alias may use (FLEXIAI["ROUTING"]).
@@ -239,8 +240,8 @@ RULES = (
          "Seconds a killed worker's in-flight slots stay counted: 1 or more."),
     Rule("WARMING_TRICKLE", "flexiai.E059", lambda v: _is_number(v) and 0 <= v <= 1,
          "The share of requests a warming provider still gets, from 0 to 1."),
-    Rule("WARMUP_PROBE_SECONDS", "flexiai.E060", lambda v: _is_number(v) and v > 0,
-         "Seconds between warm-up probes of a warming provider: above 0."),
+    Rule("WARMUP_PROBE_SECONDS", "flexiai.E060", _optional_positive,
+         "Seconds between warm-up probes of a warming provider: above 0, or None (off)."),
     Rule("CAPACITY_PLANNER", "flexiai.E061", lambda v: isinstance(v, dict),
          'A dict of planner options, e.g. {"INTERVAL_SECONDS": 15, "TIERS": {...}}: see '
          "the README's capacity planning section."),
@@ -267,11 +268,29 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             shown = "(value hidden)" if rule.secret else repr(value)
             errors.append(checks.Error(f"FLEXIAI[{rule.key!r}] is invalid: {shown}.",
                                        id=rule.id, hint=rule.hint))
+    errors += _capacity_planner_problems(merged["CAPACITY_PLANNER"])
     opened, capped = merged["OPEN_SECONDS"], merged["MAX_OPEN_SECONDS"]
     if _is_number(opened) and _is_number(capped) and capped < opened:
         errors.append(checks.Error("FLEXIAI['MAX_OPEN_SECONDS'] is below OPEN_SECONDS.",
                                    id="flexiai.E006", hint=RULES[5].hint))
     return errors
+
+
+_PLANNER_HINTS = {
+    "flexiai.E061": "See the README's capacity planning section for the keys and ranges.",
+    "flexiai.E062": 'A webhook URL ("https://ops.example/scale") or a dotted path to a '
+                    "callable that takes the decision.",
+    "flexiai.E063": 'TIERS = {"large": {"LEAD_SECONDS": 180, "MIN": 1, "MAX": 4}, ...}.',
+}
+
+
+def _capacity_planner_problems(value: Any) -> list[checks.CheckMessage]:
+    """Inside a CAPACITY_PLANNER dict: options (E061), the hook (E062), the tiers (E063)."""
+    if not isinstance(value, dict):
+        return []  # the E061 rule said so
+    return [checks.Error(f"FLEXIAI['CAPACITY_PLANNER']: {text}.", id=check_id,
+                         hint=_PLANNER_HINTS[check_id])
+            for check_id, text in capacity_config.problems(value)]
 
 
 def check_channel_layer(**kwargs: Any) -> list[checks.CheckMessage]:

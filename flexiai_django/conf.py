@@ -126,9 +126,10 @@ class FlexiAISettings:
     # themselves after this many seconds.
     INFLIGHT_LEASE_SECONDS: float = 10.0
     # Warming providers (Provider.warming): this fraction of requests still goes to them
-    # (0: none) and a warm-up probe runs every WARMUP_PROBE_SECONDS until one answers.
+    # (0: none) and a warm-up probe runs every WARMUP_PROBE_SECONDS until one answers
+    # (None: no probes; the flag is then cleared by hand).
     WARMING_TRICKLE: float = 0.0
-    WARMUP_PROBE_SECONDS: float = 5.0
+    WARMUP_PROBE_SECONDS: float | None = 5.0
     # The capacity planner (manage.py flexiai_capacity): see the README's "Capacity
     # planning" for the keys (interval, per-tier lead times and bounds, thresholds, hook).
     CAPACITY_PLANNER: dict[str, Any] = field(default_factory=dict)

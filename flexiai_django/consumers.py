@@ -140,6 +140,10 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def flexiai_providers(self, event: dict[str, Any]) -> None:
         await self.send_json(await status_page.snapshot())
 
+    async def flexiai_capacity(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "capacity", "decisions": event.get("decisions", []),
+                              "sent_at": event.get("sent_at")})
+
     async def flexiai_stats(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "stats", "worker": event.get("worker"),
                               "stats": event.get("stats", {}),

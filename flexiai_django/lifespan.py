@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from flexiai_django import active_probes, broadcast
+from flexiai_django import active_probes, broadcast, warmup
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -24,5 +24,6 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         elif message["type"] == "lifespan.shutdown":
             await asyncio.to_thread(broadcast.leave)
             await asyncio.to_thread(active_probes.stop)
+            await asyncio.to_thread(warmup.stop)
             await send({"type": "lifespan.shutdown.complete"})
             return

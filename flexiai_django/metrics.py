@@ -17,7 +17,7 @@ messages, URLs or keys. Recording costs a few microseconds (label children are c
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.dispatch import receiver
@@ -26,6 +26,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from flexiai_django import errors, signals
 from flexiai_django.breakers.state import BreakerState, State, available
+from flexiai_django.capacity.planner import ACTIONS, REASONS, Decision
 
 if TYPE_CHECKING:
     from flexiai_django.providers.base import ProviderConfig
@@ -141,10 +142,33 @@ ACTIVE_PROBES = Counter(
     ["provider", "outcome"],
 )
 
+WARMUP_PROBES = Counter(
+    "flexiai_warmup_probes_total",
+    "Warm-up probes of warming providers (one per WARMUP_PROBE_SECONDS per warming "
+    "provider, deployment-wide), by outcome: ok (the provider is warm now), an error kind, "
+    "or error.",
+    ["provider", "outcome"],
+)
+
+CAPACITY_DESIRED = Gauge(
+    "flexiai_capacity_desired",
+    "The capacity planner's last desired replica count per tier (read from Redis at scrape "
+    "time: manage.py flexiai_capacity decides).",
+    ["tier"],
+    multiprocess_mode="livemostrecent",
+)
+CAPACITY_DECISION = Gauge(
+    "flexiai_capacity_decision",
+    "1 for the capacity planner's last decision per tier (action: scale_up, hold or "
+    "scale_down) and its reason, 0 for the others.",
+    ["tier", "action", "reason"],
+    multiprocess_mode="livemostrecent",
+)
+
 ALL: tuple[MetricWrapperBase, ...] = (
     REQUESTS, ATTEMPTS, LATENCY, TOKENS, FALLBACKS, RETRIES, REJECTIONS, TRANSITIONS,
     HEDGES, BREAKER_STATE, PROVIDERS_AVAILABLE, REDIS_CONNECTED, ACTIVE_PROBES,
-    MALFORMED_CHUNKS, INFLIGHT,
+    MALFORMED_CHUNKS, INFLIGHT, WARMUP_PROBES, CAPACITY_DESIRED, CAPACITY_DECISION,
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -238,6 +262,11 @@ def probed(provider: str, outcome: str) -> None:
     _child(ACTIVE_PROBES, provider, outcome).inc()
 
 
+def warmup_probed(provider: str, outcome: str) -> None:
+    """The warm-up prober called ``provider`` (see :mod:`flexiai_django.warmup`)."""
+    _child(WARMUP_PROBES, provider, outcome).inc()
+
+
 # -- breaker transitions ----------------------------------------------------------------------
 
 
@@ -264,6 +293,18 @@ def set_shared_state(states: Mapping[str, BreakerState], providers: Sequence[Pro
     PROVIDERS_AVAILABLE.set(sum(
         available(states.get(p.breaker_name, BreakerState()), p.breaker, now) for p in providers))
     REDIS_CONNECTED.set(1.0 if connected else 0.0)
+
+
+def set_capacity(decisions: Iterable[Decision]) -> None:
+    """The planner's last decision per tier, one-hot over actions and reasons (so any
+    worker's scrape replaces what another worker set before)."""
+    for decision in decisions:
+        _child(CAPACITY_DESIRED, decision.tier).set(decision.desired)
+        for action in ACTIONS:
+            for reason in REASONS:
+                current = action == decision.action and reason == decision.reason
+                _child(CAPACITY_DECISION, decision.tier, action, reason).set(
+                    1.0 if current else 0.0)
 
 
 def samples() -> dict[str, frozenset[str]]:

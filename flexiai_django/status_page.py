@@ -5,7 +5,8 @@ table and the transition history; it carries ``server_time`` so the browser can 
 down to half-open with its own clock, and ``active_probe_seconds`` (each breaker state
 carries its last active probe and the probes of the current outage). A provider that
 can't be used as configured (a key that can't be decrypted…) carries
-``misconfigured: "<reason>"`` so it is never invisible.
+``misconfigured: "<reason>"`` so it is never invisible. ``capacity`` holds the capacity
+planner's last decision per tier; later ones arrive as ``capacity`` events.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from channels.db import database_sync_to_async
 from flexiai_django import broadcast, inflight, recent_calls
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, State
+from flexiai_django.capacity.outputs import last_decisions
 from flexiai_django.conf import get_settings
 from flexiai_django.providers.base import breaker_name_for
 from flexiai_django.worker import worker_id
@@ -54,6 +56,7 @@ def provider_row(provider: Any) -> dict[str, Any]:
         "model": provider.model,
         "priority": provider.priority,
         "enabled": provider.enabled,
+        "warming": provider.warming,
         "misconfigured": provider.misconfiguration(),
         "tier": provider.tier,
         "capacity": provider.capacity,
@@ -121,4 +124,6 @@ async def snapshot() -> dict[str, Any]:
         "stats": worker_stats(),
         "store": get_store().describe(),
         "tiers": in_flight["tiers"],
+        "capacity": [d.to_dict() for d in (await sync_to_async(
+            last_decisions, thread_sensitive=False)()).values()],
     }

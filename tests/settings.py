@@ -26,6 +26,7 @@ FLEXIAI = {**FLEXIAI, "ANONYMOUS_RATE_LIMIT_PER_MINUTE": 0}  # noqa: F405
 # Tests that open a breaker count the calls its provider gets; the active prober would
 # add its own. Its tests turn it on (tests/test_active_probes.py and the multiprocess one).
 FLEXIAI.setdefault("ACTIVE_PROBE_SECONDS", None)  # FLEXIAI_JSON (real servers) may set it
+FLEXIAI.setdefault("WARMUP_PROBE_SECONDS", None)
 
 # The test client renders admin pages with DEBUG off and without `collectstatic`: plain
 # names, found by the finders. The production storage is tested against a real gunicorn

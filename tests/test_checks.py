@@ -115,6 +115,38 @@ def test_a_cap_below_the_base_open_period_is_an_error():
         assert ids(check_settings()) == ["flexiai.E006"]
 
 
+@pytest.mark.parametrize(("planner", "check_id", "words"), [
+    ({"SCALE_UP_AT": 0.2, "SCALE_DOWN_AT": 0.5}, "flexiai.E061", "SCALE_DOWN_AT <"),
+    ({"INTERVAL_SECONDS": 0}, "flexiai.E061", "INTERVAL_SECONDS"),
+    ({"COOLDOWN": 30}, "flexiai.E061", "unknown key 'COOLDOWN'"),
+    ({"HOOK": "ftp://ops/scale"}, "flexiai.E062", "HOOK must be"),
+    ({"HOOK": "no_such_module.scale"}, "flexiai.E062", "does not import"),
+    ({"HOOK": "flexiai_django.conf.DEFAULTS"}, "flexiai.E062", "not callable"),
+    ({"TIERS": ["large"]}, "flexiai.E063", "TIERS must be a dict"),
+    ({"TIERS": {"large": {"MIN": 3, "MAX": 2}}}, "flexiai.E063", "MIN <= MAX"),
+    ({"TIERS": {"small": {"LEAD": 20}}}, "flexiai.E063", "unknown key 'LEAD'"),
+    ({"TIERS": {"gpu": {"REQUESTS_PER_REPLICA": 0}}}, "flexiai.E063", "REQUESTS_PER_REPLICA"),
+])
+def test_capacity_planner_problems_name_their_option(planner, check_id, words):
+    with override_settings(FLEXIAI={"CAPACITY_PLANNER": planner}):
+        messages = check_settings()
+    assert ids(messages) == [check_id]
+    assert words in messages[0].msg and messages[0].hint
+
+
+def test_a_complete_capacity_planner_passes():
+    planner = {"INTERVAL_SECONDS": 10, "WINDOW_SECONDS": 30, "SCALE_UP_AT": 0.9,
+               "SCALE_DOWN_AT": 0.2, "TARGET_UTILISATION": 0.5, "OVERFLOW_UP_AT": 0.1,
+               "COOLDOWN_SECONDS": 0, "HOOK": "https://ops.example/scale",
+               "TIERS": {"large": {"LEAD_SECONDS": 180, "MIN": 1, "MAX": 4},
+                         "gpu": {"MIN": 0, "MAX": 2, "REQUESTS_PER_REPLICA": 3,
+                                 "FIRST_TOKEN_P95_SECONDS": 2.5}}}
+    with override_settings(FLEXIAI={"CAPACITY_PLANNER": planner}):
+        assert check_settings() == []
+    with override_settings(FLEXIAI={"CAPACITY_PLANNER": {"HOOK": "flexiai_django.chat"}}):
+        assert check_settings() == []
+
+
 def test_encryption_keys_are_never_echoed():
     with override_settings(FLEXIAI={"ENCRYPTION_KEYS": ["ok", ""]}):
         messages = check_settings()

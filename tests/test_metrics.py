@@ -27,6 +27,7 @@ import flexiai_django
 from flexiai_django import breaker, cache_tier, metrics
 from flexiai_django.breakers.redis_store import RedisBreakerStore
 from flexiai_django.breakers.state import BreakerConfig, State
+from flexiai_django.capacity.planner import ACTIONS, REASONS
 from flexiai_django.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.django_db
@@ -438,12 +439,15 @@ def test_metrics_label_values_are_names_tiers_states_and_outcomes_never_secrets(
         "from_state": {s.value for s in State}, "to_state": {s.value for s in State},
         "outcome": metrics.ERROR_KINDS | {"ok", "unavailable", "interrupted", "cancelled",
                                           "error"},
+        "action": set(ACTIONS), "reason": set(REASONS),
     }
     name = re.compile(r"^[\w.:-]*$")  # provider slugs, breaker names: no URLs, no spaces
     for family in text_string_to_metric_families(body):
         for s in family.samples:
             for label, value in s.labels.items() if s.name.startswith("flexiai_") else ():
-                if label in closed_sets:
+                if label == "tier" and s.name.startswith("flexiai_capacity_"):
+                    assert name.match(value), (s.name, value)  # a provider tier's label
+                elif label in closed_sets:
                     assert value in closed_sets[label], (s.name, label, value)
                 elif label != "le":
                     assert label in {"provider", "breaker"} and name.match(value), (s.name,

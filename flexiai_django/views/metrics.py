@@ -20,6 +20,7 @@ from django_prometheus.exports import ExportToDjangoView
 
 from flexiai_django import metrics
 from flexiai_django.breakers import get_store
+from flexiai_django.capacity.outputs import last_decisions
 from flexiai_django.provider_cache import aget_providers
 from flexiai_django.providers.base import ProviderConfig
 
@@ -33,6 +34,7 @@ def _render(request: HttpRequest, providers: tuple[ProviderConfig, ...]) -> Http
     states = store.all()
     metrics.set_shared_state(states, providers, connected=bool(store.describe()["connected"]),
                              now=time.time())
+    metrics.set_capacity(last_decisions().values())
     response: HttpResponse = ExportToDjangoView(request)
     return response
 

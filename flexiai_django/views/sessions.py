@@ -72,11 +72,12 @@ def _invalid_id() -> HttpResponse:
 
 def first_serving(providers: Sequence[ProviderConfig], model: str) -> str | None:
     """The provider the chain would try first now for ``model``: in routing order, the
-    first whose breaker admits calls; None when none does (the first answer pins it)."""
+    first whose breaker admits calls and that is not warming (a session is never pinned to
+    a cold model); None when none does (the first answer pins it)."""
     ordered = ordering.order(ordering.select(providers, model, get_settings().MODEL_ALIASES))
     store = get_store()
     for provider in ordered:
-        if store.get(provider.breaker_name).state in SERVING:
+        if not provider.warming and store.get(provider.breaker_name).state in SERVING:
             return provider.name
     return None
 

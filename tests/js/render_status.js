@@ -49,7 +49,7 @@ function text(s) { const t = new Node_("#text"); t.text = s; t.matches = null; r
 const ids = {};
 for (const id of ["flexiai-status", "flexiai-providers", "flexiai-timeline", "flexiai-connection",
                   "flexiai-message", "flexiai-served-by", "flexiai-store", "flexiai-window",
-                  "flexiai-tiers"]) {
+                  "flexiai-tiers", "flexiai-capacity"]) {
   ids[id] = new Node_("div");
 }
 ids["flexiai-status"].dataset = { mayChange: "false", socketPath: "/ws/status/" };
@@ -77,4 +77,6 @@ const rows = ids["flexiai-providers"].children.map((row) => ({
   probe: row.querySelector('[data-field="probe"]').textContent,
   inFlight: row.querySelector('[data-field="in-flight"]').textContent,
 }));
-process.stdout.write(JSON.stringify({rows, tiers: ids["flexiai-tiers"].textContent}));
+const capacity = ids["flexiai-capacity"].children.map((li) => li.textContent);
+process.stdout.write(JSON.stringify(process.argv[3] === "capacity" ? capacity
+  : {rows, tiers: ids["flexiai-tiers"].textContent}));

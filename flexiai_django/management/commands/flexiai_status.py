@@ -1,5 +1,6 @@
 """Providers, their breakers as the shared store sees them, requests in flight (per provider
-and tier, deployment-wide), and the shared state's health.
+and tier, deployment-wide), the shared state's health and the capacity planner's last
+decisions.
 
 Sessions are not counted: the session store has no cheap count (it would be a SCAN).
 
@@ -10,11 +11,14 @@ read from this process: no server needs to be running. Never prints API keys.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand, CommandParser
 
+from flexiai_django.capacity.outputs import last_decisions
+from flexiai_django.capacity.planner import Decision
 from flexiai_django.conf import get_settings
 from flexiai_django.models import Provider
 from flexiai_django.views.health import provider_report, sync_status
@@ -40,7 +44,8 @@ def status() -> dict[str, Any]:
     providers = sorted([{**p, "enabled": True} for p in counted["providers"]] + _disabled(),
                        key=lambda p: (p["priority"], p["name"]))
     return {"providers": providers, "tiers": counted["tiers"],
-            "active_probe_seconds": get_settings().ACTIVE_PROBE_SECONDS, **sync_status()}
+            "active_probe_seconds": get_settings().ACTIVE_PROBE_SECONDS, **sync_status(),
+            "capacity": {t: d.to_dict() for t, d in sorted(last_decisions().items())}}
 
 
 def _cell(value: Any) -> str:
@@ -58,6 +63,16 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             text += f"  MISCONFIGURED: {row['misconfigured']}"
         lines.append(text)
     return lines
+
+
+def capacity_line(decisions: dict[str, dict[str, Any]]) -> str:
+    """The capacity planner's last decision per tier, with its age."""
+    if not decisions:
+        return "capacity planner: no decision yet (manage.py flexiai_capacity)"
+    now = time.time()
+    parts = [f"{Decision.from_dict(d).describe()}, {now - d['at']:.0f} s ago"
+             for d in decisions.values()]
+    return "capacity planner: " + "; ".join(parts)
 
 
 class Command(BaseCommand):
@@ -87,3 +102,4 @@ class Command(BaseCommand):
                           f"answer cache ok: {'yes' if report['answer_cache_ok'] else 'NO'}")
         self.stdout.write("active probes: " + (f"every {probe} s while a breaker is open"
                                                if probe else "off"))
+        self.stdout.write(capacity_line(report["capacity"]))

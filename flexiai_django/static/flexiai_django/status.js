@@ -6,6 +6,7 @@
   const timeline = document.getElementById("flexiai-timeline");
   const connection = document.getElementById("flexiai-connection");
   const message = document.getElementById("flexiai-message");
+  const capacityList = document.getElementById("flexiai-capacity");
   const mayChange = root.dataset.mayChange === "true";
   const ACTIONS = [["reset", "Reset"], ["force_open", "Force open"], ["disable", "Disable"]];
   const TIMELINE_LENGTH = 50;
@@ -15,6 +16,7 @@
   let clockSkew = 0;           // server time - browser time, seconds
   let staleAfter = 70;
   let probeEvery = null;       // ACTIVE_PROBE_SECONDS, null when active probing is off
+  let capacity = new Map();    // tier -> the capacity planner's last decision
   let socket = null;
   let backoff = 500;
 
@@ -127,7 +129,8 @@
     const s = p.state;
     const changed = row.dataset.state && row.dataset.state !== s.state;
     row.dataset.state = s.state;
-    cell(row, "name", p.enabled === false ? `${p.name} (provider off)` : p.name);
+    cell(row, "name", p.enabled === false ? `${p.name} (provider off)`
+      : p.warming ? `${p.name} (warming)` : p.name);
     cell(row, "misconfigured", p.misconfigured ? `misconfigured: ${p.misconfigured}` : "");
     if (p.misconfigured) row.dataset.misconfigured = p.misconfigured;
     else delete row.dataset.misconfigured;
@@ -148,6 +151,26 @@
   }
 
   function renderAll() { for (const p of providers.values()) render(p); }
+
+  function onCapacity(decisions) {
+    for (const d of decisions) capacity.set(d.tier, d);
+    if (!capacityList) return;
+    capacityList.replaceChildren();
+    if (!capacity.size) {
+      const li = document.createElement("li");
+      li.textContent = "No decision yet (manage.py flexiai_capacity).";
+      capacityList.appendChild(li);
+    }
+    for (const tier of [...capacity.keys()].sort()) {
+      const d = capacity.get(tier);
+      const move = d.action === "hold" ? `${d.current}` : `${d.current} → ${d.desired}`;
+      const li = document.createElement("li");
+      li.dataset.tier = tier;
+      li.textContent = `${tier}: ${d.action.replace("_", " ")} ${move} ` +
+        `(${d.reason}: ${d.detail}) at ${fmtTime(d.at)}`;
+      capacityList.appendChild(li);
+    }
+  }
 
   function addTransition(t, atTop) {
     const li = document.createElement("li");
@@ -182,6 +205,8 @@
     renderTiers(m.tiers || []);
     timeline.replaceChildren();
     for (const t of m.transitions) addTransition(t, false);
+    capacity = new Map();
+    onCapacity(m.capacity || []);
   }
 
   function onBreaker(m) {
@@ -226,6 +251,7 @@
       else if (m.type === "stats") { workerStats.set(m.worker, m); renderAll(); }
       else if (m.type === "result") onResult(m);
       else if (m.type === "inflight") onInflight(m);
+      else if (m.type === "capacity") onCapacity(m.decisions);
     };
     socket.onclose = (e) => {
       if (e.code === 4403) { setConnection("refused"); return; }
