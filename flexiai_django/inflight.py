@@ -45,7 +45,7 @@ from typing import Any
 from django.dispatch import receiver
 
 from flexiai_django import metrics, signals, strategies
-from flexiai_django.breakers import get_store
+from flexiai_django.breakers import shared_redis_options
 from flexiai_django.conf import get_settings
 from flexiai_django.inflight_local import BUCKET_SECONDS, LocalSlots, TierActivity, buckets_in
 from flexiai_django.process_local import PerProcess
@@ -337,14 +337,10 @@ class InflightSlots:
                     client.delete(*keys)
 
 
-_OPTIONS = ("alias", "url", "key_prefix", "socket_timeout", "connect_timeout", "retry_seconds")
-
-
 def _build_slots() -> InflightSlots:
     """On the breaker store's Redis when that store is shared, in-process otherwise."""
-    shared = bool(get_store().describe()["shared"])
-    options = get_settings().BREAKER_STORE.get("OPTIONS", {}) if shared else {}
-    return InflightSlots(shared=shared, **{k: options[k] for k in _OPTIONS if k in options})
+    options = shared_redis_options()
+    return InflightSlots(shared=options is not None, **(options or {}))
 
 
 _slots = PerProcess(_build_slots)

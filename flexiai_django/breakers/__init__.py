@@ -62,6 +62,20 @@ def _drop_store(**kwargs: Any) -> None:
     _config.cache_clear()
 
 
+#: The breaker store's Redis options that other shared counters reuse.
+_REDIS_OPTIONS = ("alias", "url", "key_prefix", "socket_timeout", "connect_timeout",
+                  "retry_seconds")
+
+
+def shared_redis_options() -> dict[str, Any] | None:
+    """The Redis options of the breaker store when it is shared, else None: counters that
+    keep deployment-wide state (hedge budget, in-flight slots) live beside the breakers."""
+    if not get_store().describe()["shared"]:
+        return None
+    options = get_settings().BREAKER_STORE.get("OPTIONS", {})
+    return {k: options[k] for k in _REDIS_OPTIONS if k in options}
+
+
 def default_config(**overrides: Any) -> BreakerConfig:
     """Breaker settings from FLEXIAI, with per-breaker overrides (``None`` means default)."""
     return _config(tuple(sorted(overrides.items())))
