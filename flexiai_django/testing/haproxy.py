@@ -15,11 +15,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import urlsplit
 
 import httpx
 
+from flexiai_django.testing.proxy_process import ProxyProcess
 from flexiai_django.testing.redis_server import free_port
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
@@ -41,7 +41,7 @@ def render(conf: str, upstreams: list[str], port: int) -> str:
     return re.sub(r"^( *)bind :80$", rf"\g<1>bind 127.0.0.1:{port}", conf, flags=re.M)
 
 
-class HAProxy:
+class HAProxy(ProxyProcess):
     """``with HAProxy([url1, url2]) as proxy:`` — ``proxy.url``; started once every server
     has passed its health check."""
 
@@ -79,20 +79,3 @@ class HAProxy:
     def output(self) -> str:
         """HAProxy's log: one line per request, and its servers going up and down."""
         return self._log.read_text(errors="replace") if self._log.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> HAProxy:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

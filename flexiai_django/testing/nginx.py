@@ -17,11 +17,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import urlsplit
 
 import httpx
 
+from flexiai_django.testing.proxy_process import ProxyProcess
 from flexiai_django.testing.redis_server import free_port
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
@@ -48,7 +48,7 @@ def render(conf: str, upstreams: list[str], port: int, static_root: Path | None 
     return re.sub(r"listen\s+\d+;", f"listen 127.0.0.1:{port};", conf)
 
 
-class NginxProxy:
+class NginxProxy(ProxyProcess):
     def __init__(self, upstreams: list[str], conf: Path = SHIPPED,
                  static_root: Path | None = None) -> None:
         self.port = free_port()
@@ -124,20 +124,3 @@ class NginxProxy:
     def errors(self) -> str:
         log = self._dir / "error.log"
         return log.read_text(errors="replace") if log.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> NginxProxy:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
