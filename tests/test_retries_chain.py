@@ -19,7 +19,8 @@ STORES = {
 }
 FLEXIAI = {"FAILURE_THRESHOLD": 5, "OPEN_JITTER": 0.0, "DEGRADED_MESSAGE": None,
            "CACHE_ENABLED": False, "RETRY_BACKOFF_SECONDS": 0.05,
-           "RETRY_AFTER_CAP_SECONDS": 2.0}
+           "RETRY_AFTER_CAP_SECONDS": 2.0, "ACTIVE_PROBE_SECONDS": None,
+           "WARMUP_PROBE_SECONDS": None}
 
 
 def with_store(kind, **flexiai):
