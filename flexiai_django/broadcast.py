@@ -33,7 +33,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, channel_layers
 from django.dispatch import receiver
 
-from flexiai_django import process_role, provider_cache, recent_calls, signals
+from flexiai_django import first_tokens, process_role, provider_cache, recent_calls, signals
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState
 from flexiai_django.conf import get_settings
@@ -158,11 +158,16 @@ class Listener:
                 logger.debug("resync failed: %s", type(exc).__name__)
 
     async def _stats_forever(self) -> None:
-        """Publish this worker's recent provider figures when they change."""
+        """Publish this worker's recent provider figures when they change, and keep its
+        times to first token in Redis for the capacity planner (:mod:`.first_tokens`)."""
         last: dict[str, recent_calls.Summary] = {}
         while True:
             settings = get_settings()
             await asyncio.sleep(settings.STATS_PUBLISH_SECONDS)
+            try:
+                await self.loop.run_in_executor(None, first_tokens.board().share)
+            except Exception as exc:
+                logger.debug("first-token figures not shared: %s", type(exc).__name__)
             summary = recent_calls.local().summary(settings.STATS_WINDOW_SECONDS)
             if summary == last or not self.connected:
                 continue

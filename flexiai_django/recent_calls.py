@@ -7,7 +7,9 @@ heavy traffic it covers less than ``STATS_WINDOW_SECONDS``.
 
 It also keeps each provider's last :data:`FIRST_TOKEN_SAMPLES` times to first token, apart
 for streams (the first chunk) and plain calls (the whole answer): hedged requests wait
-for a provider's recent p95 of them before starting a second call.
+for a provider's recent p95 of them before starting a second call, and the broadcast
+listener shares those of the window with the capacity planner
+(:mod:`flexiai_django.first_tokens`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Stats:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._samples: dict[str, deque[tuple[float, bool, float]]] = {}
-        self._first_token: dict[tuple[str, bool], deque[float]] = {}
+        self._first_token: dict[tuple[str, bool], deque[tuple[float, float]]] = {}
         self.recorded = 0
 
     def record(self, provider: str, ok: bool, latency_ms: float) -> None:
@@ -52,11 +54,23 @@ class Stats:
         times = self._first_token.get(key)
         if times is None:
             times = self._first_token.setdefault(key, deque(maxlen=FIRST_TOKEN_SAMPLES))
-        times.append(seconds)
+        times.append((self._clock(), seconds))
 
     def first_token_times(self, provider: str, *, streamed: bool) -> list[float]:
         """The recent times to first token noted for ``provider``, in seconds."""
-        return list(self._first_token.get((provider, streamed), ()))
+        return [seconds for _, seconds in list(self._first_token.get((provider, streamed), ()))]
+
+    def first_tokens_since(self, window_seconds: float, *, streamed: bool,
+                           ) -> dict[str, list[float]]:
+        """Per provider, its times to first token noted in the last ``window_seconds``
+        (providers with none left out)."""
+        since = self._clock() - window_seconds
+        found: dict[str, list[float]] = {}
+        for (provider, mode), times in list(self._first_token.items()):
+            recent = [seconds for at, seconds in list(times) if at >= since]
+            if mode == streamed and recent:
+                found[provider] = recent
+        return found
 
     def clear(self) -> None:
         self._samples.clear()

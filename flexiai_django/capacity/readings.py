@@ -3,7 +3,8 @@
 :func:`tier_signals` adds up per-provider figures into :class:`~.planner.TierSignals`
 (pure); :func:`read` gathers them: the provider table (tiers, capacities, warming), the
 breaker store's states (Redis: the truth for every worker), in-flight counts and
-per-tier request and overflow counts from the load source, and times to first token.
+per-tier request and overflow counts from the load source, and every worker's times to
+first token (:mod:`flexiai_django.first_tokens`, pooled into a p95 per provider).
 
 The load source is deployment-wide in-flight accounting (:mod:`flexiai_django.inflight`:
 ``counts()`` per provider, ``tier_activity(window)`` per tier). That counts an overflow on
@@ -139,11 +140,14 @@ class Sources:
 
 
 def default_sources() -> Sources:
-    """The provider table (this process's short-lived cache) and the shared store."""
+    """The provider table (this process's short-lived cache), the shared store, and
+    every worker's times to first token (:mod:`flexiai_django.first_tokens`)."""
+    from flexiai_django import first_tokens
     from flexiai_django.breakers import get_store
     from flexiai_django.provider_cache import get_providers
 
-    return Sources(providers=get_providers, states=lambda: get_store().all())
+    return Sources(providers=get_providers, states=lambda: get_store().all(),
+                   first_token=first_tokens.p95s)
 
 
 def read(config: PlannerConfig, sources: Sources) -> dict[str, TierSignals]:
