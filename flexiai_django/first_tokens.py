@@ -37,7 +37,7 @@ from typing import Any
 from django.dispatch import receiver
 
 from flexiai_django import recent_calls, signals
-from flexiai_django.breakers import get_store
+from flexiai_django.breakers import shared_redis_options
 from flexiai_django.conf import get_settings
 from flexiai_django.process_local import PerProcess
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage
@@ -191,14 +191,10 @@ class FirstTokenBoard:
         self._wrote_any = False
 
 
-_OPTIONS = ("alias", "url", "key_prefix", "socket_timeout", "connect_timeout", "retry_seconds")
-
-
 def _build() -> FirstTokenBoard:
     """On the breaker store's Redis when that store is shared, in-process otherwise."""
-    shared = bool(get_store().describe()["shared"])
-    options = get_settings().BREAKER_STORE.get("OPTIONS", {}) if shared else {}
-    return FirstTokenBoard(shared=shared, **{k: options[k] for k in _OPTIONS if k in options})
+    options = shared_redis_options()
+    return FirstTokenBoard(shared=options is not None, **(options or {}))
 
 
 _board = PerProcess(_build)
