@@ -45,7 +45,7 @@ from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import ProviderAdapter, ProviderConfig
 
 if TYPE_CHECKING:
-    from flexiai_django.chain import Walk
+    from flexiai_django.walk import Walk
 
 T = TypeVar("T")
 
