@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from flexiai_django import inflight, recent_calls
     from flexiai_django.breakers import get_store
-    from flexiai_django.chain import Walk
     from flexiai_django.chat_types import ChatRequest, Message
     from flexiai_django.models import Provider
     from flexiai_django.provider_cache import get_providers
+    from flexiai_django.walk import Walk
 
     for name, priority, tier, capacity in (("large", 1, "large", 1000), ("small", 2, "small",
                                                                             4000),

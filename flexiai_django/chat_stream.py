@@ -19,7 +19,6 @@ from itertools import chain
 from flexiai_django import cache_tier, continuation, metrics, stream_resume
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import Admission
-from flexiai_django.chain import Walk, arecord, record
 from flexiai_django.chat_types import (
     Attempt,
     ChatResult,
@@ -33,6 +32,8 @@ from flexiai_django.chat_types import (
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import ProviderError, StreamInterrupted
 from flexiai_django.providers.base import ProviderConfig
+from flexiai_django.verdicts import arecord, record
+from flexiai_django.walk import Walk
 
 logger = logging.getLogger("flexiai_django")
 

@@ -43,9 +43,10 @@ from flexiai_django.errors import ProviderError
 from flexiai_django.hedge_budget import get_budget
 from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import ProviderAdapter, ProviderConfig
+from flexiai_django.verdicts import arecord, success_of
 
 if TYPE_CHECKING:
-    from flexiai_django.chain import Walk
+    from flexiai_django.walk import Walk
 
 T = TypeVar("T")
 
@@ -236,7 +237,7 @@ class _Race(Generic[T]):
         if run.hedge:
             metrics.hedged(run.provider.name, "lost")
         self.walk.attempt_started = run.started
-        await _verdict(self.store, run, False if exc.trips_breaker else None, exc.kind)
+        await arecord(self.store, run.provider, run.admission, success_of(exc), exc.kind)
         self.walk.failed(run.provider, exc)  # raises when the chain must stop
         if not self.running and run is self.latest:
             again = await self.walk.aagain(self.store, run.provider, exc)
@@ -269,7 +270,7 @@ class _Race(Generic[T]):
             elif lower_bound:
                 recent_calls.local().first_token(
                     run.provider.name, time.monotonic() - run.started, streamed=self.streamed)
-            await _verdict(self.store, run, None)
+            await arecord(self.store, run.provider, run.admission, None)  # frees a probe
 
 
 async def _wait_out(tasks: list[asyncio.Task[Any]]) -> None:
@@ -285,11 +286,3 @@ async def _wait_out(tasks: list[asyncio.Task[Any]]) -> None:
     if cancelled:
         raise asyncio.CancelledError
 
-
-async def _verdict(store: BreakerStore, run: _Run[Any], success: bool | None,
-                   error: str | None = None) -> None:
-    """What the breaker records for ``run`` (as ``chain.arecord``; None: no verdict, which
-    frees a half-open probe slot)."""
-    if run.admission.recorded:
-        await store.arecord(run.provider.breaker_name, run.provider.breaker, success=success,
-                            probe=run.admission.probe, error=error)

@@ -11,7 +11,7 @@ read these):
 * :func:`report` ``(providers)``: the in-flight counts of ``providers`` and of their tiers
   (with capacity), as the status page, ``/providers`` and ``flexiai_status`` show them.
 * :func:`get_slots` ``()``: this process's :class:`InflightSlots` (``acquire`` /
-  ``release``), used by the chain (:class:`flexiai_django.chain.Walk`).
+  ``release``), used by the chain (:class:`flexiai_django.walk.Walk`).
 
 A slot is a member of the Redis sorted set ``<prefix>:inflight:<provider>`` scored by its
 lease's expiry (Redis TIME, so every host agrees). Taking one is one Lua call that drops

@@ -6,7 +6,7 @@ clear up within a second, and the next provider may be slower, dearer or worse. 
 provider's timeout, our own bad request or key, and a reply cut half-way are not: trying
 again would only repeat them. A provider's ``Retry-After`` is obeyed when it is short
 (up to ``RETRY_AFTER_CAP_SECONDS``); a longer one sends the request elsewhere at once.
-The chain (:mod:`flexiai_django.chain`, :mod:`flexiai_django.streams`) does the waiting.
+The walk down the chain (:mod:`flexiai_django.walk`) does the waiting.
 """
 
 from __future__ import annotations

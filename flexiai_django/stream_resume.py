@@ -22,13 +22,14 @@ from typing import Generic, TypeVar
 from flexiai_django import continuation
 from flexiai_django.breakers.state import Admission
 from flexiai_django.breakers.store import BreakerStore
-from flexiai_django.chain import Walk, arecord, record, success_of
 from flexiai_django.chat_types import StreamDelta
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import BadRequest, ProviderError
 from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
+from flexiai_django.verdicts import arecord, record, success_of
+from flexiai_django.walk import Walk
 
 logger = logging.getLogger("flexiai_django")
 

@@ -15,9 +15,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 
-from flexiai_django import cache_tier, hedging, tracing
+from flexiai_django import cache_tier, fallback_tiers, hedging, tracing
 from flexiai_django.breakers import get_store
-from flexiai_django.chain import Walk
 from flexiai_django.chat_stream import AsyncChatStream, ChatStream, StreamState, ahead, head_of
 from flexiai_django.chat_types import ChatRequest, StreamDelta
 from flexiai_django.errors import ProviderError
@@ -25,6 +24,7 @@ from flexiai_django.provider_cache import aget_providers, get_providers
 from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import ProviderAdapter, ProviderConfig
 from flexiai_django.providers.clients import async_client, sync_client
+from flexiai_django.walk import Walk
 
 logger = logging.getLogger("flexiai_django")
 
@@ -66,7 +66,7 @@ def _open_stream(walk: Walk) -> ChatStream:
                 raise
             return ChatStream(StreamState(walk, provider, admission, head, candidates),
                               deltas)
-    result = walk.fallback(cache_tier.recall(request))
+    result = fallback_tiers.answer(walk, cache_tier.recall(request))
     walk.ended(result)
     return ChatStream(StreamState(walk, None, None, []), None, result)
 
@@ -95,7 +95,7 @@ async def _aopen_stream(walk: Walk) -> AsyncChatStream:
                 raise
             state = StreamState(walk, provider, admission, head, candidates)
             return AsyncChatStream(state, deltas)
-    result = walk.fallback(await cache_tier.arecall(request))
+    result = fallback_tiers.answer(walk, await cache_tier.arecall(request))
     walk.ended(result)
     return AsyncChatStream(StreamState(walk, None, None, []), None, result)
 
@@ -126,7 +126,7 @@ async def _ahedged_stream(walk: Walk) -> AsyncChatStream:
     won = await hedging.race(walk, get_store(), candidates, start, streamed=True,
                              discard=discard)
     if won is None:
-        result = walk.fallback(await cache_tier.arecall(request))
+        result = fallback_tiers.answer(walk, await cache_tier.arecall(request))
         walk.ended(result)
         return AsyncChatStream(StreamState(walk, None, None, []), None, result)
     deltas, head = won.value

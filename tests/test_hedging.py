@@ -408,9 +408,9 @@ LOCAL = {"BACKEND": "flexiai_django.breakers.memory.LocalBreakerStore", "OPTIONS
 @pytest.fixture
 def pair():
     """Two provider snapshots and a local store; hedging after 50 ms, a budget per process."""
-    from flexiai_django.chain import Walk
     from flexiai_django.providers.base import ProviderConfig
     from flexiai_django.validation import chat_request
+    from flexiai_django.walk import Walk
 
     flexiai = {**HEDGED, "BREAKER_STORE": LOCAL, "HEDGE_DEFAULT_DELAY_SECONDS": 0.05}
     with override_settings(FLEXIAI=flexiai):

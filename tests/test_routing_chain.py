@@ -16,7 +16,7 @@ from django.conf import settings
 from django.test import override_settings
 
 import flexiai_django
-from flexiai_django import chain, inflight
+from flexiai_django import chain, inflight, walk
 from flexiai_django.breakers import get_store
 from flexiai_django.chat_types import ChatRequest, Message
 from flexiai_django.inflight_local import TierActivity
@@ -218,7 +218,7 @@ def test_a_session_pinned_to_a_full_provider_stays_pinned():
     from flexiai_django import sessions
     from flexiai_django.chat_types import Attempt
 
-    trail = [Attempt("large", chain.AT_CAPACITY), Attempt("small", "ok")]
+    trail = [Attempt("large", walk.AT_CAPACITY), Attempt("small", "ok")]
     assert sessions.moved_to("large", "small", trail) is None
     assert sessions.moved_to("large", "small", [Attempt("large", "server_error"),
                                                 Attempt("small", "ok")]) == "small"

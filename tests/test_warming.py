@@ -9,11 +9,11 @@ from django.test import override_settings
 from flexiai_django import chat, provider_cache, warming, warmup
 from flexiai_django.active_probes import Runner
 from flexiai_django.breakers.memory import LocalBreakerStore
-from flexiai_django.chain import Walk
 from flexiai_django.chat_types import ChatRequest, Message
 from flexiai_django.models import Provider
 from flexiai_django.providers.base import ProviderConfig
 from flexiai_django.testing.clock import FakeClock
+from flexiai_django.walk import Walk
 from flexiai_django.warmup import WarmupProber
 
 
