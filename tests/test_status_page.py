@@ -155,6 +155,7 @@ def test_a_row_shows_the_last_active_probe_and_what_probing_cost(provider):
     store = breaker("llm:primary").store
 
     def shown():
+        history.flush()  # the transitions' writer thread, not a reader, holds SQLite's table
         snapshot = async_to_sync(status_page.snapshot)()
         assert snapshot["active_probe_seconds"] is None  # the suite's setting: off
         return render([{**snapshot, "active_probe_seconds": 5}])["primary"]
