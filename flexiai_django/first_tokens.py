@@ -37,9 +37,8 @@ from typing import Any
 from django.dispatch import receiver
 
 from flexiai_django import recent_calls, signals
-from flexiai_django.breakers import shared_redis_options
+from flexiai_django.breakers import beside_breakers
 from flexiai_django.conf import get_settings
-from flexiai_django.process_local import PerProcess
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage
 from flexiai_django.redis_script import SharedScript
 from flexiai_django.worker import worker_id
@@ -191,13 +190,7 @@ class FirstTokenBoard:
         self._wrote_any = False
 
 
-def _build() -> FirstTokenBoard:
-    """On the breaker store's Redis when that store is shared, in-process otherwise."""
-    options = shared_redis_options()
-    return FirstTokenBoard(shared=options is not None, **(options or {}))
-
-
-_board = PerProcess(_build)
+_board = beside_breakers(FirstTokenBoard)
 
 
 def board() -> FirstTokenBoard:

@@ -33,9 +33,8 @@ from typing import Any
 from django.dispatch import receiver
 
 from flexiai_django import signals
-from flexiai_django.breakers import shared_redis_options
+from flexiai_django.breakers import beside_breakers
 from flexiai_django.conf import get_settings
-from flexiai_django.process_local import PerProcess
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage
 from flexiai_django.redis_script import SharedScript
 
@@ -192,13 +191,7 @@ class HedgeBudget:
             self._script.client.delete(self.key)
 
 
-def _build_budget() -> HedgeBudget:
-    """On the breaker store's Redis when that store is shared, in-process otherwise."""
-    options = shared_redis_options()
-    return HedgeBudget(shared=options is not None, **(options or {}))
-
-
-_budget = PerProcess(_build_budget)
+_budget = beside_breakers(HedgeBudget)
 
 
 def get_budget() -> HedgeBudget:

@@ -45,10 +45,9 @@ from typing import Any
 from django.dispatch import receiver
 
 from flexiai_django import metrics, signals, strategies
-from flexiai_django.breakers import shared_redis_options
+from flexiai_django.breakers import beside_breakers
 from flexiai_django.conf import get_settings
 from flexiai_django.inflight_local import BUCKET_SECONDS, LocalSlots, TierActivity, buckets_in
-from flexiai_django.process_local import PerProcess
 from flexiai_django.provider_cache import get_providers
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage
 from flexiai_django.redis_script import SharedScript
@@ -337,13 +336,7 @@ class InflightSlots:
                     client.delete(*keys)
 
 
-def _build_slots() -> InflightSlots:
-    """On the breaker store's Redis when that store is shared, in-process otherwise."""
-    options = shared_redis_options()
-    return InflightSlots(shared=options is not None, **(options or {}))
-
-
-_slots = PerProcess(_build_slots)
+_slots = beside_breakers(InflightSlots)
 
 
 def get_slots() -> InflightSlots:

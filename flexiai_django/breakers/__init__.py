@@ -36,6 +36,7 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 def _build_store() -> BreakerStore:
     spec = get_settings().BREAKER_STORE
@@ -74,6 +75,17 @@ def shared_redis_options() -> dict[str, Any] | None:
         return None
     options = get_settings().BREAKER_STORE.get("OPTIONS", {})
     return {k: options[k] for k in _REDIS_OPTIONS if k in options}
+
+
+def beside_breakers(factory: Callable[..., T]) -> PerProcess[T]:
+    """One ``factory(shared=..., **redis options)`` per process: on the breaker store's
+    Redis when that store is shared, counting in-process otherwise."""
+
+    def build() -> T:
+        options = shared_redis_options()
+        return factory(shared=options is not None, **(options or {}))
+
+    return PerProcess(build)
 
 
 def default_config(**overrides: Any) -> BreakerConfig:

@@ -150,3 +150,18 @@ class Load:
     @property
     def failures(self):
         return [body for status, body in self.results if status != 200]
+
+
+def sdk_answer_from(sdk):
+    """One "hi" through the openai SDK: the provider that answered (the fake's echo)."""
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert raw.parse().choices[0].message.content == "echo: hi"
+    return raw.headers["x-flexiai-provider"]
+
+
+def is_probe(request):
+    """A recorded upstream request is an active or warm-up probe (the minimal call)."""
+    body = request.json or {}
+    return body.get("messages") == [{"role": "user", "content": "ping"}] and (
+        body.get("max_tokens") == 1)

@@ -15,7 +15,7 @@ import pytest
 from flexiai_django.breakers.redis_store import RedisBreakerStore
 from flexiai_django.breakers.state import State
 
-from .conftest import BREAKER, FLEXIAI, breaker_views, start
+from .conftest import BREAKER, FLEXIAI, breaker_views, is_probe, sdk_answer_from, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -37,18 +37,6 @@ def site(seeded):
         server.stop()
 
 
-def ask(sdk):
-    """One request through the openai SDK: the provider that answered."""
-    raw = sdk.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "hi"}])
-    assert raw.parse().choices[0].message.content == "echo: hi"
-    return raw.headers["x-flexiai-provider"]
-
-
-def is_probe(request):
-    body = request.json or {}
-    return body.get("messages") == [{"role": "user", "content": "ping"}] and (
-        body.get("max_tokens") == 1)
 
 
 def test_a_recovered_primary_serves_again_within_an_interval_and_is_probed_once_per_interval(
@@ -62,11 +50,11 @@ def test_a_recovered_primary_serves_again_within_an_interval_and_is_probed_once_
     try:
         while store.get(BREAKER).state is not State.OPEN:
             assert time.monotonic() < healthy_at, "requests did not open the breaker"
-            ask(sdk)  # answered all along (by the secondary once the primary fails)
+            sdk_answer_from(sdk)  # answered all along (by the secondary once the primary fails)
         opened_at = time.monotonic()
 
         while True:
-            if ask(sdk) == PRIMARY:
+            if sdk_answer_from(sdk) == PRIMARY:
                 break
             assert time.monotonic() - healthy_at < 15, f"never back: {store.get(BREAKER)}"
         back_after = time.monotonic() - healthy_at

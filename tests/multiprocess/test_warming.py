@@ -15,7 +15,15 @@ import pytest
 from flexiai_django.breakers.redis_store import RedisBreakerStore
 from flexiai_django.breakers.state import State
 
-from .conftest import BREAKER, FLEXIAI, breaker_views, edit_provider, start
+from .conftest import (
+    BREAKER,
+    FLEXIAI,
+    breaker_views,
+    edit_provider,
+    is_probe,
+    sdk_answer_from,
+    start,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -40,17 +48,6 @@ def site(seeded, fake_upstream):
         server.stop()
 
 
-def ask(sdk):
-    raw = sdk.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "hi"}])
-    assert raw.parse().choices[0].message.content == "echo: hi"
-    return raw.headers["x-flexiai-provider"]
-
-
-def is_probe(request):
-    body = request.json or {}
-    return body.get("messages") == [{"role": "user", "content": "ping"}] and (
-        body.get("max_tokens") == 1)
 
 
 def test_a_warming_primary_gets_only_probes_until_it_answers_then_traffic(site, fake_upstream):
@@ -61,8 +58,8 @@ def test_a_warming_primary_gets_only_probes_until_it_answers_then_traffic(site, 
     served_while_loading = []
     try:
         while time.monotonic() < ready_at - 0.2:
-            served_while_loading.append(ask(sdk))
-        while ask(sdk) != PRIMARY:
+            served_while_loading.append(sdk_answer_from(sdk))
+        while sdk_answer_from(sdk) != PRIMARY:
             assert time.monotonic() - ready_at < 10, [
                 x for x in site.output().splitlines() if '"event":"request"' not in x][-30:]
         back_after = time.monotonic() - ready_at
