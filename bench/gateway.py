@@ -43,6 +43,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import _profile  # noqa: E402
+
 from flexiai_django.testing.redis_server import RedisServer, free_port  # noqa: E402
 from flexiai_django.testing.servers import manage, server_command  # noqa: E402
 
@@ -181,6 +183,25 @@ async def _stream_load(url: str, connections: int, seconds: float,
             "end_p50": pct(ends, 50), "rps": len(ends) / elapsed}
 
 
+def profile(seconds: int, targets: list[tuple[str, Server, str]], script: Path,
+            tmp: Path) -> None:
+    """py-spy one worker of each target's server while wrk loads it at 32 connections."""
+    for name, server, url in targets:
+        load = subprocess.Popen(["wrk", "-t2", "-c32", f"-d{seconds + 2}s", "-s", str(script),
+                                 url], stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        worker = int(Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+                     .read_text().split()[0])
+        raw = tmp / f"profile-{server.port}.txt"
+        _profile.record(worker, seconds, raw)
+        load.wait()
+        kept = Path(tempfile.gettempdir()) / f"flexiai-gateway-{server.port}.pyspy.txt"
+        shutil.copy(raw, kept)
+        print(f"profile of one worker, {name}, {seconds} s under wrk -c32 (py-spy raw "
+              f"stacks kept in {kept}):")
+        print(_profile.summarise(raw), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,6 +219,14 @@ def main() -> None:
     parser.add_argument("--site-app", default="flexiai_site.asgi:application",
                         help="the site's ASGI application (default %(default)s)")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming rows")
+    parser.add_argument("--upstream", choices=("raw", "fake"), default="raw",
+                        help="raw: bench/_raw_upstream.py, a canned answer on raw asyncio "
+                             "(default); fake: the test suite's FakeUpstream, which costs "
+                             "about as much CPU per call as the gateway")
+    parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                        help="py-spy one worker of each site for SECONDS under wrk at 32 "
+                             "connections and print where its time goes, before the table")
+    parser.add_argument("--no-table", action="store_true", help="skip the wrk table")
     args = parser.parse_args()
     seconds = 2 if args.quick else args.seconds
     connection_counts = [int(c) for c in args.connections.split(",")]
@@ -206,9 +235,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="flexiai-gateway-"))
     upstream_port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "flexiai_django.testing.fake_upstream", "--port",
-         str(upstream_port)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    upstream_cmd = ([sys.executable, str(ROOT / "bench" / "_raw_upstream.py")]
+                    if args.upstream == "raw" else
+                    [sys.executable, "-m", "flexiai_django.testing.fake_upstream"])
+    upstream = subprocess.Popen([*upstream_cmd, "--port", str(upstream_port)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL)
     redis = RedisServer().start()
     servers: list[Server] = []
     try:
@@ -271,29 +302,34 @@ def main() -> None:
         print(f"X-FlexiAI-Overhead-Ms, 200 sequential httpx calls: p50 "
               f"{statistics.median(overheads):.2f}, p99 "
               f"{statistics.quantiles(overheads, n=100)[98]:.2f}")
-        print(f"{'target':34} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'non-2xx':>8}")
-        results: dict[tuple[str, int], dict[str, float]] = {}
-        for connections in connection_counts:
-            for name, url, lua in targets:
-                r = wrk(url, connections, seconds, lua)
-                results[(name, connections)] = r
-                print(f"{name:34} {connections:>5} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                      f"{r['rps']:>9.0f} {int(r['errors']):>8}", flush=True)
-        print()
-        for connections in connection_counts:
-            d = results[("upstream direct", connections)]
-            g = results[("gateway /v1/chat/completions", connections)]
-            s = results[("gateway, full stack (LEAN_PATHS=[])", connections)]
-            f = results[("floor: bare Django view", connections)]
-            p = results[("floor: bare view, pooled handler", connections)]
-            h = results[("floor: site GET /health/live", connections)]
-            print(f"c={connections}: gateway adds {g['p50'] - d['p50']:+.2f} ms p50, "
-                  f"{g['p99'] - d['p99']:+.2f} ms p99 over direct; gateway req/s = "
-                  f"{g['rps'] / f['rps']:.0%} of the bare Django view "
-                  f"({g['rps'] / p['rps']:.0%} of the pooled one), "
-                  f"{g['rps'] / h['rps']:.0%} of /health/live; full stack "
-                  f"{s['rps'] / f['rps']:.0%} of the bare view, lean/full "
-                  f"{g['rps'] / s['rps']:.1f}x")
+        if args.profile:
+            profile(args.profile, [("gateway (lean API path)", site, gateway),
+                                   ("gateway, full stack", full, full_gateway)], script, tmp)
+        if not args.no_table:
+            print(f"{'target':34} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} "
+                  f"{'non-2xx':>8}")
+            results: dict[tuple[str, int], dict[str, float]] = {}
+            for connections in connection_counts:
+                for name, url, lua in targets:
+                    r = wrk(url, connections, seconds, lua)
+                    results[(name, connections)] = r
+                    print(f"{name:34} {connections:>5} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                          f"{r['rps']:>9.0f} {int(r['errors']):>8}", flush=True)
+            print()
+            for connections in connection_counts:
+                d = results[("upstream direct", connections)]
+                g = results[("gateway /v1/chat/completions", connections)]
+                s = results[("gateway, full stack (LEAN_PATHS=[])", connections)]
+                f = results[("floor: bare Django view", connections)]
+                p = results[("floor: bare view, pooled handler", connections)]
+                h = results[("floor: site GET /health/live", connections)]
+                print(f"c={connections}: gateway adds {g['p50'] - d['p50']:+.2f} ms p50, "
+                      f"{g['p99'] - d['p99']:+.2f} ms p99 over direct; gateway req/s = "
+                      f"{g['rps'] / f['rps']:.0%} of the bare Django view "
+                      f"({g['rps'] / p['rps']:.0%} of the pooled one), "
+                      f"{g['rps'] / h['rps']:.0%} of /health/live; full stack "
+                      f"{s['rps'] / f['rps']:.0%} of the bare view, lean/full "
+                      f"{g['rps'] / s['rps']:.1f}x")
         if not args.no_stream:
             print(f"\nstreaming (stream: true), asyncio client in this process, {seconds}s per row")
             print(f"{'target':34} {'conns':>5} {'first p50':>9} {'first p99':>9} "
