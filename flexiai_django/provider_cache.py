@@ -11,9 +11,11 @@ it is listed with its reason by :func:`get_misconfigured`, for /health and the a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +52,14 @@ class Snapshot:
 
 
 _lock = threading.Lock()
+_load_lock = threading.Lock()
 _cached: tuple[float, Snapshot] | None = None
+#: Bumped by :func:`invalidate`: a read that started before a change is not cached.
+_generation = 0
+#: The table read in progress per event loop, shared by its concurrent requests (None
+#: when it failed).
+_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                  asyncio.Future[Snapshot | None]] = weakref.WeakKeyDictionary()
 #: What this process last logged per misconfigured provider (logged again on change only).
 _reported: dict[str, str] = {}
 
@@ -86,22 +95,63 @@ def _fresh() -> Snapshot | None:
     return None
 
 
-def _keep(snapshot: Snapshot) -> Snapshot:
+def _keep(snapshot: Snapshot, generation: int) -> Snapshot:
+    """Cache ``snapshot`` unless the table changed (:func:`invalidate`) since it was read."""
     global _cached
     with _lock:
-        _cached = (time.monotonic(), snapshot)
+        if generation == _generation:
+            _cached = (time.monotonic(), snapshot)
     return snapshot
 
 
 def get_snapshot() -> Snapshot:
-    """The usable and the misconfigured enabled providers, from one read."""
+    """The usable and the misconfigured enabled providers, from one read.
+
+    When the cache is due, one thread reads the table and the others wait for its read
+    rather than each opening a database connection of its own.
+    """
     fresh = _fresh()
-    return _keep(_load()) if fresh is None else fresh
+    if fresh is not None:
+        return fresh
+    with _load_lock:
+        fresh = _fresh()
+        if fresh is not None:
+            return fresh
+        generation = _generation  # before the read: a change during it must win
+        return _keep(_load(), generation)
 
 
 async def aget_snapshot() -> Snapshot:
-    fresh = _fresh()
-    return _keep(await database_sync_to_async(_load)()) if fresh is None else fresh
+    """:func:`get_snapshot` for async code: the concurrent requests of an event loop that
+    find the cache due share one read (a burst of 32 requests used to make 32 reads, each
+    in its own thread with a new database connection, once a second)."""
+    while True:
+        fresh = _fresh()
+        if fresh is not None:
+            return fresh
+        loop = asyncio.get_running_loop()
+        shared = _reads.get(loop)
+        if shared is None:
+            return await _aread(loop)
+        read = await asyncio.shield(shared)
+        if read is not None:
+            return read
+        # The request making the read failed or was cancelled: read again (ourselves).
+
+
+async def _aread(loop: asyncio.AbstractEventLoop) -> Snapshot:
+    """Read in this request's own thread (as any of its database calls), and hand the
+    result to the requests waiting for it; on failure they read for themselves."""
+    shared: asyncio.Future[Snapshot | None] = loop.create_future()
+    _reads[loop] = shared
+    generation = _generation
+    snapshot = None
+    try:
+        snapshot = _keep(await database_sync_to_async(_load)(), generation)
+        return snapshot
+    finally:
+        del _reads[loop]
+        shared.set_result(snapshot)
 
 
 def get_providers() -> tuple[ProviderConfig, ...]:
@@ -124,9 +174,10 @@ async def aget_misconfigured() -> tuple[Misconfigured, ...]:
 
 def invalidate(**kwargs: Any) -> None:
     """Read the table again on next use (and log its misconfigured providers again)."""
-    global _cached
+    global _cached, _generation
     with _lock:
         _cached = None
+        _generation += 1
         _reported.clear()
 
 
