@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -41,6 +41,7 @@ from flexiai_django.errors import (
 from flexiai_django.redaction import redact
 from flexiai_django.retries import retry_after_seconds
 
+from .clients import direct_post
 from .deadline_io import BoundedByteStream, DeadlineTimeouts, bounded_reads
 from .rejections import is_context_length
 from .stream_clock import StreamClock
@@ -196,7 +197,7 @@ class ProviderAdapter:
             )
         return MalformedReply(f"unreadable reply ({type(exc).__name__})", provider=name)
 
-    def check_status(self, status: int, headers: httpx.Headers, body: bytes) -> None:
+    def check_status(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         """Raise the taxonomy's error for a non-2xx status."""
         if 200 <= status < 300:
             return
@@ -273,22 +274,35 @@ class ProviderAdapter:
     async def acomplete(self, client: httpx.AsyncClient, request: ChatRequest) -> Completion:
         """:meth:`complete` for async code (no first-token limit either)."""
         replied = False
+
+        def on_reply() -> None:
+            nonlocal replied
+            replied = True
+
         try:
             async with asyncio.timeout(self.config.timeout):
                 args = self._request_args(request, stream=False)
+                direct = direct_post(client)
                 with overhead.upstream():
-                    response = await client.send(
-                        client.build_request("POST", **args, timeout=self.config.timeout),
-                        stream=True)
-                    replied = True
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
+                    if direct is not None:
+                        status, headers, body = await direct.apost(**args, on_reply=on_reply)
+                    else:
+                        status, headers, body = await self._asend(client, args, on_reply)
         except Exception as exc:
             raise self._error(exc, replied=replied) from None
-        self.check_status(response.status_code, response.headers, response.content)
-        return self._completion(response.content, request)
+        self.check_status(status, headers, body)
+        return self._completion(body, request)
+
+    async def _asend(self, client: httpx.AsyncClient, args: dict[str, Any],
+                     on_reply: Callable[[], None]) -> tuple[int, httpx.Headers, bytes]:
+        response = await client.send(
+            client.build_request("POST", **args, timeout=self.config.timeout), stream=True)
+        on_reply()
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response.status_code, response.headers, response.content
 
     def _clock(self) -> StreamClock:
         config = self.config
@@ -378,7 +392,7 @@ class ProviderAdapter:
         yield events.end()
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the provider asks us to wait: its ``Retry-After``, in seconds or a date."""
     value = headers.get("retry-after")
     return None if value is None else retry_after_seconds(value, time.time())

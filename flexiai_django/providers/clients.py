@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 import threading
 import weakref
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import httpx
 from django.dispatch import receiver
@@ -25,7 +26,29 @@ _sync: dict[tuple[int, str], httpx.Client] = {}
 _async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
+#: The async clients whose transport can post a whole body itself (see :func:`direct_post`).
+_direct: weakref.WeakKeyDictionary[httpx.AsyncClient, DirectPost] = weakref.WeakKeyDictionary()
 _LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)
+
+
+class DirectPost(Protocol):
+    """A transport that sends one whole POST without httpx's models around it
+    (:meth:`flexiai_django.providers.transports.AiohttpTransport.apost`)."""
+
+    async def apost(self, url: str, headers: Mapping[str, str], content: bytes,
+                    on_reply: Callable[[], None]) -> tuple[int, Mapping[str, str], bytes]: ...
+
+
+def direct_post(client: httpx.AsyncClient) -> DirectPost | None:
+    """The pooled client's transport when it can post directly, for the non-streaming
+    hot path; None for httpx's own transport and for clients built elsewhere."""
+    return _direct.get(client)
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that keeps nothing: one caller's upstream cookie must never ride along with
+    the next caller's request on the shared client."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _transport(setting: str) -> Any:
@@ -40,7 +63,8 @@ def sync_client(key: str) -> httpx.Client:
         with _lock:
             client = _sync.get(pid_key)
             if client is None:
-                client = httpx.Client(limits=_LIMITS, transport=_transport("SYNC_TRANSPORT"))
+                client = httpx.Client(limits=_LIMITS, transport=_transport("SYNC_TRANSPORT"),
+                                      cookies=_no_cookies())
                 _sync[pid_key] = client
     return client
 
@@ -70,8 +94,11 @@ def async_client(key: str) -> httpx.AsyncClient:
         _lifetimes[loop] = (lifetime, loop.create_task(anext(lifetime)))  # type: ignore[arg-type]
     client = per_loop.get(key)
     if client is None:
-        client = httpx.AsyncClient(limits=_LIMITS, transport=_transport("ASYNC_TRANSPORT"))
+        transport = _transport("ASYNC_TRANSPORT")
+        client = httpx.AsyncClient(limits=_LIMITS, transport=transport, cookies=_no_cookies())
         per_loop[key] = client
+        if hasattr(transport, "apost") and getattr(transport, "proxy", None) is None:
+            _direct[client] = transport
     return client
 
 

@@ -30,8 +30,10 @@ def two(request, make_provider):
 
 async def test_the_configured_transport_is_used(two):
     await flexiai_django.achat(HELLO)
-    transport = clients.async_client("primary")._transport
-    assert isinstance(transport, AiohttpTransport) == (two == "aiohttp")
+    client = clients.async_client("primary")
+    assert isinstance(client._transport, AiohttpTransport) == (two == "aiohttp")
+    # Whole (non-streaming) answers skip httpx's models on the aiohttp transport.
+    assert clients.direct_post(client) is (client._transport if two == "aiohttp" else None)
 
 
 async def test_an_answer(two, fake_upstream):
@@ -86,3 +88,40 @@ async def test_a_refused_connection_is_a_connect_error_as_with_httpx_own_transpo
             await httpx.AsyncClient(transport=transport).get("http://127.0.0.1:9/")
     finally:
         await transport.aclose()
+
+
+@pytest.mark.parametrize("calls", ["achat", "chat"])
+async def test_an_upstream_cookie_never_rides_along_with_a_later_call(two, make_provider, calls):
+    """The pooled clients are shared by every caller: a cookie one reply sets must not be
+    sent with anybody's next request."""
+    from aiohttp import web
+    from asgiref.sync import sync_to_async
+
+    cookies_seen = []
+
+    async def answer(request: web.Request) -> web.Response:
+        cookies_seen.append(request.headers.get("Cookie"))
+        reply = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": "hi"}}]}
+        return web.json_response(reply, headers={"Set-Cookie": "upstream_session=s3cret; Path=/"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        await sync_to_async(make_provider)("cookies", priority=0,
+                                           base_url=f"http://127.0.0.1:{port}/v1")
+        for _ in range(3):
+            if calls == "achat":
+                result = await flexiai_django.achat(HELLO)
+            else:
+                result = await sync_to_async(flexiai_django.chat)(HELLO)
+            assert result.provider == "cookies"
+    finally:
+        await runner.cleanup()
+    assert cookies_seen == [None, None, None]
