@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from django.http.response import HttpResponseBase
 
 from flexiai_django import drain
 from flexiai_django.errors import NoProviderAvailable
+from flexiai_django.ids import hex_id
 from flexiai_django.responses import error_response, unavailable
 from flexiai_django.worker import worker_id
 
@@ -41,7 +41,7 @@ CLIENT_CLOSED = 499
 
 def _request_id(request: HttpRequest) -> str:
     given = request.headers.get(REQUEST_ID, "")
-    return given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+    return given if 0 < len(given) <= 128 and given.isprintable() else hex_id()
 
 
 class FlexiAIMiddleware:

@@ -44,7 +44,6 @@ import bisect
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +53,7 @@ from django.dispatch import receiver
 
 from flexiai_django import signals
 from flexiai_django.conf import get_settings
+from flexiai_django.ids import hex_id
 from flexiai_django.process_local import PerProcess
 from flexiai_django.redis_outage import REDIS_ERRORS, RedisOutage
 from flexiai_django.redis_script import SharedScript
@@ -251,7 +251,7 @@ class RateLimiter:
             try:
                 allowed, remaining, retry_us = self._script(
                     keys=[self.key_name(key)],
-                    args=[per_minute, self._now_arg(), uuid.uuid4().hex[:16]])
+                    args=[per_minute, self._now_arg(), hex_id(64)])
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:  # not an end of outage: only the probe in _uses_redis ends one

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import redis
 
+from flexiai_django.ids import hex_id
 from flexiai_django.redis_outage import REDIS_ERRORS, probe_writes
 from flexiai_django.worker import worker_id
 
@@ -122,7 +123,7 @@ class RedisBreakerStore(BreakerStore):
         args = script_args(
             op, name, cfg, rand=self._rand(), now=None if self._clock is None else self._clock(),
             arg=arg, probe=probe, error=error,
-            member=f"{worker_id()}:{uuid.uuid4().hex[:8]}" if op == "acquire" else "",
+            member=f"{worker_id()}:{hex_id(32)}" if op == "acquire" else "",
             seed=self._snapshots.seed(name) if seed is None else seed,
             seen_clear=self._seen_clear)
         try:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Protocol
 
 import httpx

@@ -8,7 +8,6 @@ Pure rendering, apart from the view: a tool-call answer has ``content: null`` an
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import orjson
 from flexiai_django.chat_stream import AsyncChatStream, ChatStream
 from flexiai_django.chat_types import ChatResult, Choice, StreamDelta, Usage
 from flexiai_django.errors import StreamInterrupted
+from flexiai_django.ids import hex_id
 from flexiai_django.providers import openai_shape
 
 DROPPED_HEADER = "X-FlexiAI-Dropped-Params"
@@ -49,7 +49,7 @@ def completion_body(result: ChatResult, requested: str | None) -> dict[str, Any]
     """A ``chat.completion``: one choice, or ``n`` when the request asked for several."""
     choices = [choice_body(result, 0), *(choice_body(c, c.index) for c in result.more)]
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": f"chatcmpl-{hex_id()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": result.model or requested or "flexiai",
@@ -93,7 +93,7 @@ class SseWriter:
     """
 
     def __init__(self, stream: ChatStream, requested: str | None, include_usage: bool) -> None:
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.id = f"chatcmpl-{hex_id()}"
         self.created = int(time.time())
         self.model = stream.model or requested or "flexiai"
         self.include_usage = include_usage
