@@ -41,6 +41,7 @@ from flexiai_django.chat_types import Attempt, ChatRequest
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import ProviderError
 from flexiai_django.hedge_budget import get_budget
+from flexiai_django.process_local import PerProcess
 from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import ProviderAdapter, ProviderConfig
 from flexiai_django.verdicts import arecord, success_of
@@ -72,10 +73,36 @@ def hedge_delay(samples: Sequence[float], default: float) -> float:
     return max(FLOOR_SECONDS, ordered[math.ceil(QUANTILE * len(ordered)) - 1])
 
 
+#: New times to first token after which a provider's hedge delay is worked out again:
+#: sorting its recent times on every request cost about 50 µs (``bench/README.md``).
+RECOMPUTE_EVERY = 8
+#: Per provider and mode: (default, epoch, times noted) when its delay was worked out, and it.
+_delays: PerProcess[dict[tuple[str, bool], tuple[tuple[float, int, int], float]]] = (
+    PerProcess(dict))
+
+
 def delay_for(provider: ProviderConfig, *, streamed: bool) -> float:
-    """:func:`hedge_delay` from this worker's recent figures for ``provider``."""
-    samples = recent_calls.local().first_token_times(provider.name, streamed=streamed)
-    return hedge_delay(samples, get_settings().HEDGE_DEFAULT_DELAY_SECONDS)
+    """:func:`hedge_delay` from this worker's recent figures for ``provider``, kept until
+    :data:`RECOMPUTE_EVERY` new ones came in (each new one while they are too few)."""
+    stats = recent_calls.local()
+    default = get_settings().HEDGE_DEFAULT_DELAY_SECONDS
+    stamp = (default, *stats.first_tokens_noted(provider.name, streamed=streamed))
+    delays = _delays.get()
+    kept = delays.get((provider.name, streamed))
+    if kept is not None and still_holds(kept[0], stamp):
+        return kept[1]
+    delay = hedge_delay(stats.first_token_times(provider.name, streamed=streamed), default)
+    delays[(provider.name, streamed)] = (stamp, delay)
+    return delay
+
+
+def still_holds(kept: tuple[float, int, int], now: tuple[float, int, int]) -> bool:
+    """Whether a delay worked out at ``kept`` (default, epoch, times noted) holds at
+    ``now``: same default and epoch, and no new time, or a few new ones out of enough."""
+    if kept[:2] != now[:2] or now[2] < kept[2]:
+        return False
+    new = now[2] - kept[2]
+    return new == 0 or (kept[2] >= MIN_SAMPLES and new < RECOMPUTE_EVERY)
 
 
 @dataclass(frozen=True)

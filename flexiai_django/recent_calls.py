@@ -38,7 +38,10 @@ class Stats:
         self._clock = clock
         self._samples: dict[str, deque[tuple[float, bool, float]]] = {}
         self._first_token: dict[tuple[str, bool], deque[tuple[float, float]]] = {}
+        self._noted: dict[tuple[str, bool], int] = {}
         self.recorded = 0
+        #: Bumped by :meth:`clear`: figures derived from an older epoch's times are stale.
+        self.epoch = 0
 
     def record(self, provider: str, ok: bool, latency_ms: float) -> None:
         samples = self._samples.get(provider)
@@ -55,6 +58,12 @@ class Stats:
         if times is None:
             times = self._first_token.setdefault(key, deque(maxlen=FIRST_TOKEN_SAMPLES))
         times.append((self._clock(), seconds))
+        self._noted[key] = self._noted.get(key, 0) + 1
+
+    def first_tokens_noted(self, provider: str, *, streamed: bool) -> tuple[int, int]:
+        """``(epoch, count)`` of the times noted for ``provider``: lets a caller keep a
+        figure derived from them until enough new ones came in."""
+        return self.epoch, self._noted.get((provider, streamed), 0)
 
     def first_token_times(self, provider: str, *, streamed: bool) -> list[float]:
         """The recent times to first token noted for ``provider``, in seconds."""
@@ -75,6 +84,8 @@ class Stats:
     def clear(self) -> None:
         self._samples.clear()
         self._first_token.clear()
+        self._noted.clear()
+        self.epoch += 1
 
     def summary(self, window_seconds: float) -> dict[str, Summary]:
         """Attempts of the last ``window_seconds``, per provider (providers with none left out)."""

@@ -17,6 +17,7 @@ import flexiai_django
 from flexiai_django import hedge_budget, hedging
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import State
+from flexiai_django.conf import get_settings
 from flexiai_django.hedge_budget import BURST, HedgeBudget, LocalWindow, allows, get_budget
 from flexiai_django.testing.clock import FakeClock
 
@@ -56,6 +57,41 @@ def test_the_delay_reads_this_workers_figures_per_mode(make_provider):
     with override_settings(FLEXIAI={"HEDGE_DEFAULT_DELAY_SECONDS": 2.0}):
         assert hedging.delay_for(primary, streamed=True) == 0.3
         assert hedging.delay_for(primary, streamed=False) == 2.0
+
+
+
+def test_a_delay_is_worked_out_again_once_enough_new_times_came_in():
+    n, every = hedging.MIN_SAMPLES, hedging.RECOMPUTE_EVERY
+    assert hedging.still_holds((1.0, 0, n), (1.0, 0, n + every - 1))
+    assert not hedging.still_holds((1.0, 0, n), (1.0, 0, n + every))
+    # While the times are too few, every new one counts (the default gives way at once).
+    assert not hedging.still_holds((1.0, 0, n - 1), (1.0, 0, n))
+    assert hedging.still_holds((1.0, 0, 3), (1.0, 0, 3))
+    # Another default, or cleared figures (a new epoch, or fewer times), never hold.
+    assert not hedging.still_holds((1.0, 0, n), (2.0, 0, n))
+    assert not hedging.still_holds((1.0, 0, n), (1.0, 1, n))
+    assert not hedging.still_holds((1.0, 0, n), (1.0, 0, n - 1))
+
+
+@pytest.mark.django_db
+def test_a_slower_provider_gets_a_longer_delay_within_a_few_requests(make_provider):
+    from flexiai_django import recent_calls
+    from flexiai_django.provider_cache import get_providers
+
+    make_provider("primary")
+    (primary,) = get_providers()
+    stats = recent_calls.local()
+    for _ in range(hedging.MIN_SAMPLES):
+        stats.first_token("primary", 0.1, streamed=False)
+    assert hedging.delay_for(primary, streamed=False) == 0.1
+    for _ in range(hedging.RECOMPUTE_EVERY - 1):
+        stats.first_token("primary", 5.0, streamed=False)
+    assert hedging.delay_for(primary, streamed=False) == 0.1  # kept: a few new times
+    stats.first_token("primary", 5.0, streamed=False)
+    assert hedging.delay_for(primary, streamed=False) == 5.0  # p95 of 20 × 0.1, 8 × 5.0
+    stats.clear()
+    assert hedging.delay_for(primary, streamed=False) == max(
+        hedging.FLOOR_SECONDS, get_settings().HEDGE_DEFAULT_DELAY_SECONDS)
 
 
 # -- the budget: hedges < budget × requests + burst, over two minutes ----------------------------
