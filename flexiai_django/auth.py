@@ -202,9 +202,8 @@ async def authenticate(request: HttpRequest) -> Principal | Refusal:
     """
     header = request.headers.get("Authorization", "")
     if header:
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() == "bearer" and token.startswith("fxa-"):
+        token = bearer_key(header)
+        if token is not None:
             return await _key_principal(token)
         if not _anonymous_allowed(request):
             return Refusal(401, "Invalid API key format: send 'Authorization: Bearer fxa-…'.",
@@ -241,7 +240,23 @@ async def authenticate_early(request: HttpRequest, scope: str) -> Principal | Re
     """
     if not request.headers.get("Authorization") and has_session_cookie(request):
         return None
-    principal = await authenticate(request)
+    return _scoped(await authenticate(request), scope)
+
+
+def bearer_key(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer fxa-…`` header; None for anything else."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token.startswith("fxa-") else None
+
+
+async def authenticate_key(token: str, scope: str) -> Principal | Refusal:
+    """:func:`authenticate_early` for an API key read off the ASGI headers: the API's
+    usual caller, settled without building a request object."""
+    return _scoped(await _key_principal(token), scope)
+
+
+def _scoped(principal: Principal | Refusal, scope: str) -> Principal | Refusal:
     if isinstance(principal, Principal) and scope not in principal.scopes:
         return _lacks(scope)
     return principal
@@ -300,9 +315,8 @@ def require_scope(scope: str) -> Callable[[View], View]:
         @functools.wraps(view)
         async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             early = getattr(request, "scope", {}).get(SCOPE_KEY)
-            principal = early if early is not None else await authenticate(request)
-            if isinstance(principal, Principal) and scope not in principal.scopes:
-                principal = _lacks(scope)
+            principal = _scoped(early if early is not None else await authenticate(request),
+                                scope)
             if isinstance(principal, Principal):
                 refusal = await check_rate(principal)
                 if refusal is None:
