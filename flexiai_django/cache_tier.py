@@ -149,38 +149,52 @@ def remember(request: ChatRequest, provider: str, completion: Completion) -> Non
 
 
 MAX_PENDING_WRITES = 64
+#: How long the first answer of a batch waits for others before it is written: one
+#: Redis write costs about 0.1 ms of CPU here (``bench/README.md``), as much as the rest
+#: of a request's own work outside Django, and at one request at a time every answer
+#: used to pay for one.
+WRITE_DELAY_SECONDS = 0.02
 
 
 class _Writer:
-    """One event loop's answer writes: at most one batch in a worker thread at a time.
+    """One event loop's answer writes: batched, at most one batch in a worker thread.
 
-    Answers that arrive while a batch is being written wait in ``queued`` (the latest
-    answer per key) and go together in the next batch, one ``set_many`` (one round trip
-    to Redis) and one thread hand-off for all of them: under load the writes cost a
-    fraction of a hand-off per request instead of one each.
+    An answer waits in ``queued`` (the latest answer per key) up to
+    :data:`WRITE_DELAY_SECONDS`, or until the batch in flight is written, and goes with
+    the others in one ``set_many`` (one round trip to Redis) and one thread hand-off:
+    the writes cost a fraction of a hand-off per request instead of one each.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queued: dict[str, dict[str, Any]] = {}
         self.flight: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def add(self, key: str, value: dict[str, Any]) -> None:
         if key not in self.queued and len(self.queued) >= MAX_PENDING_WRITES:
             return  # a slow or dead cache: drop rather than queue without bound
         self.queued[key] = value
-        if self.flight is None:
-            self._start()
+        self._schedule()
 
-    def _start(self) -> None:
+    def _schedule(self) -> None:
+        if self.flight is None and self.timer is None and self.queued:
+            self.timer = self.loop.call_later(WRITE_DELAY_SECONDS, self.start)
+
+    def start(self) -> None:
+        """Write what is queued now (the delay is up, or :func:`drain` asks)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.flight is not None or not self.queued:
+            return
         batch, self.queued = self.queued, {}
         self.flight = self.loop.run_in_executor(None, _write_many, batch)
         self.flight.add_done_callback(self._done)
 
     def _done(self, future: asyncio.Future[None]) -> None:
         self.flight = None
-        if self.queued:
-            self._start()
+        self._schedule()
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (
@@ -202,7 +216,7 @@ def remember_soon(request: ChatRequest, provider: str, completion: Completion) -
     """From async code: write in a worker thread and return at once.
 
     A fallback cache must never add latency to a good answer: the write is done by a
-    worker thread, batched with the answers that arrive meanwhile (see
+    worker thread, batched with the answers of the next few milliseconds (see
     :class:`_Writer`); if writes pile up (a slow or dead cache), new ones are dropped
     rather than queued without bound.
     """
@@ -218,8 +232,10 @@ def remember_soon(request: ChatRequest, provider: str, completion: Completion) -
 async def drain() -> None:
     """Wait for writes started by :func:`remember_soon` (tests, graceful shutdown)."""
     writer = _writers.get(asyncio.get_running_loop())
-    while writer is not None and writer.flight is not None:
-        await writer.flight
+    while writer is not None and (writer.flight is not None or writer.queued):
+        writer.start()
+        if writer.flight is not None:
+            await writer.flight
 
 
 def recall(request: ChatRequest) -> dict[str, Any] | None:
