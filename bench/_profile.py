@@ -31,11 +31,17 @@ PACKAGES = {
 
 def record(pid: int, seconds: int, out: Path) -> None:
     """Sample ``pid`` for ``seconds`` (py-spy needs ptrace rights: root or the same user
-    with ``kernel.yama.ptrace_scope`` 0)."""
+    with ``kernel.yama.ptrace_scope`` 0).
+
+    Only the thread holding the GIL is sampled (``--gil``), with the process paused for
+    each sample: without them, idle pool threads and frames blocked in system calls
+    (``getrandom``, ``futex``, socket writes) took most of the samples here and hid where
+    the CPU goes.
+    """
     py_spy = shutil.which("py-spy") or str(Path(__file__).parent.parent / ".venv/bin/py-spy")
     subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(seconds),
-                    "--rate", "250", "--format", "raw", "--output", str(out),
-                    "--nonblocking"], check=True, capture_output=True)
+                    "--rate", "200", "--format", "raw", "--output", str(out), "--gil",
+                    ], check=True, capture_output=True)
 
 
 def _package(path: str) -> str | None:

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -183,6 +184,37 @@ async def _stream_load(url: str, connections: int, seconds: float,
             "end_p50": pct(ends, 50), "rps": len(ends) / elapsed}
 
 
+def table(targets: list[tuple[str, str, Path | None]], connection_counts: list[int],
+          seconds: int, rounds: int) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every target at every connection count, ``rounds`` times over (the targets in turn
+    within a round, so drift on this shared machine lands on all of them); the table shows
+    the median of the rounds, and each result keeps its rounds under ``"rounds"``."""
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for round_no in range(rounds):
+        for connections in connection_counts:
+            for name, url, lua in targets:
+                runs.setdefault((name, connections), []).append(
+                    wrk(url, connections, seconds, lua))
+        if rounds > 1:
+            print(f"  (round {round_no + 1} of {rounds} done)", flush=True)
+    label = "" if rounds == 1 else f", median of {rounds} rounds"
+    print(f"{'target' + label:34} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} "
+          f"{'non-2xx':>8}")
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    for connections in connection_counts:
+        for name, _, _ in targets:
+            each = runs[(name, connections)]
+            r: dict[str, Any] = {key: statistics.median(run[key] for run in each)
+                                 for key in ("p50", "p99", "rps")}
+            r["errors"] = sum(run["errors"] for run in each)
+            r["rounds"] = each
+            results[(name, connections)] = r
+            print(f"{name:34} {connections:>5} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                  f"{r['rps']:>9.0f} {int(r['errors']):>8}")
+    print()
+    return results
+
+
 def profile(seconds: int, targets: list[tuple[str, Server, str]], script: Path,
             tmp: Path) -> None:
     """py-spy one worker of each target's server while wrk loads it at 32 connections."""
@@ -227,6 +259,8 @@ def main() -> None:
                         help="py-spy one worker of each site for SECONDS under wrk at 32 "
                              "connections and print where its time goes, before the table")
     parser.add_argument("--no-table", action="store_true", help="skip the wrk table")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the table N times over, targets in turn; print medians")
     args = parser.parse_args()
     seconds = 2 if args.quick else args.seconds
     connection_counts = [int(c) for c in args.connections.split(",")]
@@ -306,16 +340,7 @@ def main() -> None:
             profile(args.profile, [("gateway (lean API path)", site, gateway),
                                    ("gateway, full stack", full, full_gateway)], script, tmp)
         if not args.no_table:
-            print(f"{'target':34} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} "
-                  f"{'non-2xx':>8}")
-            results: dict[tuple[str, int], dict[str, float]] = {}
-            for connections in connection_counts:
-                for name, url, lua in targets:
-                    r = wrk(url, connections, seconds, lua)
-                    results[(name, connections)] = r
-                    print(f"{name:34} {connections:>5} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                          f"{r['rps']:>9.0f} {int(r['errors']):>8}", flush=True)
-            print()
+            results = table(targets, connection_counts, seconds, args.rounds)
             for connections in connection_counts:
                 d = results[("upstream direct", connections)]
                 g = results[("gateway /v1/chat/completions", connections)]
@@ -330,6 +355,11 @@ def main() -> None:
                       f"{g['rps'] / h['rps']:.0%} of /health/live; full stack "
                       f"{s['rps'] / f['rps']:.0%} of the bare view, lean/full "
                       f"{g['rps'] / s['rps']:.1f}x")
+                if args.rounds > 1:
+                    shares = [gr["rps"] / pr["rps"] for gr, pr in zip(
+                        g["rounds"], p["rounds"], strict=True)]
+                    print("  gateway / pooled bare view per round: "
+                          + ", ".join(f"{share:.0%}" for share in shares))
         if not args.no_stream:
             print(f"\nstreaming (stream: true), asyncio client in this process, {seconds}s per row")
             print(f"{'target':34} {'conns':>5} {'first p50':>9} {'first p99':>9} "
