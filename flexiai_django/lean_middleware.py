@@ -83,12 +83,26 @@ def housekeeping_only(signal: Signal, sender: type[Any]) -> bool:
 
     Anything else (a project's or another app's receiver) may touch the database and
     must run as Django runs it, in the request's thread. Unknown internals: ``False``.
+    The answer is kept until the signal's receivers change (asked twice per request).
     """
+    try:
+        connected = tuple(entry[0] for entry in signal.receivers)
+    except Exception:
+        return False
+    kept = _answers.get((signal, sender))
+    if kept is not None and kept[0] == connected:
+        return kept[1]
     try:
         sync, asynchronous = signal._live_receivers(sender)
     except Exception:
         return False
-    return not asynchronous and set(sync) <= _housekeeping()
+    answer = not asynchronous and set(sync) <= _housekeeping()
+    _answers[(signal, sender)] = (connected, answer)
+    return answer
+
+
+#: Per (signal, sender): the receivers' lookup keys when last asked, and the answer.
+_answers: dict[tuple[Signal, type[Any]], tuple[tuple[Any, ...], bool]] = {}
 
 
 def chain(paths: Sequence[str], innermost: GetResponse,

@@ -35,12 +35,13 @@ from flexiai_django.worker import worker_id
 logger = logging.getLogger("flexiai_django.requests")
 errors_logger = logging.getLogger("flexiai_django")
 REQUEST_ID = "X-Request-ID"
+REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 #: The status logged for a request whose client went away first (nginx's 499).
 CLIENT_CLOSED = 499
 
 
 def _request_id(request: HttpRequest) -> str:
-    given = request.headers.get(REQUEST_ID, "")
+    given = request.META.get(REQUEST_ID_META, "")  # not .headers: it parses them all
     return given if 0 < len(given) <= 128 and given.isprintable() else hex_id()
 
 

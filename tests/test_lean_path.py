@@ -58,6 +58,31 @@ async def test_an_api_key_call_takes_the_lean_path_without_a_thread(app, token):
     assert full.status == 200 and app.full._idle[-1]._threads
 
 
+
+async def test_a_projects_request_signal_receiver_runs_on_the_lean_path_too(app, token):
+    from django.core.signals import request_finished, request_started
+
+    await Exchange([BODY], [key_header(token)]).run(app)  # Django's housekeeping only
+    heard = []
+
+    def on_started(sender, **kwargs):
+        heard.append("started")
+
+    def on_finished(sender, **kwargs):
+        heard.append("finished")
+
+    request_started.connect(on_started)
+    request_finished.connect(on_finished)
+    try:
+        answered = await Exchange([BODY], [key_header(token)]).run(app)
+    finally:
+        request_started.disconnect(on_started)
+        request_finished.disconnect(on_finished)
+    assert answered.status == 200 and heard == ["started", "finished"]
+    await Exchange([BODY], [key_header(token)]).run(app)
+    assert heard == ["started", "finished"]  # gone with its receivers
+
+
 async def test_probes_take_the_lean_path(app):
     app.lean._idle.clear()
     live = await Exchange([b""], path="/health/live", method="GET").run(app)
