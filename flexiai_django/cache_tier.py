@@ -12,9 +12,12 @@ says whether it is working, for ``/health``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
-import weakref
+import queue
+import threading
+import time
 from typing import Any
 
 import orjson
@@ -24,6 +27,7 @@ from django.dispatch import receiver
 from flexiai_django import signals
 from flexiai_django.chat_types import ChatRequest, Completion, Message
 from flexiai_django.conf import get_settings
+from flexiai_django.process_local import PerProcess
 from flexiai_django.redis_outage import RedisOutage
 from flexiai_django.redis_reach import server_of
 
@@ -149,57 +153,67 @@ def remember(request: ChatRequest, provider: str, completion: Completion) -> Non
 
 
 MAX_PENDING_WRITES = 64
-#: How long the first answer of a batch waits for others before it is written: one
-#: Redis write costs about 0.1 ms of CPU here (``bench/README.md``), as much as the rest
-#: of a request's own work outside Django, and at one request at a time every answer
-#: used to pay for one.
+#: How long the first answer of a batch waits for others before the batch is written:
+#: one Redis write costs about 0.1 ms of CPU here (``bench/README.md``), as much as the
+#: rest of a request's own work outside Django, and at one request at a time every
+#: answer used to pay for one.
 WRITE_DELAY_SECONDS = 0.02
 
 
 class _Writer:
-    """One event loop's answer writes: batched, at most one batch in a worker thread.
+    """This process's answer writes, off the event loop: one thread, fed by a queue.
 
-    An answer waits in ``queued`` (the latest answer per key) up to
-    :data:`WRITE_DELAY_SECONDS`, or until the batch in flight is written, and goes with
-    the others in one ``set_many`` (one round trip to Redis) and one thread hand-off:
-    the writes cost a fraction of a hand-off per request instead of one each.
+    The thread takes an answer, waits :data:`WRITE_DELAY_SECONDS` for others, and writes
+    them all with one ``set_many`` (one round trip to Redis), the latest answer per key.
+    It outlives any one event loop, so the answers of a loop that ends with its request
+    (a sync caller through ``async_to_sync``, WSGI) are written too. When answers pile
+    up (a slow or dead cache), new ones are dropped rather than queued without bound.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queued: dict[str, dict[str, Any]] = {}
-        self.flight: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
+        self.pending = 0  # queued or being written
+        self.idle = threading.Condition()
+        self.hurry = False  # flush() asks: write without waiting for company
+        threading.Thread(target=self._run, name="flexiai-cache-writer", daemon=True).start()
 
     def add(self, key: str, value: dict[str, Any]) -> None:
-        if key not in self.queued and len(self.queued) >= MAX_PENDING_WRITES:
-            return  # a slow or dead cache: drop rather than queue without bound
-        self.queued[key] = value
-        self._schedule()
+        with self.idle:
+            if self.pending >= MAX_PENDING_WRITES:
+                return
+            self.pending += 1
+        self.queue.put((key, value))
 
-    def _schedule(self) -> None:
-        if self.flight is None and self.timer is None and self.queued:
-            self.timer = self.loop.call_later(WRITE_DELAY_SECONDS, self.start)
+    def _run(self) -> None:
+        while True:
+            batch = dict([self.queue.get()])
+            if not self.hurry:
+                time.sleep(WRITE_DELAY_SECONDS)
+            taken = 1
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    key, value = self.queue.get_nowait()
+                    batch[key] = value
+                    taken += 1
+            try:
+                _write_many(batch)
+            finally:
+                with self.idle:
+                    self.pending -= taken
+                    if not self.pending:
+                        self.idle.notify_all()
 
-    def start(self) -> None:
-        """Write what is queued now (the delay is up, or :func:`drain` asks)."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.flight is not None or not self.queued:
-            return
-        batch, self.queued = self.queued, {}
-        self.flight = self.loop.run_in_executor(None, _write_many, batch)
-        self.flight.add_done_callback(self._done)
-
-    def _done(self, future: asyncio.Future[None]) -> None:
-        self.flight = None
-        self._schedule()
+    def flush(self, timeout: float) -> bool:
+        """Wait until every answer added so far is written; False if ``timeout`` passed."""
+        with self.idle:
+            self.hurry = True
+            try:
+                return self.idle.wait_for(lambda: not self.pending, timeout)
+            finally:
+                self.hurry = False
 
 
-_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (
-    weakref.WeakKeyDictionary()
-)
+_writer = PerProcess(_Writer)
 
 
 def _write_many(batch: dict[str, dict[str, Any]]) -> None:
@@ -213,29 +227,21 @@ def _write_many(batch: dict[str, dict[str, Any]]) -> None:
 
 
 def remember_soon(request: ChatRequest, provider: str, completion: Completion) -> None:
-    """From async code: write in a worker thread and return at once.
+    """From async code: queue the write and return at once.
 
-    A fallback cache must never add latency to a good answer: the write is done by a
-    worker thread, batched with the answers of the next few milliseconds (see
-    :class:`_Writer`); if writes pile up (a slow or dead cache), new ones are dropped
-    rather than queued without bound.
+    A fallback cache must never add latency to a good answer: a thread of its own writes
+    it, batched with the answers of the next few milliseconds (see :class:`_Writer`).
     """
     if _cache() is None:
         return
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = _Writer(loop)
-    writer.add(cache_key(request), _pack(provider, completion))
+    _writer.get().add(cache_key(request), _pack(provider, completion))
 
 
-async def drain() -> None:
-    """Wait for writes started by :func:`remember_soon` (tests, graceful shutdown)."""
-    writer = _writers.get(asyncio.get_running_loop())
-    while writer is not None and (writer.flight is not None or writer.queued):
-        writer.start()
-        if writer.flight is not None:
-            await writer.flight
+async def drain(timeout: float = 10.0) -> None:
+    """Wait for the writes queued by :func:`remember_soon` (tests, graceful shutdown)."""
+    writer = _writer.peek()
+    if writer is not None:
+        await asyncio.to_thread(writer.flush, timeout)
 
 
 def recall(request: ChatRequest) -> dict[str, Any] | None:

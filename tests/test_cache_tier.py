@@ -8,65 +8,70 @@ import pytest
 from flexiai_django import cache_tier
 from flexiai_django.chat_types import ChatRequest, Completion
 
-pytestmark = [pytest.mark.django_db, pytest.mark.asyncio]
+pytestmark = pytest.mark.django_db
 
 
 def answer(i):
     return ChatRequest.build(f"question {i}"), "primary", Completion(f"answer {i}", "m")
 
 
-async def test_answers_close_together_go_in_one_batch(monkeypatch, flexiai_reset):
-    batches = []
-    write = cache_tier._write_many
-    monkeypatch.setattr(cache_tier, "_write_many", lambda b: (batches.append(len(b)), write(b)))
-    for i in range(10):
-        cache_tier.remember_soon(*answer(i))
-    await cache_tier.drain()
-    assert batches == [10]
-    for i in range(10):
-        assert cache_tier.recall(answer(i)[0])["content"] == f"answer {i}"
-
-
-async def test_an_answer_is_written_within_the_delay_without_anyone_asking(monkeypatch,
-                                                                          flexiai_reset):
-    written = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    write = cache_tier._write_many
-
-    def tracked(batch):
-        write(batch)
-        loop.call_soon_threadsafe(written.set)
-
-    monkeypatch.setattr(cache_tier, "_write_many", tracked)
-    cache_tier.remember_soon(*answer(1))
-    assert cache_tier.recall(answer(1)[0]) is None  # not yet: it waits for company
-    await asyncio.wait_for(written.wait(), timeout=5)
-    assert cache_tier.recall(answer(1)[0])["content"] == "answer 1"
-
-
-async def test_answers_that_arrive_during_a_write_go_in_the_next_batch(monkeypatch,
-                                                                       flexiai_reset):
-    batches = []
+def blocked_writes(monkeypatch):
+    """Hold the writer inside its first write until the returned event is set; the sizes
+    of the batches it writes are listed in ``batches``."""
+    batches: list[int] = []
     release = threading.Event()
     write = cache_tier._write_many
 
-    def slow(batch):
+    def held(batch):
         batches.append(len(batch))
         release.wait(10)
         write(batch)
 
-    monkeypatch.setattr(cache_tier, "_write_many", slow)
+    monkeypatch.setattr(cache_tier, "_write_many", held)
+    return batches, release
+
+
+@pytest.mark.asyncio
+async def test_answers_that_arrive_during_a_write_go_in_the_next_batch(monkeypatch,
+                                                                       flexiai_reset):
+    batches, release = blocked_writes(monkeypatch)
     cache_tier.remember_soon(*answer(0))
-    writer = cache_tier._writers[asyncio.get_running_loop()]
-    writer.start()  # the delay is up
-    for i in range(1, 6):
+    while not batches:  # the writer has taken the first answer and is writing it
+        await asyncio.sleep(0.001)
+    for i in range(1, 10):
         cache_tier.remember_soon(*answer(i))
     release.set()
     await cache_tier.drain()
-    assert batches == [1, 5]
-    assert cache_tier.recall(answer(5)[0])["content"] == "answer 5"
+    assert batches == [1, 9]
+    for i in range(10):
+        assert cache_tier.recall(answer(i)[0])["content"] == f"answer {i}"
 
 
+@pytest.mark.asyncio
+async def test_an_answer_is_written_soon_without_anyone_asking(monkeypatch, flexiai_reset):
+    written = threading.Event()
+    write = cache_tier._write_many
+    monkeypatch.setattr(cache_tier, "_write_many", lambda b: (write(b), written.set()))
+    cache_tier.remember_soon(*answer(1))
+    assert cache_tier.recall(answer(1)[0]) is None  # not yet: it waits for company
+    assert await asyncio.to_thread(written.wait, 5)
+    assert cache_tier.recall(answer(1)[0])["content"] == "answer 1"
+
+
+def test_an_answer_from_a_loop_that_ends_with_its_call_is_still_written(flexiai_reset):
+    """A sync caller (WSGI, Django's test client) runs the async path in an event loop
+    that ends with the call: the write must not depend on that loop."""
+    asyncio.run(asyncio.sleep(0))  # a loop of its own, as async_to_sync makes
+    asyncio.run(_remember_in_a_short_loop())
+    assert cache_tier._writer.get().flush(5)
+    assert cache_tier.recall(answer(7)[0])["content"] == "answer 7"
+
+
+async def _remember_in_a_short_loop():
+    cache_tier.remember_soon(*answer(7))
+
+
+@pytest.mark.asyncio
 async def test_the_latest_answer_for_a_key_wins(flexiai_reset):
     request, provider, _ = answer(0)
     for text in ("first", "second", "third"):
@@ -75,18 +80,20 @@ async def test_the_latest_answer_for_a_key_wins(flexiai_reset):
     assert cache_tier.recall(request)["content"] == "third"
 
 
+@pytest.mark.asyncio
 async def test_a_stuck_cache_drops_writes_instead_of_queueing_them(monkeypatch, flexiai_reset):
-    release = threading.Event()
-    monkeypatch.setattr(cache_tier, "_write_many", lambda batch: release.wait(10))
+    batches, release = blocked_writes(monkeypatch)
     for i in range(3 * cache_tier.MAX_PENDING_WRITES):
         cache_tier.remember_soon(*answer(i))
-    writer = cache_tier._writers[asyncio.get_running_loop()]
-    assert len(writer.queued) == cache_tier.MAX_PENDING_WRITES
+    writer = cache_tier._writer.get()
+    assert writer.pending == cache_tier.MAX_PENDING_WRITES
     release.set()
     await cache_tier.drain()
-    assert writer.flight is None and not writer.queued
+    assert writer.pending == 0
+    assert sum(batches) == cache_tier.MAX_PENDING_WRITES
 
 
+@pytest.mark.asyncio
 async def test_a_failing_cache_is_logged_not_raised(monkeypatch, caplog, flexiai_reset):
     from django.core.cache import caches
 
