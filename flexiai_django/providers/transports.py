@@ -9,6 +9,10 @@ at 32 concurrent calls through httpx's own transport (``bench/README.md``)::
 
     FLEXIAI = {"ASYNC_TRANSPORT": "flexiai_django.providers.transports.aiohttp_transport"}
 
+Whole (non-streaming) answers skip httpx's models and go straight through aiohttp
+(:meth:`AiohttpTransport.apost`, found by the adapters through
+:func:`flexiai_django.providers.clients.direct_post`); streams keep httpx's API.
+
 aiohttp's exceptions are raised as the httpx exceptions httpx's own transport raises in
 the same situation (``httpx-aiohttp`` maps some of them differently, e.g. a reset
 connection to ``ConnectTimeout``), so breakers, failover and error kinds do not depend
