@@ -259,6 +259,9 @@ def main() -> None:
                         help="py-spy one worker of each site for SECONDS under wrk at 32 "
                              "connections and print where its time goes, before the table")
     parser.add_argument("--no-table", action="store_true", help="skip the wrk table")
+    parser.add_argument("--litellm", action="store_true",
+                        help="add a LiteLLM proxy row (installs it into a throwaway venv "
+                             "under ~/.cache/flexiai-bench on first use: bench/_litellm.py)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the table N times over, targets in turn; print medians")
     args = parser.parse_args()
@@ -276,6 +279,7 @@ def main() -> None:
                                 stdout=subprocess.DEVNULL)
     redis = RedisServer().start()
     servers: list[Server] = []
+    stoppable: list[Any] = []  # LiteLLM, when asked for
     try:
         env = {"DJANGO_SETTINGS_MODULE": "flexiai_site.settings",
                "FLEXIAI_DB": str(tmp / "db.sqlite3"), "FLEXIAI_VAR_DIR": str(tmp),
@@ -320,12 +324,24 @@ def main() -> None:
                 assert reply.status_code == 200, reply.text
         overheads = [float(httpx.post(gateway, json=BODY, headers=auth, timeout=10)
                            .headers["X-FlexiAI-Overhead-Ms"]) for _ in range(200)]
+        litellm_rows: list[tuple[str, str, Path | None]] = []
+        if args.litellm:
+            from _litellm import LiteLLMProxy
+
+            litellm = LiteLLMProxy(direct.removesuffix("/chat/completions"), args.workers, tmp)
+            stoppable.append(litellm)
+            litellm_script = tmp / "litellm.lua"
+            litellm_script.write_text(LUA % (json.dumps({**BODY, "model": litellm.model}),
+                                             litellm.api_key))
+            litellm_rows.append((f"LiteLLM proxy {litellm.version}",
+                                 f"{litellm.url}/v1/chat/completions", litellm_script))
         targets = [("floor: bare Django view", f"{bare.url}/hello", None),
                    ("floor: bare view, pooled handler", f"{pooled.url}/hello", None),
                    ("floor: site GET /health/live", f"{site.url}/health/live", None),
                    ("upstream direct", direct, script),
                    ("gateway /v1/chat/completions", gateway, script),
-                   ("gateway, full stack (LEAN_PATHS=[])", full_gateway, script)]
+                   ("gateway, full stack (LEAN_PATHS=[])", full_gateway, script),
+                   *litellm_rows]
         command = " ".join(site.command[1:]).replace(f"127.0.0.1:{site.port}", "127.0.0.1:PORT")
         load = os.getloadavg()
         print(f"machine: {os.uname().machine}, {os.cpu_count()} cores; load average "
@@ -355,6 +371,10 @@ def main() -> None:
                       f"{g['rps'] / h['rps']:.0%} of /health/live; full stack "
                       f"{s['rps'] / f['rps']:.0%} of the bare view, lean/full "
                       f"{g['rps'] / s['rps']:.1f}x")
+                for name, _, _ in litellm_rows:
+                    lite = results[(name, connections)]
+                    print(f"  vs {name}: gateway req/s {g['rps'] / lite['rps']:.1f}x its, "
+                          f"p50 {g['p50']:.2f} ms against its {lite['p50']:.2f} ms")
                 if args.rounds > 1:
                     shares = [gr["rps"] / pr["rps"] for gr, pr in zip(
                         g["rounds"], p["rounds"], strict=True)]
@@ -381,7 +401,7 @@ def main() -> None:
         load = os.getloadavg()
         print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at end")
     finally:
-        for server in servers:
+        for server in [*servers, *stoppable]:
             server.stop()
         upstream.terminate()
         upstream.wait()
