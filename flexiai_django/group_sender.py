@@ -59,7 +59,8 @@ return {over, skipped, redis.call('ZRANGE', KEYS[1], 0, -1)}
 
 
 def covers(layer: BaseChannelLayer) -> bool:
-    """Whether :class:`GroupSender` sends for ``layer`` (else it uses ``group_send``)."""
+    """Whether :class:`GroupSender` sends, and :class:`.channel_reader.ChannelReader`
+    receives, for ``layer`` (else they use its ``group_send`` and ``receive``)."""
     try:
         from channels_redis.core import RedisChannelLayer
     except ImportError:
@@ -69,8 +70,8 @@ def covers(layer: BaseChannelLayer) -> bool:
 
 
 def _known_layout() -> bool:
-    """The queue keys and message format written here are channels-redis 4's: another
-    major version falls back to its own ``group_send``."""
+    """The queue keys and message format written here (and read by the listener) are
+    channels-redis 4's: another major version falls back to its own methods."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
