@@ -24,11 +24,18 @@ from flexiai_django.group_sender import covers
 
 
 class ChannelReader:
-    """Receives on process-local channels of one layer, from one event loop."""
+    """Receives on process-local channels of one layer, from one event loop.
+
+    The pop goes out on a connection of the layer's pool that the reader keeps, so a
+    message costs no pool hand-over and no retry wrapper (a third of its Python here);
+    on any error the connection is dropped and the error goes to the listener, which
+    reconnects.
+    """
 
     def __init__(self, layer: BaseChannelLayer) -> None:
         self.layer = layer
         self.lean = covers(layer)
+        self._held: tuple[Any, Any] | None = None  # (pool, connection)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if not self.lean or "!" not in channel:
@@ -39,11 +46,21 @@ class ChannelReader:
         # layer is its own, and what arrives there is meant for it (the same message
         # names all of its channels that are members, so it comes once).
         key = layer.prefix + layer.non_local_name(channel)
-        connection = layer.connection(0)
-        while True:
-            popped = await connection.bzpopmin(key, timeout=layer.brpop_timeout)
-            if popped is not None:
-                break
+        if self._held is None:
+            pool = layer.connection(0).connection_pool
+            self._held = (pool, await pool.get_connection())
+        pool, connection = self._held
+        try:
+            while True:
+                await connection.send_command("BZPOPMIN", key, layer.brpop_timeout)
+                popped = await connection.read_response()
+                if popped is not None:
+                    break
+        except BaseException:
+            self._held = None
+            await connection.disconnect(nowait=True)
+            await pool.release(connection)
+            raise
         message: dict[str, Any] = layer.deserialize(popped[1])
         message.pop("__asgi_channel__", None)
         return message
