@@ -193,9 +193,11 @@ class Listener:
             self.worker_stats[str(message.get("worker"))] = message
 
     def publish(self, message: dict[str, Any]) -> None:
-        """Fire and forget from any thread: the send runs on the listener's loop."""
+        """Fire and forget from any thread: the send runs on the listener's loop. It skips
+        this listener, whose process has the change already."""
         group = get_settings().CHANNEL_GROUP
-        future = asyncio.run_coroutine_threadsafe(self.sender.send(group, message), self.loop)
+        send = self.sender.send(group, message, skip=self.channel)
+        future = asyncio.run_coroutine_threadsafe(send, self.loop)
         self.sending.add(future)
         future.add_done_callback(self._sent)
 

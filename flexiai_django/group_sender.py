@@ -93,11 +93,14 @@ class GroupSender:
         self._members: dict[str, list[str]] = {}
         self._script: Any = None
 
-    async def send(self, group: str, message: dict[str, Any]) -> None:
+    async def send(self, group: str, message: dict[str, Any], *,
+                   skip: str | None = None) -> None:
+        """``skip``: a member channel not to send to (the sender's own listener, which has
+        what it publishes already); channels-redis's ``group_send`` sends to every member."""
         if not self.lean:
             await self.layer.group_send(group, message)
             return
-        delivered: set[str] = set()
+        delivered: set[str] = {skip} if skip else set()
         for _ in range(3):  # churn while we send: rare; after three tries it is at-most-once
             pending = [c for c in self._members.get(group, []) if c not in delivered]
             members, reached = await self._send(group, pending, message)
