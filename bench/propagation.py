@@ -313,10 +313,10 @@ def _time_sends() -> dict[float, tuple[float, float]]:
     original = getattr(owner, name)
     sends: dict[float, tuple[float, float]] = {}
 
-    async def timed(group: str, message: dict[str, Any]) -> None:
+    async def timed(group: str, message: dict[str, Any], **options: Any) -> None:
         started = time.time()
         try:
-            await original(group, message)
+            await original(group, message, **options)
         finally:
             sends[float(message.get("sent_at", 0))] = (started, time.time())
 

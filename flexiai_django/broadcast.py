@@ -3,7 +3,8 @@
 Each worker process runs one listener: a daemon thread with its own event loop and its
 own channel-layer instance (channels-redis allows one receiving loop per instance, and
 the ASGI server's loop may be receiving for WebSocket consumers). It joins the group,
-applies events newer than its snapshots, re-joins well before ``group_expiry``,
+applies events newer than its snapshots (read off its queue with one blocking pop,
+:mod:`flexiai_django.channel_reader`), re-joins well before ``group_expiry``,
 re-reads shared state every ``RESYNC_SECONDS`` and after any reconnect, and reconnects
 with backoff. It starts lazily on first use and again after a fork (the pid changes),
 so it works under gunicorn (sync or uvicorn workers), daphne and runserver alike,
@@ -36,6 +37,7 @@ from django.dispatch import receiver
 from flexiai_django import first_tokens, process_role, provider_cache, recent_calls, signals
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState
+from flexiai_django.channel_reader import ChannelReader
 from flexiai_django.conf import get_settings
 from flexiai_django.group_sender import GroupSender
 from flexiai_django.worker import worker_id
@@ -68,6 +70,7 @@ class Listener:
         self.loop = asyncio.new_event_loop()
         self.layer: BaseChannelLayer = channel_layers.make_backend(get_settings().CHANNEL_LAYER)
         self.sender = GroupSender(self.layer)
+        self.reader = ChannelReader(self.layer)
         self.sending: set[concurrent.futures.Future[None]] = set()
         self.ready = threading.Event()
         self.connected = False
@@ -106,7 +109,7 @@ class Listener:
                 await self.loop.run_in_executor(None, get_store().refresh)
                 backoff = 0.1
                 while True:
-                    message = await self.layer.receive(channel)
+                    message = await self.reader.receive(channel)
                     self.handle(message)
             except Exception as exc:
                 if self.connected:
@@ -190,9 +193,11 @@ class Listener:
             self.worker_stats[str(message.get("worker"))] = message
 
     def publish(self, message: dict[str, Any]) -> None:
-        """Fire and forget from any thread: the send runs on the listener's loop."""
+        """Fire and forget from any thread: the send runs on the listener's loop. It skips
+        this listener, whose process has the change already."""
         group = get_settings().CHANNEL_GROUP
-        future = asyncio.run_coroutine_threadsafe(self.sender.send(group, message), self.loop)
+        send = self.sender.send(group, message, skip=self.channel)
+        future = asyncio.run_coroutine_threadsafe(send, self.loop)
         self.sending.add(future)
         future.add_done_callback(self._sent)
 

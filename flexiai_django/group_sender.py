@@ -59,7 +59,8 @@ return {over, skipped, redis.call('ZRANGE', KEYS[1], 0, -1)}
 
 
 def covers(layer: BaseChannelLayer) -> bool:
-    """Whether :class:`GroupSender` sends for ``layer`` (else it uses ``group_send``)."""
+    """Whether :class:`GroupSender` sends, and :class:`.channel_reader.ChannelReader`
+    receives, for ``layer`` (else they use its ``group_send`` and ``receive``)."""
     try:
         from channels_redis.core import RedisChannelLayer
     except ImportError:
@@ -69,8 +70,8 @@ def covers(layer: BaseChannelLayer) -> bool:
 
 
 def _known_layout() -> bool:
-    """The queue keys and message format written here are channels-redis 4's: another
-    major version falls back to its own ``group_send``."""
+    """The queue keys and message format written here (and read by the listener) are
+    channels-redis 4's: another major version falls back to its own methods."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -92,11 +93,14 @@ class GroupSender:
         self._members: dict[str, list[str]] = {}
         self._script: Any = None
 
-    async def send(self, group: str, message: dict[str, Any]) -> None:
+    async def send(self, group: str, message: dict[str, Any], *,
+                   skip: str | None = None) -> None:
+        """``skip``: a member channel not to send to (the sender's own listener, which has
+        what it publishes already); channels-redis's ``group_send`` sends to every member."""
         if not self.lean:
             await self.layer.group_send(group, message)
             return
-        delivered: set[str] = set()
+        delivered: set[str] = {skip} if skip else set()
         for _ in range(3):  # churn while we send: rare; after three tries it is at-most-once
             pending = [c for c in self._members.get(group, []) if c not in delivered]
             members, reached = await self._send(group, pending, message)

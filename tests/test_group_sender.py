@@ -111,3 +111,21 @@ async def test_an_empty_group_costs_one_call_and_other_layers_use_their_own_send
     await memory.group_add(group, channel)
     await GroupSender(memory).send(group, MESSAGE)
     assert await memory.receive(channel) == MESSAGE
+
+
+@pytest.mark.asyncio
+async def test_the_skipped_member_gets_nothing_and_the_others_get_it_in_the_same_call(group):
+    """A worker's listener is skipped by its own process's sends: it has the change."""
+    own_layer, layer = (channel_layers.make_backend("default") for _ in range(2))
+    own = await joined(own_layer, group)
+    others = [await joined(layer, group), await joined(layer, group)]
+    sender = GroupSender(channel_layers.make_backend("default"))
+    await sender.send(group, MESSAGE, skip=own)  # learns the members
+    sent = sender.round_trips
+
+    await sender.send(group, {**MESSAGE, "name": "llm:w"}, skip=own)
+
+    assert sender.round_trips == sent + 1
+    for channel in others:
+        assert [(await received(layer, channel))["name"] for _ in range(2)] == ["llm:x", "llm:w"]
+    assert queued(own_layer, own) == 0
