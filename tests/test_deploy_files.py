@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
 GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
 
 
@@ -307,3 +308,18 @@ def test_k8s_sentinel_patch_sets_only_settings_the_site_reads():
     names = [e["name"] for e in container["env"]]
     assert {"REDIS_SENTINELS", "REDIS_URL"} <= set(names)
     assert all(read_by_settings(name) for name in names)
+
+
+def test_the_readmes_redis_acl_allows_every_command_our_scripts_run():
+    """A deployment that copies the README's ACL line must not have a Lua script's command
+    refused mid-request (HVALS and ZRANGEBYSCORE once were)."""
+    readme = (ROOT / "README.md").read_text()
+    rule = re.search(r"^user flexiai on .*$", readme, re.M)
+    assert rule is not None
+    allowed = {word[1:] for word in rule.group(0).split() if word.startswith("+")}
+    called = set()
+    for module in (ROOT / "flexiai_django").rglob("*.py"):
+        called |= {c.lower() for c in re.findall(r"redis\.call\(\s*['\"](\w+)['\"]",
+                                                 module.read_text())}
+    assert called, "no script found: the pattern is stale"
+    assert called <= allowed, sorted(called - allowed)

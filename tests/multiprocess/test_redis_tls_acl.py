@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.slow]
 # (flexiai:*), django-redis (:1:*, its default KEY_PREFIX and version), channels-redis (asgi*).
 ACL_RULE = ("flexiai on >{password} resetkeys ~flexiai:* ~:1:* ~asgi* resetchannels -@all "
             "+ping +hello +time +get +set +del +exists +expire +pexpire "
-            "+mget +hget +hmget +hgetall +hset +hdel +hincrby +hkeys +sadd +smembers "
-            "+zadd +zrange +zscore "
+            "+mget +hget +hmget +hgetall +hvals +hset +hdel +hincrby +hkeys +sadd +smembers "
+            "+zadd +zrange +zrangebyscore +zscore "
             "+zrem +zcard +zcount +zpopmin +bzpopmin +zremrangebyscore +eval +evalsha "
             "+script|load +multi +exec")
 PASSWORD = secrets.token_urlsafe(16)
