@@ -140,10 +140,17 @@ async def _stream_once(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
-    assert b"chunked" in head.lower(), head  # SSE: chunked, ends with the 0-size chunk
+    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    # The gateway's SSE is chunked and ends with the 0-size chunk; the raw upstream sends
+    # its canned events with a Content-Length.
+    assert length or b"chunked" in head.lower(), head
+
+    def complete(body: bytes) -> bool:
+        return len(body) >= int(length.group(1)) if length else body.endswith(b"\r\n0\r\n\r\n")
+
     first = 0.0
     body = b""
-    while not body.endswith(b"\r\n0\r\n\r\n"):
+    while not complete(body):
         body += await reader.read(65536)
         if not first and b"data: " in body:
             first = time.perf_counter()
