@@ -28,24 +28,10 @@ from flexiai_django.broadcast import PROVIDERS_EVENT, Listener
 from flexiai_django.channel_reader import ChannelReader
 from flexiai_django.group_sender import GroupSender
 from flexiai_django.testing.redis_server import RedisServer
+from tests.test_group_sender import joined
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = {"type": "flexiai.breaker", "name": "llm:x", "state": {"version": 1}}
-
-
-@pytest.fixture
-def group():
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete(f"asgi:group:{name}")
-    client.close()
-
-
-async def joined(layer, group):
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    return channel
 
 
 @pytest.mark.asyncio

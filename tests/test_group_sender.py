@@ -6,7 +6,6 @@ member receives, how many calls to Redis a send took, and who gets nothing.
 
 import asyncio
 import os
-import uuid
 
 import pytest
 import redis
@@ -15,15 +14,6 @@ from channels.layers import InMemoryChannelLayer, channel_layers
 from flexiai_django.group_sender import GroupSender, covers
 
 MESSAGE = {"type": "flexiai.breaker", "name": "llm:x", "state": {"version": 3}}
-
-
-@pytest.fixture
-def group():
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete(f"asgi:group:{name}")
-    client.close()
 
 
 async def joined(layer, group):
