@@ -12,6 +12,7 @@ says whether it is working, for ``/health``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import hashlib
 import os
@@ -237,11 +238,20 @@ def remember_soon(request: ChatRequest, provider: str, completion: Completion) -
     _writer.get().add(cache_key(request), _pack(provider, completion))
 
 
-async def drain(timeout: float = 10.0) -> None:
-    """Wait for the writes queued by :func:`remember_soon` (tests, graceful shutdown)."""
+def flush(timeout: float = 10.0) -> bool:
+    """Wait for the writes queued by :func:`remember_soon` (tests, graceful shutdown);
+    False if ``timeout`` passed first."""
     writer = _writer.peek()
-    if writer is not None:
-        await asyncio.to_thread(writer.flush, timeout)
+    return writer is None or writer.flush(timeout)
+
+
+async def drain(timeout: float = 10.0) -> None:
+    """:func:`flush` from async code."""
+    await asyncio.to_thread(flush, timeout)
+
+
+# A worker that exits normally writes what it still holds (at most the last 20 ms).
+atexit.register(flush, 1.0)
 
 
 def recall(request: ChatRequest) -> dict[str, Any] | None:

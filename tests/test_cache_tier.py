@@ -63,7 +63,7 @@ def test_an_answer_from_a_loop_that_ends_with_its_call_is_still_written(flexiai_
     that ends with the call: the write must not depend on that loop."""
     asyncio.run(asyncio.sleep(0))  # a loop of its own, as async_to_sync makes
     asyncio.run(_remember_in_a_short_loop())
-    assert cache_tier._writer.get().flush(5)
+    assert cache_tier.flush(5)
     assert cache_tier.recall(answer(7)[0])["content"] == "answer 7"
 
 

@@ -78,12 +78,16 @@ def flexiai_reset() -> Iterator[None]:
     """Fresh breaker state, provider snapshot, answer cache and stats around a test."""
     from django.core.cache import caches
 
-    from flexiai_django import cache_tier, provider_cache, recent_calls, redis_reach
+    from flexiai_django import cache_tier, history, provider_cache, recent_calls, redis_reach
     from flexiai_django.breakers import get_store
     from flexiai_django.conf import get_settings
     from flexiai_django.session_store import SessionsUnavailable, get_sessions
 
     def clear() -> None:
+        # Writes queued by the last test land before anything is cleared, not in the
+        # next test's cache, nor in its database while it is being flushed.
+        cache_tier.flush()
+        history.flush()
         get_store().clear()
         with contextlib.suppress(SessionsUnavailable):  # a test broke Redis on purpose
             get_sessions().clear()
