@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flexiai_django.testing.redis_server import free_port  # noqa: E402
+from flexiai_django.testing.servers import stop_process_group  # noqa: E402
 
 #: Newest release whose ``[proxy]`` extra installs from the index here (1.108.8 and later
 #: pin litellm-enterprise/litellm-proxy-extras/litellm-proxy builds that are not on it).
@@ -135,13 +136,7 @@ class LiteLLMProxy:
         raise RuntimeError(f"litellm did not answer within {timeout:.0f} s, see {self.log_path}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
+        stop_process_group(self.process, timeout=15)
         with contextlib.suppress(ProcessLookupError):  # multiprocessing's resource tracker
             os.killpg(self.process.pid, 9)
         self._log.close()

@@ -47,7 +47,11 @@ sys.path.insert(0, str(ROOT))
 import _profile  # noqa: E402
 
 from flexiai_django.testing.redis_server import RedisServer, free_port  # noqa: E402
-from flexiai_django.testing.servers import manage, server_command  # noqa: E402
+from flexiai_django.testing.servers import (  # noqa: E402
+    manage,
+    server_command,
+    stop_process_group,
+)
 
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "hello there gateway"}]}
 LUA = """wrk.method = "POST"
@@ -123,13 +127,7 @@ class Server:
         raise RuntimeError(f"{app} did not answer within 60 s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
+        stop_process_group(self.process)
         self.log.close()
 
 

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -84,13 +85,8 @@ class ServerProcess:
         return [int(pid) for pid in out.split()]
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process:
+            stop_process_group(self.process)
         self.log.close()
 
     def __enter__(self) -> ServerProcess:
@@ -98,6 +94,18 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_process_group(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its group (a server
+    and its workers), SIGKILL after ``timeout`` seconds."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def collect_workers(client: httpx.Client, url: str, expected: int,
