@@ -48,7 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flexiai_django.testing.redis_server import free_port  # noqa: E402
-from flexiai_django.testing.servers import stop_process_group  # noqa: E402
+from flexiai_django.testing.servers import (  # noqa: E402
+    stop_process_group,
+    wait_until_answering,
+)
 
 #: Newest release whose ``[proxy]`` extra installs from the index here (1.108.8 and later
 #: pin litellm-enterprise/litellm-proxy-extras/litellm-proxy builds that are not on it).
@@ -119,21 +122,17 @@ class LiteLLMProxy:
 
     def _wait(self, timeout: float) -> float:
         """Seconds until a real chat completion comes back 200 (first start is slow)."""
-        started = time.monotonic()
         body = {"model": self.model, "messages": [{"role": "user", "content": "ping"}]}
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"litellm exited at start, see {self.log_path}")
-            try:
-                if httpx.post(self.url + "/v1/chat/completions", json=body, timeout=5,
-                              headers={"Authorization": f"Bearer {self.api_key}"}
-                              ).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"litellm did not answer within {timeout:.0f} s, see {self.log_path}")
+        try:
+            return wait_until_answering(
+                self.process,
+                lambda: httpx.post(self.url + "/v1/chat/completions", json=body, timeout=5,
+                                   headers={"Authorization": f"Bearer {self.api_key}"}),
+                name="litellm", timeout=timeout, interval=0.5,
+                details=lambda: f", see {self.log_path}")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         stop_process_group(self.process, timeout=15)

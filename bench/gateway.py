@@ -51,6 +51,7 @@ from flexiai_django.testing.servers import (  # noqa: E402
     manage,
     server_command,
     stop_process_group,
+    wait_until_answering,
 )
 
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "hello there gateway"}]}
@@ -113,18 +114,12 @@ class Server:
         self.process = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT,
                                         stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{app} exited at start, see {self.log.name}")
-            try:
-                if httpx.get(self.url + probe, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{app} did not answer within 60 s")
+        try:
+            wait_until_answering(self.process, lambda: httpx.get(self.url + probe, timeout=1),
+                                 name=app, timeout=60, details=lambda: f", see {self.log.name}")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         stop_process_group(self.process)

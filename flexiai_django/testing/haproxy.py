@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +20,7 @@ import httpx
 
 from flexiai_django.testing.proxy_process import ProxyProcess
 from flexiai_django.testing.redis_server import free_port
+from flexiai_django.testing.servers import wait_until_answering
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
 INSTALL_HINT = "apt-get install -y haproxy"
@@ -64,17 +64,10 @@ class HAProxy(ProxyProcess):
             # -db: foreground, no daemon; -W is not needed for one process.
             self.process = subprocess.Popen([binary, "-db", "-f", str(self._config)],
                                             stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"haproxy exited: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"haproxy did not answer within {timeout}s: {self.output()}")
+        wait_until_answering(self.process, lambda: httpx.get(f"{self.url}/health/live", timeout=1),
+                             name="haproxy", timeout=timeout, interval=0.05,
+                             details=lambda: ": " + self.output())
+        return self
 
     def output(self) -> str:
         """HAProxy's log: one line per request, and its servers going up and down."""

@@ -23,6 +23,7 @@ import httpx
 
 from flexiai_django.testing.proxy_process import ProxyProcess
 from flexiai_django.testing.redis_server import free_port
+from flexiai_django.testing.servers import wait_until_answering
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 INSTALL_HINT = "apt-get install -y nginx"
@@ -84,16 +85,10 @@ class NginxProxy(ProxyProcess):
         main = self._main_config()
         self.process = subprocess.Popen([binary, "-p", str(self._dir), "-c", str(main)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.errors()}")
-            try:
-                httpx.get(f"{self.url}/health/live", timeout=1)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError(f"nginx did not answer within {timeout}s: {self.errors()}")
+        wait_until_answering(self.process, lambda: httpx.get(f"{self.url}/health/live", timeout=1),
+                             name="nginx", timeout=timeout, interval=0.05, any_status=True,
+                             details=lambda: ": " + self.errors())
+        return self
 
     def set_down(self, upstream: str, down: bool = True) -> None:
         """Mark an upstream server ``down`` (or not) and reload, as an operator takes an

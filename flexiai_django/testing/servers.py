@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +62,14 @@ class ServerProcess:
         self.process = subprocess.Popen(
             server_command(self.kind, self.port, self.workers, self.asgi_app), env=self._env,
             cwd=self._cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited at start:\n{self.output()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.kind} did not answer within {timeout}s")
+        try:
+            wait_until_answering(
+                self.process, lambda: httpx.get(f"{self.url}/health/live", timeout=1),
+                name=self.kind, timeout=timeout, details=lambda: ":\n" + self.output()[-3000:])
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def worker_pids(self) -> list[int]:
         """Child processes of the server (gunicorn workers); the server itself for daphne."""
@@ -94,6 +90,27 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_until_answering(process: subprocess.Popen[Any],
+                         ask: Callable[[], httpx.Response], *, name: str, timeout: float,
+                         details: Callable[[], str] = str, interval: float = 0.1,
+                         any_status: bool = False) -> float:
+    """Call ``ask()`` every ``interval`` until it gets a 200 (any reply with
+    ``any_status``): the seconds that took. ``RuntimeError`` naming ``name`` (and
+    ``details()``, e.g. its log) if ``process`` exits first or ``timeout`` passes."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited at start{details()}")
+        try:
+            reply: httpx.Response | None = ask()
+        except httpx.TransportError:
+            reply = None
+        if reply is not None and (any_status or reply.status_code == 200):
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise RuntimeError(f"{name} did not answer within {timeout:g}s{details()}")
 
 
 def stop_process_group(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
