@@ -22,7 +22,6 @@ loop never raises into the worker, and logs only provider names and error kinds.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -33,13 +32,14 @@ from typing import Any, Protocol
 from django.db import close_old_connections
 from django.dispatch import receiver
 
-from flexiai_django import metrics, signals
+from flexiai_django import metrics, process_role, signals
 from flexiai_django.breakers import get_store
 from flexiai_django.breakers.state import BreakerState, State
 from flexiai_django.breakers.store import BreakerStore
 from flexiai_django.chat_types import ChatRequest, Message
 from flexiai_django.conf import get_settings
 from flexiai_django.errors import ProviderError
+from flexiai_django.process_local import PerProcess
 from flexiai_django.provider_cache import get_providers
 from flexiai_django.providers import get_adapter
 from flexiai_django.providers.base import ProviderConfig
@@ -167,7 +167,6 @@ class Runner:
     def __init__(self, prober: Ticking | None = None,
                  interval: Callable[[], float | None] = _active_probe_seconds,
                  name: str = "flexiai-prober", label: str = "active prober") -> None:
-        self.pid = os.getpid()
         self.prober: Ticking = prober or Prober()
         self._interval = interval
         self._label = label
@@ -196,30 +195,29 @@ class Runner:
             self._stop.wait(self.prober.wait(interval))
 
 
-_runner: Runner | None = None
-_lock = threading.Lock()
+def _build() -> Runner:
+    return Runner().start()
+
+
+_runner: PerProcess[Runner] = PerProcess(_build)
 
 
 def start() -> Runner:
     """This process's prober, started once per process (again in a forked child)."""
-    global _runner
-    with _lock:
-        if _runner is None or _runner.pid != os.getpid():
-            _runner = Runner().start()
-        return _runner
+    return _runner.get()
 
 
 def stop(timeout: float = 1.0) -> None:
     """Stop this process's prober (a worker shutting down: gunicorn's ``worker_exit``, ASGI
     lifespan). A probe in flight is not waited for beyond ``timeout``: the thread is a
     daemon, and the lease it holds ends by itself."""
-    global _runner
-    with _lock:
-        runner, _runner = _runner, None
-    if runner is not None and runner.pid == os.getpid():
+    runner = _runner.peek()
+    _runner.reset()
+    if runner is not None:
         runner.stop(timeout)
 
 
 @receiver(signals.store_ready, dispatch_uid="flexiai-active-prober")
 def _start_with_the_store(**kwargs: Any) -> None:
-    start()
+    if process_role.runs_probers():
+        start()

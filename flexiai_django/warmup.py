@@ -21,7 +21,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from flexiai_django import metrics, signals
+from flexiai_django import metrics, process_role, signals
 from flexiai_django.active_probes import (
     IDLE_SECONDS,
     ProbeCall,
@@ -141,4 +141,5 @@ def stop(timeout: float = 1.0) -> None:
 
 @receiver(signals.store_ready, dispatch_uid="flexiai-warmup-prober")
 def _start_with_the_store(**kwargs: Any) -> None:
-    start()
+    if process_role.runs_probers():
+        start()

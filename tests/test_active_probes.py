@@ -6,14 +6,16 @@ the probe itself is a real call to the fake upstream.
 """
 
 import logging
+import threading
 import time
 
 import pytest
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from flexiai_django import active_probes, provider_cache
+from flexiai_django import active_probes, process_role, provider_cache, signals, warmup
 from flexiai_django.active_probes import Prober, Runner, call_provider, wake_delay
+from flexiai_django.breakers import get_store
 from flexiai_django.breakers.memory import LocalBreakerStore
 from flexiai_django.breakers.state import BreakerConfig, State
 from flexiai_django.providers.base import ProviderConfig
@@ -238,8 +240,6 @@ def test_the_thread_closes_a_recovered_breaker_and_stops_cleanly(fake_upstream, 
     make_provider("primary")
     config = provider_cache.get_providers()[0]
     with override_settings(FLEXIAI={**settings.FLEXIAI, "ACTIVE_PROBE_SECONDS": 0.2}):
-        from flexiai_django.breakers import get_store
-
         store = get_store()
         trip(store, config)
         runner = Runner(Prober(providers=lambda: [config])).start()
@@ -280,8 +280,6 @@ def test_the_thread_survives_a_failing_pass(caplog, clock):
 
 @pytest.mark.django_db
 def test_circuit_breakers_json_shows_the_last_probe_and_the_probes_sent(client, clock):
-    from flexiai_django.breakers import get_store
-
     p = provider("primary")
     trip(get_store(), p)
     Prober(providers=lambda: [p], call=Upstream(clock, ["failed"])).tick(5)
@@ -310,4 +308,38 @@ def test_asgi_lifespan_shutdown_stops_this_process_s_prober():
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     runner.thread.join(2)
     assert not runner.thread.is_alive()
-    assert active_probes.start() is not runner  # a later store build starts a fresh one
+    again = active_probes.start()
+    assert again is not runner  # a later store build starts a fresh one
+    active_probes.stop()
+    assert not again.thread.is_alive()
+
+
+def _probers_alive():
+    return sorted(t.name for t in threading.enumerate()
+                  if t.name in ("flexiai-prober", "flexiai-warmup") and t.is_alive())
+
+
+@pytest.mark.parametrize(("command", "held", "started"), [
+    (None, False, True),  # a server (gunicorn, uvicorn, daphne) building its store
+    ("runserver", False, True),
+    ("shell", False, False),  # a one-off command has nothing to keep healthy
+    (None, True, False),  # a test process under the pytest plugin
+])
+def test_building_the_store_starts_the_probers_only_in_a_serving_process(
+        command, held, started, monkeypatch):
+    monkeypatch.setattr(process_role, "_command", command)
+    monkeypatch.setattr(process_role, "_probers_held", int(held))
+    try:
+        signals.store_ready.send(sender=LocalBreakerStore, store=get_store())  # a new store
+        assert _probers_alive() == (["flexiai-prober", "flexiai-warmup"] if started else [])
+    finally:
+        active_probes.stop()
+        warmup.stop()
+    assert _probers_alive() == []
+
+
+def test_the_plugin_holds_the_probers_for_the_whole_test_session():
+    assert not process_role.runs_probers()
+    with override_settings(FLEXIAI={"ACTIVE_PROBE_SECONDS": 5.0}):
+        get_store()
+    assert _probers_alive() == []

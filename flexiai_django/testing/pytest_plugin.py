@@ -9,6 +9,9 @@ Load with ``-p flexiai_django.testing.pytest_plugin`` (addopts) or ``pytest_plug
   Ollama APIs, with fault injection; reset before every test.
 * ``make_provider``: Provider rows pointing at a fake-upstream scope.
 * ``flexiai_reset``: fresh breakers, provider cache and answer cache.
+* The deployment's background probers (active and warm-up) do not start by themselves in
+  the test process: their calls would reach the fake upstream at moments no test chose.
+  A test of probing starts its own ``Runner`` (or ``active_probes.start()``).
 * ``api_token``: a ``chat``-scoped API key's token (needs the database).
 * Browser (:mod:`flexiai_django.testing.browser`): ``chromium_executable``, ``chromium``
   (a headless Browser, one per test module), ``browser_context`` and ``browser_page``
@@ -59,6 +62,16 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _throwaway is not None:
         _throwaway.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flexiai_probers_held() -> Iterator[None]:
+    from flexiai_django import active_probes, process_role, warmup
+
+    with process_role.probers_held():
+        active_probes.stop()  # started while settings were imported, if a store was built
+        warmup.stop()
+        yield
 
 
 @pytest.fixture(scope="session")
