@@ -24,6 +24,10 @@ import httpx
 from flexiai_django.testing.servers import ServerProcess
 
 _UNANSWERED = "unanswered: "
+#: What a client sees when a proxy closes a kept-alive connection its request went out
+#: on: a clean close, or a reset when the request's bytes were still unread in the
+#: socket (the kernel answers a close with unread data by RST).
+_CLOSED_UNANSWERED = (httpx.RemoteProtocolError, httpx.ReadError)
 
 __all__ = ["Outcome", "Restarted", "Traffic", "restart", "rolling_restart"]
 
@@ -101,8 +105,8 @@ class Traffic:
     def _loop(self, send: Callable[[httpx.Client], Outcome]) -> None:
         """One client on kept-alive connections. A connection the proxy closed before any
         answer (an nginx reload ends its old workers' kept-alive connections; one may
-        close just as a request goes out on it) is sent again once, on a new connection,
-        as HTTP clients and the openai SDK do: the proxy never read it."""
+        close just as a request goes out on it, seen as a close or a reset) is sent again
+        once, on a new connection, as the openai SDK does: the proxy never read it."""
         headers = {"authorization": f"Bearer {self.token}"}
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
             while not self._stop.is_set():
@@ -117,7 +121,7 @@ class Traffic:
         try:
             response = client.post("/v1/chat/completions", json={
                 "model": "auto", "messages": [{"role": "user", "content": prompt}]})
-        except httpx.RemoteProtocolError as exc:
+        except _CLOSED_UNANSWERED as exc:
             return Outcome("plain", False, time.monotonic() - started, started,
                            detail=f"{_UNANSWERED}{exc!r}")
         except httpx.HTTPError as exc:
@@ -152,7 +156,7 @@ class Traffic:
         except httpx.HTTPError as exc:
             self._streaming.pop(threading.get_ident(), None)
             unanswered = _UNANSWERED if (
-                status == 0 and isinstance(exc, httpx.RemoteProtocolError)) else ""
+                status == 0 and isinstance(exc, _CLOSED_UNANSWERED)) else ""
             return Outcome("stream", False, time.monotonic() - started, started, worker,
                            f"{unanswered}{status} after {text!r}: {exc!r}")
         self._streaming.pop(threading.get_ident(), None)
