@@ -211,8 +211,7 @@ def stop(timeout: float = 1.0) -> None:
     """Stop this process's prober (a worker shutting down: gunicorn's ``worker_exit``, ASGI
     lifespan). A probe in flight is not waited for beyond ``timeout``: the thread is a
     daemon, and the lease it holds ends by itself."""
-    runner = _runner.peek()
-    _runner.reset()
+    runner = _runner.pop()
     if runner is not None:
         runner.stop(timeout)
 

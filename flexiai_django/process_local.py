@@ -54,3 +54,10 @@ class PerProcess(Generic[T]):
     def reset(self) -> None:
         with self._lock:
             self._held = None
+
+    def pop(self) -> T | None:
+        """Drop the value, returning it if this process built it (to be stopped: a value
+        inherited across a fork belongs to the parent)."""
+        with self._lock:
+            held, self._held = self._held, None
+        return held[1] if held is not None and held[0] == os.getpid() else None

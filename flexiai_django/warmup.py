@@ -133,8 +133,7 @@ def start() -> Runner:
 
 def stop(timeout: float = 1.0) -> None:
     """Stop this process's warm-up prober (a worker shutting down)."""
-    runner = _runner.peek()
-    _runner.reset()
+    runner = _runner.pop()
     if runner is not None:
         runner.stop(timeout)
 
